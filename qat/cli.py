@@ -10,8 +10,8 @@ import importlib
 import pkgutil
 import sys
 
-from qat import commands
 from hwsim.errors import UserError
+from qat import commands
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,217 @@
+"""`qat train`: float pre-training, or quantization-aware fine-tuning from a float checkpoint.
+
+Place in the flow: the first step. Writes ``OUT/checkpoint.pt`` (every epoch), ``OUT/best.pt``
+(best test top-1) and ``OUT/metrics.csv``; ``qat eval`` and ``qat export`` read the checkpoints.
+
+    qat train --model resnet20 --epochs 200 --out runs/float --data cifar-10-batches-py
+    qat train --model resnet20 --quant configs/quant/pact_a4w4.yaml --init runs/float/best.pt \\
+              --epochs 60 --out runs/pact4 --data cifar-10-batches-py
+    qat train --out runs/pact4 --resume --epochs 60 --data cifar-10-batches-py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from hwsim.errors import UserError
+from qat.checkpoint import (
+    load_matching_weights,
+    make_payload,
+    model_from_payload,
+    read_checkpoint,
+    save_checkpoint,
+)
+from qat.config import QuantConfig, load_config
+from qat.data import Normalization, add_data_arguments, make_loader, resolve_data
+from qat.models import MODEL_NAMES, build_model
+from qat.train import (
+    SCHEDULES,
+    RunState,
+    TrainConfig,
+    fit,
+    make_optimizer,
+    make_scheduler,
+    resolve_device,
+    write_metrics_csv,
+)
+
+HELP = "train a CIFAR-10 model: float pre-training, or QAT fine-tuning from a float checkpoint (--init)"
+DEFAULT_MODEL = "resnet20"
+FLOAT_LR = 0.1
+FINETUNE_LR = 0.01
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model", choices=MODEL_NAMES, default=None, help=f"network (default: {DEFAULT_MODEL})"
+    )
+    parser.add_argument(
+        "--quant", metavar="CFG.yaml", help="quantization config (configs/quant/); default: float"
+    )
+    parser.add_argument(
+        "--init", metavar="CKPT", help="start from this checkpoint's weights (e.g. the float best.pt)"
+    )
+    parser.add_argument(
+        "--epochs", type=int, required=True, help="number of epochs (the total, also with --resume)"
+    )
+    parser.add_argument(
+        "--out", required=True, metavar="DIR", help="run directory for checkpoints and metrics.csv"
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its checkpoint.pt"
+    )
+    parser.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help=f"initial learning rate (default: {FLOAT_LR}, or {FINETUNE_LR} with --init)",
+    )
+    parser.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default: 0.9)")
+    parser.add_argument("--weight-decay", type=float, default=5e-4, help="SGD weight decay (default: 5e-4)")
+    parser.add_argument("--schedule", choices=SCHEDULES, default="cosine", help="learning-rate schedule")
+    parser.add_argument(
+        "--milestones",
+        type=int,
+        nargs="+",
+        default=(),
+        metavar="EPOCH",
+        help="multistep: epochs where the lr is multiplied by --gamma (default: 50%% and 75%%)",
+    )
+    parser.add_argument("--gamma", type=float, default=0.1, help="multistep decay factor (default: 0.1)")
+    parser.add_argument("--batch-size", type=int, default=128, help="batch size (default: 128)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of initialization, shuffling, augmentation")
+    parser.add_argument("--workers", type=int, default=0, help="data-loader worker processes (default: 0)")
+    add_data_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    device = resolve_device(args.device)
+    source = resolve_data(args)
+    out = Path(args.out)
+    ckpt_path = out / "checkpoint.pt"
+
+    if args.resume:
+        if args.quant or args.init:
+            raise UserError(
+                "--resume takes the model and quantization from OUT/checkpoint.pt; drop --quant/--init"
+            )
+        if not ckpt_path.is_file():
+            raise UserError(f"--resume: {ckpt_path} does not exist; there is no run to continue in {out}")
+        payload = read_checkpoint(ckpt_path)
+        if args.model is not None and args.model != payload["model"]:
+            raise UserError(f"--resume: {ckpt_path} is a {payload['model']} run, not --model {args.model}")
+        model = model_from_payload(payload, str(ckpt_path))
+        cfg = TrainConfig.from_dict(payload["train_args"])
+        if args.epochs != cfg.epochs:
+            raise UserError(
+                f"--resume: the run was started with --epochs {cfg.epochs} (its {cfg.schedule} schedule "
+                f"spans them); pass --epochs {cfg.epochs}"
+            )
+        normalization = Normalization.from_dict(payload["normalization"])
+        quant_source = payload.get("quant_source")
+        init = payload.get("init")
+        state = RunState(payload["epoch"], payload["best_top1"], list(payload["metrics"]))
+        if state.epoch >= cfg.epochs:
+            print(f"{ckpt_path}: all {cfg.epochs} epochs are done; nothing to resume")
+            return 0
+    else:
+        if ckpt_path.exists():
+            raise UserError(
+                f"{ckpt_path} exists; pass --resume to continue that run, or choose another --out"
+            )
+        qconfig = load_config(args.quant) if args.quant else QuantConfig()
+        cfg = TrainConfig(
+            epochs=args.epochs,
+            lr=args.lr if args.lr is not None else (FINETUNE_LR if args.init else FLOAT_LR),
+            momentum=args.momentum,
+            weight_decay=args.weight_decay,
+            schedule=args.schedule,
+            milestones=tuple(args.milestones),
+            gamma=args.gamma,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            workers=args.workers,
+        )
+        normalization = Normalization()
+        torch.manual_seed(cfg.seed)
+        model = build_model(args.model or DEFAULT_MODEL, qconfig, normalization=normalization)
+        quant_source = qconfig.to_dict() if args.quant else None
+        init = str(args.init) if args.init else None
+        if args.init:
+            loaded, kept = load_matching_weights(model, args.init)
+            print(
+                f"--init {args.init}: loaded {len(loaded)} tensors; initialized here: {len(kept)} "
+                f"(quantizer state{': ' + ', '.join(kept[:4]) + ' ...' if kept else ''})"
+            )
+        state = RunState()
+
+    model.to(device)
+    optimizer = make_optimizer(model, cfg)
+    scheduler = make_scheduler(optimizer, cfg)
+    if args.resume:
+        optimizer.load_state_dict(payload["optimizer"])
+        scheduler.load_state_dict(payload["scheduler"])
+
+    pin = device.type == "cuda"
+    train_loader = make_loader(
+        source,
+        "train",
+        cfg.batch_size,
+        train=True,
+        normalization=normalization,
+        workers=cfg.workers,
+        seed=cfg.seed,
+        pin_memory=pin,
+    )
+    test_loader = make_loader(
+        source,
+        "test",
+        cfg.batch_size,
+        train=False,
+        normalization=normalization,
+        workers=cfg.workers,
+        pin_memory=pin,
+    )
+    print(
+        f"training {model.model_name} on {source.describe()}, {device.type}: "
+        f"{len(train_loader.dataset)} train / {len(test_loader.dataset)} test images, "
+        f"epochs {state.epoch + 1}..{cfg.epochs}, lr {cfg.lr} ({cfg.schedule}), out {out}"
+    )
+    out.mkdir(parents=True, exist_ok=True)
+
+    def save(st: RunState, is_best: bool) -> None:
+        payload = make_payload(
+            model,
+            normalization=normalization,
+            quant_source=quant_source,
+            epoch=st.epoch,
+            best_top1=st.best_top1,
+            metrics=st.metrics,
+            train_args=cfg.to_dict(),
+            optimizer=optimizer,
+            scheduler=scheduler,
+            data=source.describe(),
+            init=init,
+        )
+        save_checkpoint(ckpt_path, payload)
+        if is_best:
+            save_checkpoint(out / "best.pt", payload)
+        write_metrics_csv(out / "metrics.csv", st.metrics)
+
+    state = fit(model, train_loader, test_loader, cfg, device, optimizer, scheduler, state, save)
+    print(
+        json.dumps(
+            {
+                "out": str(out),
+                "epochs": state.epoch,
+                "best_top1": state.best_top1,
+                "last_top1": state.metrics[-1]["test_acc"],
+                "device": device.type,
+            }
+        )
+    )
+    return 0

@@ -1,0 +1,243 @@
+"""CIFAR-10 for PyTorch: where the images come from (flags), augmentation, normalization and loaders.
+
+Place in the flow: ``qat train``, ``qat eval`` and ``qat export`` read images through here; the
+files themselves are read by :mod:`hwsim.cifar10` (numpy only), which hwsim uses too.
+
+* Every ``qat`` command takes the same flags: :func:`add_data_arguments` adds ``--data DIR``,
+  ``--synthetic N`` and ``--device``; :func:`resolve_data` turns them into a :class:`DataSource`
+  (``--synthetic N`` > ``--data DIR`` > the ``CIFAR10_DIR`` environment variable).
+* Normalization is the contract of docs/export-format.md, in float32 and in this order:
+  ``x = pixel / 255``, ``x = (x - mean[c]) / std[c]``.
+* Training augmentation is the standard CIFAR one: a random 32x32 crop of the image padded by
+  4 black pixels on each side, and a horizontal flip with probability 1/2. It runs per batch
+  (vectorized), so a loader yields ready ``(images float32 [B, 3, 32, 32], labels int64 [B])``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+
+from hwsim.cifar10 import CIFAR10_MEAN, CIFAR10_STD, Split, load_cifar10, synthetic_cifar10
+from hwsim.errors import UserError
+
+ENV_VAR = "CIFAR10_DIR"
+PAD = 4
+SYNTHETIC_SEEDS: dict[str, int] = {"train": 0, "test": 1}
+DEVICE_CHOICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """Per-channel ``mean`` and ``std`` applied to ``pixel / 255`` (stored in checkpoints and bundles)."""
+
+    mean: tuple[float, float, float] = CIFAR10_MEAN
+    std: tuple[float, float, float] = CIFAR10_STD
+
+    def __post_init__(self) -> None:
+        for field, values in (("mean", self.mean), ("std", self.std)):
+            if len(values) != 3 or not all(isinstance(v, (int, float)) for v in values):
+                raise UserError(
+                    f"Normalization.{field} must be 3 numbers (one per RGB channel), got {values!r}"
+                )
+        if min(self.std) <= 0:
+            raise UserError(f"Normalization.std must be positive, got {self.std!r}")
+
+    def to_dict(self) -> dict[str, list[float]]:
+        return {"mean": [float(v) for v in self.mean], "std": [float(v) for v in self.std]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Normalization:
+        return cls(mean=tuple(float(v) for v in d["mean"]), std=tuple(float(v) for v in d["std"]))
+
+    def apply(self, images_hwc: torch.Tensor) -> torch.Tensor:
+        """uint8 ``[B, H, W, 3]`` -> float32 ``[B, 3, H, W]``, in the contract's order of operations."""
+        x = images_hwc.to(torch.float32) / 255.0
+        mean = torch.tensor(self.mean, dtype=torch.float32, device=x.device)
+        std = torch.tensor(self.std, dtype=torch.float32, device=x.device)
+        x = (x - mean) / std
+        return x.permute(0, 3, 1, 2).contiguous()
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Where the images come from: a CIFAR-10 batches directory, or ``synthetic`` generated images."""
+
+    kind: Literal["cifar10", "synthetic"]
+    directory: Path | None = None
+    synthetic_n: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind == "cifar10" and self.directory is None:
+            raise UserError("DataSource(kind='cifar10') needs a directory")
+        if self.kind == "synthetic" and self.synthetic_n <= 0:
+            raise UserError(f"--synthetic N needs N >= 1, got {self.synthetic_n}")
+        if self.kind not in ("cifar10", "synthetic"):
+            raise UserError(f"DataSource.kind {self.kind!r} is not 'cifar10' or 'synthetic'")
+
+    def load(self, split: Split) -> tuple[np.ndarray, np.ndarray]:
+        """``(images uint8 [N, 32, 32, 3], labels int64 [N])`` of one split."""
+        if self.kind == "synthetic":
+            return synthetic_cifar10(self.synthetic_n, seed=SYNTHETIC_SEEDS[split])
+        assert self.directory is not None
+        return load_cifar10(self.directory, split)
+
+    def describe(self) -> str:
+        if self.kind == "synthetic":
+            return f"synthetic ({self.synthetic_n} generated images per split)"
+        return f"cifar10 ({self.directory})"
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the flags every ``qat`` command shares: ``--data DIR``, ``--synthetic N``, ``--device``."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--data",
+        metavar="DIR",
+        help=f"CIFAR-10 python batches directory (cifar-10-batches-py/); default: ${ENV_VAR}",
+    )
+    group.add_argument(
+        "--synthetic",
+        metavar="N",
+        type=int,
+        help="use N generated CIFAR-shaped images per split instead of CIFAR-10 (for trying the flow)",
+    )
+    parser.add_argument(
+        "--device",
+        choices=DEVICE_CHOICES,
+        default="auto",
+        help="where to run PyTorch: auto picks CUDA when present (default: auto)",
+    )
+
+
+def resolve_data(args: argparse.Namespace) -> DataSource:
+    """The :class:`DataSource` of ``--synthetic N``, ``--data DIR`` or ``$CIFAR10_DIR``, in that order."""
+    synthetic = getattr(args, "synthetic", None)
+    if synthetic is not None:
+        return DataSource("synthetic", synthetic_n=int(synthetic))
+    directory = getattr(args, "data", None) or os.environ.get(ENV_VAR)
+    if not directory:
+        raise UserError(
+            f"no images: pass --data DIR (a CIFAR-10 cifar-10-batches-py/ directory), set {ENV_VAR}, "
+            "or use --synthetic N for generated images"
+        )
+    path = Path(directory).expanduser()
+    if not path.is_dir():
+        origin = "--data" if getattr(args, "data", None) else ENV_VAR
+        raise UserError(
+            f"{origin}={directory}: no such directory; expected CIFAR-10's cifar-10-batches-py/ "
+            "(the python version from https://www.cs.toronto.edu/~kriz/cifar.html, unpacked)"
+        )
+    return DataSource("cifar10", directory=path)
+
+
+class CIFAR10Batches(Dataset):
+    """Images and labels in memory; indexing with a list of indices returns one normalized batch.
+
+    Used with a :class:`~torch.utils.data.BatchSampler` as the sampler (``batch_size=None``), so
+    augmentation and normalization run once per batch on whole tensors.
+    """
+
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        normalization: Normalization,
+        augment: bool,
+    ) -> None:
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (32, 32, 3):
+            raise UserError(f"expected uint8 images [N, 32, 32, 3], got {images.dtype} {list(images.shape)}")
+        self.images = torch.from_numpy(np.ascontiguousarray(images))
+        self.labels = torch.from_numpy(np.asarray(labels, dtype=np.int64))
+        self.normalization = normalization
+        self.augment = augment
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def __getitem__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        images = self.images[idx]
+        if self.augment:
+            images = random_crop_flip(images)
+        return self.normalization.apply(images), self.labels[idx]
+
+
+def random_crop_flip(images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Standard CIFAR augmentation of uint8 ``[B, 32, 32, 3]``: pad 4 (zeros), random crop, random h-flip."""
+    b, h, w, _ = images.shape
+    padded = torch.nn.functional.pad(images, (0, 0, PAD, PAD, PAD, PAD))  # pads W and H, not channels
+    oy = torch.randint(0, 2 * PAD + 1, (b,), generator=generator)
+    ox = torch.randint(0, 2 * PAD + 1, (b,), generator=generator)
+    flip = torch.rand(b, generator=generator) < 0.5
+    ar_h = torch.arange(h)
+    ar_w = torch.arange(w)
+    rows = oy[:, None] + ar_h[None, :]  # [B, H]
+    cols = torch.where(flip[:, None], ox[:, None] + (w - 1) - ar_w[None, :], ox[:, None] + ar_w[None, :])
+    batch = torch.arange(b)[:, None, None]
+    return padded[batch, rows[:, :, None], cols[:, None, :]]
+
+
+def make_loader(
+    source: DataSource,
+    split: Split,
+    batch_size: int,
+    *,
+    train: bool,
+    normalization: Normalization | None = None,
+    workers: int = 0,
+    seed: int = 0,
+    pin_memory: bool = False,
+) -> DataLoader:
+    """A loader over one split: shuffled and augmented when ``train``, else in dataset order."""
+    images, labels = source.load(split)
+    return loader_from_arrays(
+        images,
+        labels,
+        batch_size,
+        train=train,
+        normalization=normalization,
+        workers=workers,
+        seed=seed,
+        pin_memory=pin_memory,
+    )
+
+
+def loader_from_arrays(
+    images: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int,
+    *,
+    train: bool,
+    normalization: Normalization | None = None,
+    workers: int = 0,
+    seed: int = 0,
+    pin_memory: bool = False,
+) -> DataLoader:
+    """:func:`make_loader` on arrays already in memory (uint8 HWC images, int64 labels)."""
+    if batch_size < 1:
+        raise UserError(f"--batch-size must be >= 1, got {batch_size}")
+    if workers < 0:
+        raise UserError(f"--workers must be >= 0, got {workers}")
+    if len(labels) == 0:
+        raise UserError("the data set is empty: no images to load")
+    dataset = CIFAR10Batches(images, labels, normalization or Normalization(), augment=train)
+    generator = torch.Generator().manual_seed(seed)
+    base = RandomSampler(dataset, generator=generator) if train else SequentialSampler(dataset)
+    sampler = BatchSampler(base, batch_size=batch_size, drop_last=False)
+    return DataLoader(
+        dataset,
+        sampler=sampler,
+        batch_size=None,
+        num_workers=workers,
+        pin_memory=pin_memory,
+        generator=generator,
+        persistent_workers=False,  # workers restart each epoch, seeded from the reseeded generator
+    )

@@ -1,0 +1,314 @@
+"""Training and evaluation loops: float pre-training and quantization-aware fine-tuning (SGD).
+
+Place in the flow: ``qat train`` (qat/commands/train.py) parses flags into a :class:`TrainConfig`
+and calls :func:`fit`, which writes ``checkpoint.pt`` (every epoch), ``best.pt`` (best test top-1)
+and ``metrics.csv`` into the run directory; ``qat eval`` and ``qat export`` use :func:`evaluate`
+and :func:`resolve_device`.
+
+Recipe: SGD with momentum and weight decay (quantizer parameters such as PACT's alpha and
+LSQ's step get no weight decay; their own ``regularization()`` terms are added to the loss),
+a per-epoch cosine or multi-step learning-rate schedule, BN in train mode while training.
+Each epoch reseeds the shuffling and the augmentation from ``seed + epoch``, so a run resumed
+from ``checkpoint.pt`` continues exactly as the uninterrupted run would have (on the same device).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from hwsim.errors import UserError
+from qat.quantizers import Quantizer, regularization_loss
+
+SCHEDULES: tuple[str, ...] = ("cosine", "multistep")
+METRIC_FIELDS: tuple[str, ...] = (
+    "epoch",
+    "lr",
+    "train_loss",
+    "train_acc",
+    "test_loss",
+    "test_acc",
+    "seconds",
+)
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` -> CUDA when present, else CPU; ``cuda`` without a GPU is a user error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError("--device cuda: no CUDA device is available to PyTorch; use --device cpu or auto")
+        return torch.device("cuda")
+    raise UserError(f"--device {name!r} is not one of auto, cpu, cuda")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of one run (stored in the checkpoint as ``train_args``)."""
+
+    epochs: int
+    lr: float
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: Literal["cosine", "multistep"] = "cosine"
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.1
+    batch_size: int = 128
+    seed: int = 0
+    workers: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise UserError(f"--epochs must be >= 1, got {self.epochs}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise UserError(f"--lr must be a positive number, got {self.lr}")
+        if self.weight_decay < 0:
+            raise UserError(f"--weight-decay must be >= 0, got {self.weight_decay}")
+        if not 0 <= self.momentum < 1:
+            raise UserError(f"--momentum must be in [0, 1), got {self.momentum}")
+        if self.schedule not in SCHEDULES:
+            raise UserError(f"--schedule {self.schedule!r} is not one of {list(SCHEDULES)}")
+        if self.batch_size < 1:
+            raise UserError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if any(m < 1 or m > self.epochs for m in self.milestones) or list(self.milestones) != sorted(
+            set(self.milestones)
+        ):
+            raise UserError(
+                f"--milestones {list(self.milestones)} must be increasing epochs in 1..{self.epochs}"
+            )
+
+    def effective_milestones(self) -> tuple[int, ...]:
+        """The multi-step milestones: as given, else 50% and 75% of the epochs."""
+        if self.milestones:
+            return self.milestones
+        return tuple(sorted({max(1, self.epochs // 2), max(1, (3 * self.epochs) // 4)}))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["milestones"] = list(self.milestones)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        d = dict(d)
+        d["milestones"] = tuple(d.get("milestones", ()))
+        return cls(**d)
+
+
+@dataclass
+class EvalResult:
+    """Mean loss and top-1 accuracy (in %) over ``images`` images."""
+
+    loss: float
+    top1: float
+    images: int
+    predictions: torch.Tensor | None = field(default=None, repr=False)
+
+
+def quantizer_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """Parameters owned by quantizers (PACT alpha, LSQ step sizes, ...)."""
+    params: dict[int, nn.Parameter] = {}
+    for module in model.modules():
+        if isinstance(module, Quantizer):
+            for p in module.parameters():
+                params[id(p)] = p
+    return list(params.values())
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.SGD:
+    """SGD; weight decay on the network's weights, none on quantizer parameters."""
+    qparams = {id(p) for p in quantizer_parameters(model)}
+    decay = [p for p in model.parameters() if p.requires_grad and id(p) not in qparams]
+    no_decay = [p for p in model.parameters() if p.requires_grad and id(p) in qparams]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: TrainConfig
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """Per-epoch schedule: cosine to 0 over ``epochs``, or x``gamma`` at each milestone."""
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
+    return torch.optim.lr_scheduler.MultiStepLR(
+        optimizer, milestones=list(cfg.effective_milestones()), gamma=cfg.gamma
+    )
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device,
+    description: str = "train",
+) -> tuple[float, float]:
+    """One pass over ``loader`` in train mode; returns ``(mean loss, top-1 %)`` of the training batches."""
+    model.train()
+    criterion = nn.CrossEntropyLoss()
+    total_loss = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    seen = 0
+    non_blocking = device.type == "cuda"
+    with tqdm(loader, desc=description, leave=False, dynamic_ncols=True, disable=None) as bar:
+        for images, labels in bar:
+            images = images.to(device, non_blocking=non_blocking)
+            labels = labels.to(device, non_blocking=non_blocking)
+            logits = model(images)
+            loss = criterion(logits, labels)
+            reg = regularization_loss(model)
+            objective = loss if reg is None else loss + reg
+            optimizer.zero_grad(set_to_none=True)
+            objective.backward()
+            optimizer.step()
+            n = labels.shape[0]
+            total_loss += loss.detach().double() * n
+            correct += (logits.detach().argmax(dim=1) == labels).sum()
+            seen += n
+    mean_loss = float(total_loss.item() / max(seen, 1))
+    if not math.isfinite(mean_loss):
+        raise UserError(
+            f"the training loss became {mean_loss} in {description}; lower --lr "
+            "(QAT fine-tuning from a float checkpoint usually needs 0.01 or less)"
+        )
+    return mean_loss, 100.0 * float(correct.item()) / max(seen, 1)
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    loader: DataLoader,
+    device: torch.device,
+    keep_predictions: bool = False,
+    description: str = "eval",
+) -> EvalResult:
+    """Mean cross-entropy and top-1 (%) in eval mode; optionally the predictions in loader order."""
+    model.eval()
+    criterion = nn.CrossEntropyLoss(reduction="sum")
+    total_loss = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    seen = 0
+    preds: list[torch.Tensor] = []
+    with tqdm(loader, desc=description, leave=False, dynamic_ncols=True, disable=None) as bar:
+        for images, labels in bar:
+            images = images.to(device)
+            labels = labels.to(device)
+            logits = model(images)
+            total_loss += criterion(logits, labels).double()
+            pred = logits.argmax(dim=1)
+            correct += (pred == labels).sum()
+            seen += labels.shape[0]
+            if keep_predictions:
+                preds.append(pred.cpu())
+    if seen == 0:
+        raise UserError("evaluation got no images")
+    return EvalResult(
+        loss=float(total_loss.item() / seen),
+        top1=100.0 * float(correct.item()) / seen,
+        images=seen,
+        predictions=torch.cat(preds) if keep_predictions else None,
+    )
+
+
+def write_metrics_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    """All epochs so far, written to a temporary file and renamed (never half-written)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(METRIC_FIELDS), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: row[k] for k in METRIC_FIELDS})
+    atomic_write_bytes(path, buf.getvalue().encode())
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same directory and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass
+class RunState:
+    """What :func:`fit` carries between epochs (and restores on resume)."""
+
+    epoch: int = 0  # completed epochs
+    best_top1: float = -1.0
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+
+
+def seed_epoch(loader: DataLoader, seed: int, epoch: int) -> None:
+    """Make epoch ``epoch``'s shuffling and augmentation a function of ``(seed, epoch)`` only."""
+    torch.manual_seed(seed * 100_003 + epoch)
+    if loader.generator is not None:
+        loader.generator.manual_seed(seed * 100_003 + epoch)
+
+
+def fit(
+    model: nn.Module,
+    train_loader: DataLoader,
+    test_loader: DataLoader,
+    cfg: TrainConfig,
+    device: torch.device,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    state: RunState,
+    save: Callable[[RunState, bool], None],
+    log: Callable[[str], None] = print,
+) -> RunState:
+    """Train from ``state.epoch`` to ``cfg.epochs``; after each epoch call ``save(state, is_best)``."""
+    for epoch in range(state.epoch + 1, cfg.epochs + 1):
+        start = time.perf_counter()
+        lr = optimizer.param_groups[0]["lr"]
+        seed_epoch(train_loader, cfg.seed, epoch)
+        train_loss, train_acc = train_one_epoch(
+            model, train_loader, optimizer, device, description=f"epoch {epoch}/{cfg.epochs}"
+        )
+        scheduler.step()
+        result = evaluate(model, test_loader, device, description=f"test {epoch}/{cfg.epochs}")
+        row = {
+            "epoch": epoch,
+            "lr": lr,
+            "train_loss": round(train_loss, 6),
+            "train_acc": round(train_acc, 4),
+            "test_loss": round(result.loss, 6),
+            "test_acc": round(result.top1, 4),
+            "seconds": round(time.perf_counter() - start, 3),
+        }
+        state.metrics.append(row)
+        state.epoch = epoch
+        is_best = result.top1 > state.best_top1
+        if is_best:
+            state.best_top1 = result.top1
+        save(state, is_best)
+        log(
+            f"epoch {epoch}/{cfg.epochs}  lr {lr:.5g}  train loss {train_loss:.4f} acc {train_acc:.2f}%  "
+            f"test loss {result.loss:.4f} acc {result.top1:.2f}%  ({row['seconds']:.1f} s)"
+            + ("  *best" if is_best else "")
+        )
+    return state
