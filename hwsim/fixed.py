@@ -3,7 +3,8 @@
 Place in the flow: everything integer goes through here. The export (``qat.export``) calls
 :func:`quantize_multiplier` to turn float64 scales into integer multipliers once; the emulator,
 the MAC-array model and the RTL scoreboards use :class:`IntFormat`, :func:`round_shift`,
-:func:`wrap`, :func:`saturate` and :func:`requantize`. Nothing here imports torch.
+:func:`wrap`, :func:`saturate`, :func:`requantize` (:func:`requantize_sum` and :func:`sign` for the
+``sign`` output function). Nothing here imports torch.
 
 Conventions (see docs/export-format.md):
 
@@ -87,7 +88,7 @@ class IntFormat:
         )
 
     @staticmethod
-    def for_range(lo: int, hi: int, signed: bool | None = None) -> "IntFormat":
+    def for_range(lo: int, hi: int, signed: bool | None = None) -> IntFormat:
         """The narrowest format holding every integer in ``[lo, hi]``."""
         if signed is None:
             signed = lo < 0
@@ -117,7 +118,10 @@ def _as_int64(values: np.ndarray | int) -> np.ndarray:
 
 
 def wrap(values: np.ndarray | int, fmt: IntFormat) -> tuple[np.ndarray, int]:
-    """Two's-complement wrap into ``fmt``; returns ``(wrapped, how_many_were_out_of_range)``."""
+    """Two's-complement wrap into ``fmt``; returns ``(wrapped, how_many_were_out_of_range)``.
+
+    (For ``uint64`` the int64 result holds codes ``>= 2**63`` as their bit pattern, i.e. negative.)
+    """
     v = _as_int64(values)
     out_of_range = int(np.count_nonzero((v < fmt.min) | (v > fmt.max)))
     if fmt.bits == 64 and fmt.signed:
@@ -202,13 +206,55 @@ def quantize_multiplier(real: float, bits: int = 32, max_shift: int = 62) -> Mul
             f"quantize_multiplier: {real!r} needs more than {bits} bits even with shift 0; "
             "raise mult_bits or rescale the layer"
         )
-    mant = int(math.floor(abs(real) * 2.0**shift + 0.5))
+    num, den = abs(real).as_integer_ratio()  # exact: den is a power of two
+
+    def rounded(s: int) -> int:  # floor(|real| * 2**s + 1/2) in exact integer arithmetic
+        return (num * (1 << (s + 1)) + den) // (2 * den)
+
+    mant = rounded(shift)
     while mant > limit and shift > 0:
         shift -= 1
-        mant = int(math.floor(abs(real) * 2.0**shift + 0.5))
+        mant = rounded(shift)
     if mant > limit:
         raise FormatError(f"quantize_multiplier: {real!r} does not fit {bits} bits")
     return Multiplier(-mant if real < 0 else mant, shift)
+
+
+def requantize_sum(
+    inputs: list[np.ndarray],
+    multipliers: list[np.ndarray],
+    shift: np.ndarray,
+    channel_axis: int = 1,
+    biases: list[np.ndarray | None] | None = None,
+) -> np.ndarray:
+    """The requantizer before its output function: ``round_shift(sum_i (x_i + b_i[c]) * M_i[c], n[c])``.
+
+    ``inputs`` are integer arrays of equal shape; ``multipliers``, ``shift`` and the optional
+    ``biases`` (one per input, ``None`` for no bias) are per output channel along ``channel_axis``.
+    The sum is taken in int64; the export guarantees that it cannot overflow.
+    """
+    if len(inputs) != len(multipliers) or not inputs:
+        raise FormatError("requantize: need one multiplier per input and at least one input")
+    if biases is None:
+        biases = [None] * len(inputs)
+    if len(biases) != len(inputs):
+        raise FormatError("requantize: need one bias (or None) per input")
+    ndim = np.asarray(inputs[0]).ndim
+    shape = [1] * ndim
+    shape[channel_axis] = -1
+    total = np.zeros(np.shape(inputs[0]), dtype=np.int64)
+    for x, m, b in zip(inputs, multipliers, biases, strict=True):
+        term = _as_int64(x)
+        if b is not None:
+            term = term + _as_int64(b).reshape(shape)
+        total += term * _as_int64(m).reshape(shape)
+    return round_shift(total, _as_int64(shift).reshape(shape))
+
+
+def sign(values: np.ndarray | int) -> np.ndarray:
+    """The binary (XNOR) activation: ``+1`` where the value is ``>= 0``, else ``-1``."""
+    v = _as_int64(values)
+    return np.where(v >= 0, np.int64(1), np.int64(-1))
 
 
 def requantize(
@@ -224,13 +270,4 @@ def requantize(
     branch's codes); ``multipliers`` and ``shift`` are per output channel along
     ``channel_axis``. Returns ``(codes, how_many_were_clamped)``.
     """
-    if len(inputs) != len(multipliers) or not inputs:
-        raise FormatError("requantize: need one multiplier per input and at least one input")
-    ndim = np.asarray(inputs[0]).ndim
-    shape = [1] * ndim
-    shape[channel_axis] = -1
-    total = np.zeros(np.shape(inputs[0]), dtype=np.int64)
-    for x, m in zip(inputs, multipliers, strict=True):
-        total += _as_int64(x) * _as_int64(m).reshape(shape)
-    rounded = round_shift(total, _as_int64(shift).reshape(shape))
-    return saturate(rounded, out)
+    return saturate(requantize_sum(inputs, multipliers, shift, channel_axis), out)

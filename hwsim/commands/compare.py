@@ -1,0 +1,75 @@
+"""`hwsim compare`: emulate a bundle's reference batch and report, per layer, how it differs from PyTorch.
+
+Place in the flow: bundle/ (with reference.npz) -> hwsim.compare -> hwsim.report -> reports/<run>/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from hwsim.compare import compare_bundle
+from hwsim.emulator import EmulatorConfig
+from hwsim.fixed import OVERFLOW_MODES
+from hwsim.ir import load_bundle
+from hwsim.report import fmt_value, write_report
+
+HELP = "compare the emulator with the PyTorch reference per layer and write a report"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("bundle", type=Path, help="bundle directory written by qat export")
+    parser.add_argument(
+        "--report", type=Path, required=True, metavar="DIR", help="directory for the report files"
+    )
+    parser.add_argument(
+        "--acc-bits",
+        type=int,
+        default=None,
+        metavar="B",
+        help="accumulator width (default: the bundle's acc_bits)",
+    )
+    parser.add_argument(
+        "--overflow", choices=OVERFLOW_MODES, default="wrap", help="accumulator overflow mode"
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="CIFAR-10 batches directory: also emulate the whole test set (default: $CIFAR10_DIR)",
+    )
+    parser.add_argument("--batch-size", type=int, default=256, help="images per emulator batch")
+    parser.add_argument("--progress", action="store_true", help="show a progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    bundle = load_bundle(args.bundle)
+    config = EmulatorConfig(acc_bits=args.acc_bits, overflow=args.overflow)
+    data = args.data
+    if data is None and os.environ.get("CIFAR10_DIR"):
+        data = Path(os.environ["CIFAR10_DIR"])
+    result = compare_bundle(bundle, config, data, batch_size=args.batch_size, progress=args.progress)
+    written = write_report(result.report, args.report)
+    cols = ("name", "type", "overflow_count", "peak_acc_abs", "mismatch_rate", "max_abs_err_lsb", "sqnr_db")
+    table = [[c for c in cols]] + [[fmt_value(r.get(c)) for c in cols] for r in result.report.rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(cols))]
+    for row in table:
+        print(
+            "  ".join(
+                cell.ljust(w) if i < 2 else cell.rjust(w)
+                for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
+    t = result.report.totals
+    print(
+        f"top-1 on the {t['top1_source']}: reference {fmt_value(t['top1_reference']) or 'n/a'}, "
+        f"emulator {fmt_value(t['top1_emulator']) or 'n/a'}, agreement {fmt_value(t['top1_agreement'])}"
+    )
+    print(
+        f"first layer diverging by more than 1 LSB: {t['first_divergent_layer'] or 'none'}; "
+        f"overflow events: {t['overflow_count']}"
+    )
+    print(f"report: {written['report.html'].parent}/ ({', '.join(sorted(written))})")
+    return 0

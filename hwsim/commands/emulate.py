@@ -1,0 +1,137 @@
+"""`hwsim emulate`: run a bundle bit-accurately on its reference inputs or on CIFAR-10 test images.
+
+Place in the flow: bundle/ -> hwsim.emulator -> per-layer overflow/peak table, top-1, optional .npz.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import numpy as np
+
+from hwsim.compare import top1
+from hwsim.emulator import EmulatorConfig, emulate
+from hwsim.errors import UserError
+from hwsim.fixed import OVERFLOW_MODES
+from hwsim.ir import load_bundle, quantize_images
+from hwsim.report import fmt_value
+
+HELP = "run a bundle bit-accurately and print per-layer overflow counts, peak |acc| and top-1"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("bundle", type=Path, help="bundle directory written by qat export")
+    parser.add_argument(
+        "--images", type=int, default=None, metavar="N", help="emulate only the first N images"
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="CIFAR-10 batches directory: emulate its test split instead of the reference inputs",
+    )
+    parser.add_argument(
+        "--acc-bits",
+        type=int,
+        default=None,
+        metavar="B",
+        help="accumulator width (default: the bundle's acc_bits)",
+    )
+    parser.add_argument(
+        "--overflow", choices=OVERFLOW_MODES, default="wrap", help="accumulator overflow mode"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="FILE.npz",
+        help="save every tensor's codes, the logits and the predictions",
+    )
+    parser.add_argument("--batch-size", type=int, default=256, help="images per emulator batch")
+    parser.add_argument("--progress", action="store_true", help="show a progress bar")
+
+
+def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.npz")
+    try:
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    bundle = load_bundle(args.bundle)
+    config = EmulatorConfig(acc_bits=args.acc_bits, overflow=args.overflow)
+    if args.images is not None and args.images < 1:
+        raise UserError(f"--images {args.images}: expected a positive number of images")
+    ref = bundle.reference
+    ref_pred = eval_pred = None
+    if args.data is not None:
+        from hwsim.cifar10 import load_cifar10
+
+        images, labels = load_cifar10(args.data, "test")
+        if (
+            ref is not None
+            and ref.eval_predictions is not None
+            and ref.eval_predictions.shape == labels.shape
+        ):
+            eval_pred = ref.eval_predictions
+        if args.images is not None:
+            images, labels = images[: args.images], labels[: args.images]
+            eval_pred = eval_pred[: args.images] if eval_pred is not None else None
+        codes = quantize_images(images, bundle)
+        source = f"{args.data} (test split, {labels.shape[0]} images)"
+    else:
+        if ref is None:
+            raise UserError(
+                f"{args.bundle}: no reference.npz to take inputs from; expected a bundle with a "
+                "reference batch; pass --data DIR to emulate CIFAR-10 test images instead"
+            )
+        n = ref.images if args.images is None else min(args.images, ref.images)
+        codes, labels = ref.input_codes[:n], ref.labels[:n]
+        out = bundle.meta.output
+        if out in ref.codes:
+            ref_pred = np.argmax(ref.codes[out][:n], axis=1)
+        source = f"reference batch ({n} images)"
+    result = emulate(
+        bundle, codes, config, keep=args.out is not None, batch_size=args.batch_size, progress=args.progress
+    )
+    print(f"emulated {source}, acc_bits={result.acc_bits}, overflow={config.overflow}")
+    cols = ("layer", "op", "MACs/image", "overflows", "peak |acc|", "bits observed", "bits worst")
+    table = [list(cols)] + [
+        [
+            s.name,
+            s.op,
+            str(s.macs),
+            str(s.overflow_count),
+            str(s.peak_acc_abs),
+            fmt_value(s.min_safe_acc_bits_observed),
+            str(s.min_safe_acc_bits_worst),
+        ]
+        for s in result.layers.values()
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(cols))]
+    for row in table:
+        print(
+            "  ".join(
+                cell.ljust(w) if i < 2 else cell.rjust(w)
+                for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
+    print(f"overflow events in total: {sum(s.overflow_count for s in result.layers.values())}")
+    acc = top1(result.predictions, labels)
+    print(f"top-1 vs labels: {fmt_value(acc) if acc is not None else 'n/a (no labels)'}")
+    for name, other in (("reference predictions", ref_pred), ("eval_predictions", eval_pred)):
+        if other is not None:
+            print(f"agreement with the {name}: {fmt_value(float(np.mean(result.predictions == other)))}")
+    if args.out is not None:
+        arrays = {f"tensors/{k}": v for k, v in result.tensors.items()}
+        arrays.update({"logits": result.logits, "predictions": result.predictions, "labels": labels})
+        _write_npz(args.out, arrays)
+        print(f"wrote {args.out}")
+    return 0

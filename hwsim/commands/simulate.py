@@ -1,0 +1,248 @@
+"""`hwsim simulate BUNDLE --hw HW.yaml [...] --report DIR`: a bundle on one or more MAC arrays, per layer.
+
+Place in the flow: parses the command line, loads the bundle and the hardware descriptions,
+calls hwsim.simulate (cycles, memory, values, overflow) and hwsim.compare (against the PyTorch
+reference, when the bundle has one) and writes the report with hwsim.report and hwsim.plots.
+With several hardware descriptions (``--hw A.yaml B.yaml`` and/or ``--grid``), each gets its own
+report under ``DIR/<name>/`` and ``DIR/`` compares them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hwsim import plots
+from hwsim.compare import compare_bundle
+from hwsim.emulator import EmulatorConfig
+from hwsim.errors import UserError
+from hwsim.hwconfig import HardwareConfig, load_hw_config
+from hwsim.ir import Bundle, load_bundle
+from hwsim.report import PlotFn, Report, Row, write_report
+from hwsim.simulate import Simulation, simulate_bundle
+
+HELP = "simulate a bundle on a MAC array: cycles, memory, overflow and errors per layer"
+
+COMPARE_FIELDS = ("mismatch_rate", "max_abs_err_lsb", "sqnr_db", "exact_match_rate", "mean_abs_err_lsb")
+GRID_KEYS = ("rows", "cols", "dataflow", "acc_bits", "overflow", "timing")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("bundle", type=Path, help="bundle directory (qat export)")
+    parser.add_argument(
+        "--hw",
+        type=Path,
+        nargs="+",
+        required=True,
+        metavar="HW.yaml",
+        help="hardware description(s), e.g. configs/hw/ws_16x16.yaml",
+    )
+    parser.add_argument(
+        "--grid",
+        nargs="+",
+        default=[],
+        metavar="KEY=V1,V2",
+        help=f"vary the first --hw over a grid, e.g. rows=8,16 dataflow=ws,os; keys: {', '.join(GRID_KEYS)}",
+    )
+    parser.add_argument(
+        "--images",
+        type=int,
+        default=8,
+        help="inputs that feed the value, overflow and error statistics (default 8)",
+    )
+    parser.add_argument(
+        "--batch", type=int, default=1, help="images per inference for cycles and latency (default 1)"
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="CIFAR-10 directory: take the inputs from its test split instead of the bundle's reference",
+    )
+    parser.add_argument("--report", type=Path, required=True, help="report directory (e.g. reports/sim16)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def parse_grid(items: Sequence[str]) -> list[dict[str, Any]]:
+    """``["rows=8,16", "dataflow=ws,os"]`` -> every combination as override dicts."""
+    axes: list[tuple[str, list[Any]]] = []
+    for item in items:
+        key, sep, values = item.partition("=")
+        if not sep or key not in GRID_KEYS or not values:
+            raise UserError(f"--grid {item!r}: expected KEY=V1,V2 with KEY one of {', '.join(GRID_KEYS)}")
+        parsed: list[Any] = []
+        for v in values.split(","):
+            if key in ("rows", "cols", "acc_bits"):
+                try:
+                    parsed.append(int(v))
+                except ValueError:
+                    raise UserError(f"--grid {item!r}: {v!r} is not an integer") from None
+            else:
+                parsed.append(v)
+        axes.append((key, parsed))
+    return [
+        dict(zip([k for k, _ in axes], combo, strict=True))
+        for combo in itertools.product(*[v for _, v in axes])
+    ]
+
+
+def hardware_list(paths: Sequence[Path], grid: Sequence[str]) -> list[HardwareConfig]:
+    configs = [load_hw_config(p) for p in paths]
+    if grid:
+        base = configs[0]
+        configs = [base.with_overrides(**o).with_overrides(name="") for o in parse_grid(grid)] + configs[1:]
+    labels = [c.label for c in configs]
+    if len(set(labels)) != len(labels):
+        configs = [c.with_overrides(name=f"{c.label}-{i}") for i, c in enumerate(configs)]
+    return configs
+
+
+def select_inputs(bundle: Bundle, images: int, data: Path | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The first ``images`` inputs (codes) and their labels: from ``data``'s test split or the reference."""
+    if images < 1:
+        raise UserError(f"--images {images}: expected at least 1")
+    if data is not None:
+        from hwsim.cifar10 import load_cifar10
+        from hwsim.ir import quantize_images
+
+        pixels, labels = load_cifar10(data, "test")
+        if images > pixels.shape[0]:
+            raise UserError(f"--images {images}: {data} holds only {pixels.shape[0]} test images")
+        return quantize_images(pixels[:images], bundle), labels[:images]
+    ref = bundle.reference
+    if ref is None:
+        raise UserError(f"{bundle.path}: no reference.npz to take inputs from; pass --data CIFAR10_DIR")
+    if images > ref.images:
+        raise UserError(
+            f"--images {images}: the bundle's reference holds {ref.images} inputs; "
+            "pass --images <= that, or --data CIFAR10_DIR for more"
+        )
+    return ref.input_codes[:images], ref.labels[:images]
+
+
+def merge_comparison(sim: Simulation, bundle: Bundle) -> list[str]:
+    """Add hwsim.compare's per-layer errors (at the array's accumulator) and top-1 to the simulation."""
+    if bundle.reference is None:
+        return ["the bundle has no reference.npz: no comparison with the PyTorch model"]
+    comparison = compare_bundle(
+        bundle, EmulatorConfig(acc_bits=sim.hw.pe.acc_bits, overflow=sim.hw.pe.overflow)
+    )
+    by_mac: dict[str, Row] = {}
+    for row in comparison.report.rows:
+        for mac in row.get("mac_nodes") or []:
+            by_mac[mac] = row
+    for row in sim.rows:
+        match = by_mac.get(row["name"])
+        row["compared_tensor"] = match["name"] if match else None
+        for key in COMPARE_FIELDS:
+            row[key] = match.get(key) if match else None
+    for key, value in comparison.report.totals.items():
+        if key not in sim.totals and key not in ("overflow_count", "macs_per_image"):
+            sim.totals[key] = value
+    return comparison.report.notes
+
+
+def _plots(sim: Simulation) -> dict[str, PlotFn]:
+    hw = sim.hw
+    return {
+        "latency.png": plots.plot_latency,
+        "utilization.png": plots.plot_utilization,
+        "overflow.png": plots.plot_overflow,
+        "error.png": plots.plot_error,
+        "roofline.png": lambda rows, path, title: plots.plot_roofline(
+            rows, hw.array.pes, hw.dram_bytes_per_cycle, path, title
+        ),
+    }
+
+
+def write_simulation(sim: Simulation, bundle: Bundle, directory: Path, notes: list[str]) -> None:
+    hw = sim.hw
+    meta = {
+        "bundle": str(bundle.path),
+        "model": bundle.meta.model,
+        "hw": hw.label,
+        "array": f"{hw.array.rows}x{hw.array.cols}",
+        "dataflow": hw.array.dataflow,
+        "acc_bits": hw.pe.acc_bits,
+        "overflow": hw.pe.overflow,
+        "timing": hw.timing,
+        "clock_mhz": hw.clock_mhz,
+        "dram_bytes_per_cycle": hw.dram_bytes_per_cycle,
+        "buffers_kb": f"{hw.buffers.ifmap_kb}/{hw.buffers.weight_kb}/{hw.buffers.ofmap_kb}",
+        "batch": sim.totals["batch"],
+        "images": sim.totals["images"],
+    }
+    notes = [
+        f"cycles and latency are per inference of {sim.totals['batch']} image(s); value, overflow and error "
+        f"statistics use {sim.totals['images']} input(s)",
+        "rows are the MAC layers; error columns are those of the requantizer each feeds (hwsim compare)",
+        *notes,
+    ]
+    if sim.totals["overflowing_layers"]:
+        notes.append(
+            f"layers that overflow at {hw.pe.acc_bits} bits: {', '.join(sim.totals['overflowing_layers'])}"
+        )
+    title = f"hwsim simulate: {bundle.meta.model} on {hw.label}"
+    write_report(Report(title, meta, sim.rows, sim.totals, notes), directory, _plots(sim))
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.batch < 1:
+        raise UserError(f"--batch {args.batch}: expected at least 1")
+    bundle = load_bundle(args.bundle)
+    configs = hardware_list(args.hw, args.grid)
+    codes, _labels = select_inputs(bundle, args.images, args.data)
+    progress = not args.no_progress
+    summaries: list[Row] = []
+    for hw in configs:
+        sim = simulate_bundle(bundle, hw, codes, batch=args.batch, progress=progress)
+        notes = merge_comparison(sim, bundle)
+        directory = args.report if len(configs) == 1 else args.report / hw.label
+        write_simulation(sim, bundle, directory, notes)
+        t = sim.totals
+        summaries.append(
+            {
+                "name": hw.label,
+                "hw": hw.label,
+                "rows": hw.array.rows,
+                "cols": hw.array.cols,
+                "dataflow": hw.array.dataflow,
+                "acc_bits": hw.pe.acc_bits,
+                "timing": hw.timing,
+                "cycles": t["cycles"],
+                "latency_us": t["latency_us"],
+                "utilization": t["utilization"],
+                "stall_cycles": t["stall_cycles"],
+                "overflow_count": t["overflow_count"],
+                "memory_bound_layers": len(t["memory_bound_layers"]),
+                "report": str(directory),
+            }
+        )
+        print(
+            f"{hw.label}: {t['cycles']} cycles, {t['latency_us']:.1f} us per inference, "
+            f"utilization {100 * t['utilization']:.1f} %, overflowing layers: {len(t['overflowing_layers'])} "
+            f"-> {directory / 'report.html'}"
+        )
+    if len(configs) > 1:
+        best = min(summaries, key=lambda s: s["latency_us"])
+        write_report(
+            Report(
+                f"hwsim simulate: {bundle.meta.model}, design space",
+                {"bundle": str(bundle.path), "batch": args.batch},
+                summaries,
+                {
+                    "configurations": len(summaries),
+                    "fastest": best["hw"],
+                    "fastest_latency_us": best["latency_us"],
+                },
+            ),
+            args.report,
+            {"design_space.png": lambda rows, path, title: plots.plot_design_space(rows, path, title)},
+        )
+        print(f"design space ({len(summaries)} configurations) -> {args.report / 'report.html'}")
+    return 0

@@ -1,0 +1,179 @@
+"""`hwsim sweep BUNDLE --what w_bits|a_bits|acc_bits [--range 2..8] --report DIR`: per-layer sensitivity.
+
+Place in the flow: parses the command line, calls hwsim.sweep (one layer re-quantized at a time,
+run on the emulator) and writes the report with hwsim.report: one row per layer (the smallest
+width keeping top-1 agreement >= the threshold, and the metrics at every width), the heatmaps
+(layer x bits) as PNGs, and ``sweep.csv`` with every (layer, width) point.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from hwsim import plots
+from hwsim.commands.simulate import select_inputs
+from hwsim.errors import UserError
+from hwsim.ir import load_bundle
+from hwsim.report import Report, Row, fmt_value, write_report
+from hwsim.sweep import DEFAULT_RANGES, WHATS, SweepResult, parse_range, sweep_bundle
+
+HELP = (
+    "bit-width sensitivity: re-quantize one layer at a time (w_bits, a_bits or acc_bits) and measure the loss"
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("bundle", type=Path, help="bundle directory (qat export)")
+    parser.add_argument("--what", choices=WHATS, required=True, help="which width to sweep")
+    parser.add_argument(
+        "--range",
+        dest="widths",
+        default=None,
+        help="widths, LO..HI or a list (default 2..8; acc_bits: 8..24)",
+    )
+    parser.add_argument("--images", type=int, default=64, help="inputs evaluated per point (default 64)")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="CIFAR-10 directory: inputs and labels from its test split instead of the reference",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=0.99,
+        help="top-1 agreement a width must keep to count as safe (default 0.99)",
+    )
+    parser.add_argument("--layers", nargs="+", default=None, help="only these MAC layers (default: all)")
+    parser.add_argument("--report", type=Path, required=True, help="report directory")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def layer_rows(result: SweepResult) -> list[Row]:
+    minimum = result.min_bits()
+    agreement, sqnr, top1 = result.grid("agreement"), result.grid("sqnr_db"), result.grid("top1")
+    rate = result.grid("overflow_rate")
+    rows = []
+    for i, name in enumerate(result.layers):
+        row: Row = {"name": name, f"min_{result.what}": minimum[name]}
+        for j, b in enumerate(result.widths):
+            row[f"agreement@{b}"] = float(agreement[i, j])
+        for j, b in enumerate(result.widths):
+            row[f"sqnr_db@{b}"] = float(sqnr[i, j])
+        if result.what == "acc_bits":
+            for j, b in enumerate(result.widths):
+                row[f"overflow_rate@{b}"] = float(rate[i, j])
+        if result.baseline.get("top1") is not None:
+            for j, b in enumerate(result.widths):
+                row[f"top1@{b}"] = float(top1[i, j])
+        rows.append(row)
+    return rows
+
+
+def _points_csv(result: SweepResult) -> str:
+    buf = io.StringIO()
+    points = result.rows()
+    writer = csv.DictWriter(buf, fieldnames=list(points[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: fmt_value(v) if isinstance(v, float) else v for k, v in p.items()} for p in points)
+    return buf.getvalue()
+
+
+def _write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def run(args: argparse.Namespace) -> int:
+    if not 0 <= args.threshold <= 1:
+        raise UserError(f"--threshold {args.threshold}: expected a fraction in [0, 1]")
+    bundle = load_bundle(args.bundle)
+    lo, hi = DEFAULT_RANGES[args.what]
+    widths = parse_range(args.widths or f"{lo}..{hi}")
+    codes, labels = select_inputs(bundle, args.images, args.data)
+    reference = None
+    if bundle.reference is not None and args.data is None and bundle.meta.output in bundle.reference.codes:
+        reference = np.argmax(bundle.reference.codes[bundle.meta.output][: codes.shape[0]], axis=1)
+    result = sweep_bundle(
+        bundle,
+        args.what,
+        widths,
+        codes,
+        labels=labels,
+        reference_predictions=reference,
+        threshold=args.threshold,
+        layers=args.layers,
+        progress=not args.no_progress,
+    )
+    what = args.what
+    layers, bits = result.layers, result.widths
+    figures = {
+        f"sensitivity_{what}_agreement.png": lambda rows, path, title: plots.plot_heatmap(
+            result.grid("agreement"), layers, bits, path, f"{title}: top-1 agreement", "top-1 agreement", 0, 1
+        ),
+        f"sensitivity_{what}_sqnr.png": lambda rows, path, title: plots.plot_heatmap(
+            result.grid("sqnr_db"),
+            layers,
+            bits,
+            path,
+            f"{title}: output SQNR",
+            "SQNR (dB); = identical",
+        ),
+    }
+    if what == "acc_bits":
+        figures[f"sensitivity_{what}_overflow.png"] = lambda rows, path, title: plots.plot_heatmap(
+            result.grid("overflow_rate"),
+            layers,
+            bits,
+            path,
+            f"{title}: overflow rate",
+            "outputs overflowed",
+            0,
+            1,
+        )
+    minimum = result.min_bits()
+    totals = {
+        "what": what,
+        "widths": bits,
+        "threshold": args.threshold,
+        "images": result.baseline["images"],
+        "baseline_agreement": result.baseline["agreement"],
+        "baseline_top1": result.baseline["top1"],
+        "reference": "PyTorch reference predictions" if reference is not None else "unmodified emulator",
+        "layers_safe_at_min_width": sum(1 for v in minimum.values() if v == bits[0]),
+        "layers_never_safe": [k for k, v in minimum.items() if v is None],
+    }
+    notes = [
+        f"each row re-quantizes only that layer's {what}; the others keep the bundle's widths",
+        f"min_{what}: the smallest width from which every wider one keeps agreement >= {args.threshold}",
+        "sweep.csv lists every (layer, width) point; 'changed' is false where the codes stayed as they were",
+    ]
+    if what == "acc_bits":
+        notes.append(
+            "accumulators wrap (two's complement) at the swept width; overflow rate = exact sums outside it"
+        )
+    meta = {
+        "bundle": str(bundle.path),
+        "model": bundle.meta.model,
+        "what": what,
+        "range": f"{bits[0]}..{bits[-1]}",
+    }
+    title = f"hwsim sweep {what}: {bundle.meta.model}"
+    write_report(Report(title, meta, layer_rows(result), totals, notes), args.report, figures)
+    _write_text(args.report / "sweep.csv", _points_csv(result))
+    print(
+        f"sweep {what} over {len(layers)} layers x {len(bits)} widths on {result.baseline['images']} images "
+        f"-> {args.report / 'report.html'}"
+    )
+    for name, b in minimum.items():
+        print(f"  {name}: min {what} {b if b is not None else f'> {bits[-1]}'}")
+    return 0

@@ -1,0 +1,94 @@
+"""`hwsim vectors`: write one layer's GEMM as RTL test vectors ($readmemh hex files + manifest.json).
+
+Place in the flow: bundle/ -> emulator (the layer's input codes) -> hwsim.vectors -> DIR, which
+rtl_models/tb_array_top.py (or any simulator's testbench, see docs/rtl.md) runs against RTL.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from hwsim.emulator import EmulatorConfig, emulate
+from hwsim.errors import UserError
+from hwsim.fixed import IntFormat
+from hwsim.gemm import im2col, weight_matrix
+from hwsim.hwconfig import load_hw_config
+from hwsim.ir import Conv2dNode, LinearNode, load_bundle
+from hwsim.vectors import make_vector_set, write_vectors
+
+HELP = "write a layer's GEMM (stimulus, expected outputs, cycles) as $readmemh test vectors for RTL"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("bundle", type=Path, help="bundle directory written by qat export")
+    parser.add_argument(
+        "--layer", required=True, metavar="NAME", help="a conv2d or linear node of the bundle"
+    )
+    parser.add_argument("--hw", type=Path, required=True, metavar="HW.yaml", help="hardware description (ws)")
+    parser.add_argument(
+        "--out", type=Path, required=True, metavar="DIR", help="directory to write (replaced)"
+    )
+    parser.add_argument(
+        "--image", type=int, default=0, metavar="I", help="index of the reference.npz input image (default 0)"
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of a random input image when the bundle has no reference.npz",
+    )
+    parser.add_argument(
+        "--group", type=int, default=0, metavar="G", help="group of a grouped conv (default 0)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    bundle = load_bundle(args.bundle)
+    hw = load_hw_config(args.hw)
+    names = [n.name for n in bundle.mac_nodes]
+    if args.layer not in names:
+        raise UserError(
+            f"{args.bundle}: no conv2d or linear node named {args.layer!r}; choose one of {', '.join(names)}"
+        )
+    node = bundle.node(args.layer)
+    assert isinstance(node, (Conv2dNode, LinearNode))
+    spec = bundle.input_spec
+    assert spec.fmt is not None
+    if bundle.reference is not None:
+        codes = bundle.reference.input_codes
+        if not 0 <= args.image < len(codes):
+            raise UserError(
+                f"--image {args.image}: reference.npz holds {len(codes)} images; pick 0..{len(codes) - 1}"
+            )
+        image = codes[args.image : args.image + 1]
+    else:
+        rng = np.random.default_rng(args.seed)
+        image = rng.integers(spec.fmt.min, spec.fmt.max, size=(1, *spec.shape), endpoint=True)
+    emulation = emulate(bundle, image, EmulatorConfig(acc_bits=hw.pe.acc_bits, overflow=hw.pe.overflow))
+    a = im2col(emulation.tensors[node.input], node)
+    w = weight_matrix(node)
+    if not 0 <= args.group < a.shape[0]:
+        raise UserError(
+            f"--group {args.group}: layer {node.name!r} has {a.shape[0]} groups; pick 0..{a.shape[0] - 1}"
+        )
+    in_fmt = bundle.tensors[node.input].fmt
+    assert in_fmt is not None
+    vs = make_vector_set(
+        a[args.group],
+        w[args.group],
+        hw,
+        a_fmt=in_fmt.int_format,
+        w_fmt=IntFormat(node.weight_format.bits, True),
+        name=node.name,
+    )
+    out = write_vectors(vs, args.out)
+    m, k, n = vs.shape
+    print(
+        f"{node.name}: GEMM M={m} K={k} N={n} on {hw.array.rows}x{hw.array.cols} ({hw.label}): "
+        f"{vs.cycles} cycles, {vs.overflow_events} overflow events; needs ADDR_BITS >= {vs.addr_bits}"
+    )
+    print(f"wrote {out}/manifest.json, abuf.hex, wbuf.hex, expected_obuf.hex")
+    return 0

@@ -1,0 +1,298 @@
+"""Hardware description: the MAC array, its PEs, buffers, DRAM and clock, from one YAML file.
+
+Place in the flow: parsed once, at the edge (``hwsim simulate|sweep --hw HW.yaml``), into frozen
+dataclasses that validate themselves on construction; the array model (``mapping``, ``timing``,
+``systolic``, ``memory``) reads them, and :func:`verilog_parameters` turns the same object into
+the RTL's parameters (one source of truth). The file looks like::
+
+    array: {rows: 16, cols: 16, dataflow: ws}        # ws | os | is
+    pe: {acc_bits: 24, overflow: wrap}               # wrap | saturate
+    buffers_kb: {ifmap: 64, weight: 64, ofmap: 64}
+    dram_bytes_per_cycle: 16
+    clock_mhz: 500
+    timing: native                                   # native | scalesim
+
+Every key is required except ``timing`` (``native`` when absent) and ``name`` (the file's stem).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hwsim.errors import UserError
+from hwsim.fixed import OVERFLOW_MODES, IntFormat
+
+DATAFLOWS: tuple[str, ...] = ("ws", "os", "is")
+TIMINGS: tuple[str, ...] = ("native", "scalesim")
+MAX_PES_PER_SIDE = 4096
+ACC_BITS_RANGE = (2, 64)
+MAX_BUFFER_KB = 1 << 20
+
+
+class HwConfigError(UserError, ValueError):
+    """A hardware description with a missing, unknown or out-of-range field."""
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)) and math.isfinite(value)
+
+
+def _check_int(field_name: str, value: object, lo: int, hi: int) -> None:
+    if not _is_int(value) or not lo <= value <= hi:  # type: ignore[operator]
+        raise HwConfigError(
+            f"field '{field_name}': {value!r} is not an integer in the legal range {lo}..{hi}"
+        )
+
+
+def _check_positive(field_name: str, value: object, hi: float) -> None:
+    if not _is_number(value) or not 0 < value <= hi:  # type: ignore[operator]
+        raise HwConfigError(f"field '{field_name}': {value!r} is not a number in the legal range (0, {hi:g}]")
+
+
+def _check_choice(field_name: str, value: object, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise HwConfigError(f"field '{field_name}': {value!r} is not one of {', '.join(choices)}")
+
+
+@dataclass(frozen=True)
+class ArrayConfig:
+    """``rows`` x ``cols`` PEs and the dataflow that maps a GEMM onto them."""
+
+    rows: int = 16
+    cols: int = 16
+    dataflow: str = "ws"
+
+    def __post_init__(self) -> None:
+        _check_int("array.rows", self.rows, 1, MAX_PES_PER_SIDE)
+        _check_int("array.cols", self.cols, 1, MAX_PES_PER_SIDE)
+        _check_choice("array.dataflow", self.dataflow, DATAFLOWS)
+
+    @property
+    def pes(self) -> int:
+        return self.rows * self.cols
+
+
+@dataclass(frozen=True)
+class PEConfig:
+    """The PE's accumulator: ``acc_bits`` two's complement, narrowed by ``overflow`` (wrap | saturate)."""
+
+    acc_bits: int = 24
+    overflow: str = "wrap"
+
+    def __post_init__(self) -> None:
+        _check_int("pe.acc_bits", self.acc_bits, *ACC_BITS_RANGE)
+        _check_choice("pe.overflow", self.overflow, OVERFLOW_MODES)
+
+    @property
+    def acc_format(self) -> IntFormat:
+        return IntFormat(self.acc_bits, True)
+
+
+@dataclass(frozen=True)
+class BufferConfig:
+    """On-chip buffer capacities in KiB (each is double-buffered: half works while half fills)."""
+
+    ifmap_kb: float = 64
+    weight_kb: float = 64
+    ofmap_kb: float = 64
+
+    def __post_init__(self) -> None:
+        _check_positive("buffers_kb.ifmap", self.ifmap_kb, MAX_BUFFER_KB)
+        _check_positive("buffers_kb.weight", self.weight_kb, MAX_BUFFER_KB)
+        _check_positive("buffers_kb.ofmap", self.ofmap_kb, MAX_BUFFER_KB)
+
+
+@dataclass(frozen=True)
+class HardwareConfig:
+    """Everything the array model needs to know about one accelerator."""
+
+    array: ArrayConfig = field(default_factory=ArrayConfig)
+    pe: PEConfig = field(default_factory=PEConfig)
+    buffers: BufferConfig = field(default_factory=BufferConfig)
+    dram_bytes_per_cycle: float = 16
+    clock_mhz: float = 500
+    timing: str = "native"
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        for attr, kind in (("array", ArrayConfig), ("pe", PEConfig), ("buffers", BufferConfig)):
+            if not isinstance(getattr(self, attr), kind):
+                raise HwConfigError(
+                    f"field '{attr}': expected a {kind.__name__}, got {getattr(self, attr)!r}"
+                )
+        _check_positive("dram_bytes_per_cycle", self.dram_bytes_per_cycle, 1e6)
+        _check_positive("clock_mhz", self.clock_mhz, 1e5)
+        _check_choice("timing", self.timing, TIMINGS)
+        if not isinstance(self.name, str):
+            raise HwConfigError(f"field 'name': expected a string, got {self.name!r}")
+
+    @property
+    def label(self) -> str:
+        """A short human label: the name, else ``16x16-ws-acc24``."""
+        return self.name or self.describe()
+
+    def describe(self) -> str:
+        a = self.array
+        return f"{a.rows}x{a.cols}-{a.dataflow}-acc{self.pe.acc_bits}" + (
+            "-scalesim" if self.timing == "scalesim" else ""
+        )
+
+    def with_overrides(self, **overrides: Any) -> HardwareConfig:
+        """A copy with dotted fields replaced, e.g. ``rows=32, dataflow='os', acc_bits=16``."""
+        groups: dict[str, dict[str, Any]] = {"array": {}, "pe": {}, "buffers": {}, "top": {}}
+        where = {
+            "rows": "array",
+            "cols": "array",
+            "dataflow": "array",
+            "acc_bits": "pe",
+            "overflow": "pe",
+            "ifmap_kb": "buffers",
+            "weight_kb": "buffers",
+            "ofmap_kb": "buffers",
+            "dram_bytes_per_cycle": "top",
+            "clock_mhz": "top",
+            "timing": "top",
+            "name": "top",
+        }
+        for key, value in overrides.items():
+            if key not in where:
+                raise HwConfigError(f"cannot override '{key}'; overridable fields: {', '.join(where)}")
+            groups[where[key]][key] = value
+        return replace(
+            self,
+            array=replace(self.array, **groups["array"]),
+            pe=replace(self.pe, **groups["pe"]),
+            buffers=replace(self.buffers, **groups["buffers"]),
+            **groups["top"],
+        )
+
+
+_TOP_KEYS = ("array", "pe", "buffers_kb", "dram_bytes_per_cycle", "clock_mhz", "timing", "name")
+_REQUIRED = ("array", "pe", "buffers_kb", "dram_bytes_per_cycle", "clock_mhz")
+_SECTION_KEYS = {
+    "array": ("rows", "cols", "dataflow"),
+    "pe": ("acc_bits", "overflow"),
+    "buffers_kb": ("ifmap", "weight", "ofmap"),
+}
+
+
+def _section(doc: dict[str, Any], key: str) -> dict[str, Any]:
+    value = doc[key]
+    if not isinstance(value, dict):
+        raise HwConfigError(
+            f"field '{key}': expected a mapping with keys {', '.join(_SECTION_KEYS[key])}, got {value!r}"
+        )
+    unknown = sorted(set(value) - set(_SECTION_KEYS[key]))
+    if unknown:
+        raise HwConfigError(
+            f"field '{key}.{unknown[0]}' is unknown; legal keys: {', '.join(_SECTION_KEYS[key])}"
+        )
+    missing = [k for k in _SECTION_KEYS[key] if k not in value]
+    if missing:
+        raise HwConfigError(
+            f"field '{key}.{missing[0]}' is missing; {key} needs {', '.join(_SECTION_KEYS[key])}"
+        )
+    return value
+
+
+def hw_config_from_dict(doc: object, default_name: str = "") -> HardwareConfig:
+    """Build and validate a :class:`HardwareConfig` from a parsed YAML document."""
+    if not isinstance(doc, dict):
+        raise HwConfigError(f"expected a mapping with keys {', '.join(_REQUIRED)}, got {type(doc).__name__}")
+    unknown = sorted(set(doc) - set(_TOP_KEYS))
+    if unknown:
+        raise HwConfigError(f"field '{unknown[0]}' is unknown; legal keys: {', '.join(_TOP_KEYS)}")
+    missing = [k for k in _REQUIRED if k not in doc]
+    if missing:
+        raise HwConfigError(
+            f"field '{missing[0]}' is missing; a hardware description needs {', '.join(_REQUIRED)}"
+        )
+    array, pe, buffers = _section(doc, "array"), _section(doc, "pe"), _section(doc, "buffers_kb")
+    return HardwareConfig(
+        array=ArrayConfig(rows=array["rows"], cols=array["cols"], dataflow=array["dataflow"]),
+        pe=PEConfig(acc_bits=pe["acc_bits"], overflow=pe["overflow"]),
+        buffers=BufferConfig(
+            ifmap_kb=buffers["ifmap"], weight_kb=buffers["weight"], ofmap_kb=buffers["ofmap"]
+        ),
+        dram_bytes_per_cycle=doc["dram_bytes_per_cycle"],
+        clock_mhz=doc["clock_mhz"],
+        timing=doc.get("timing", "native"),
+        name=doc.get("name", default_name),
+    )
+
+
+def load_hw_config(path: str | Path) -> HardwareConfig:
+    """Read and validate a hardware YAML; any problem raises one :class:`HwConfigError` naming the file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise HwConfigError(
+            f"{path}: cannot read the hardware description ({err.strerror}); "
+            "pass an existing YAML file, e.g. configs/hw/ws_16x16.yaml"
+        ) from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise HwConfigError(f"{path}: not valid YAML ({err})") from None
+    try:
+        return hw_config_from_dict(doc, default_name=path.stem)
+    except HwConfigError as err:
+        raise HwConfigError(f"{path}: {err}") from None
+
+
+def hw_config_to_dict(cfg: HardwareConfig) -> dict[str, Any]:
+    """The YAML form of ``cfg`` (``load_hw_config`` reads it back to an equal object)."""
+    return {
+        "name": cfg.name,
+        "array": {"rows": cfg.array.rows, "cols": cfg.array.cols, "dataflow": cfg.array.dataflow},
+        "pe": {"acc_bits": cfg.pe.acc_bits, "overflow": cfg.pe.overflow},
+        "buffers_kb": {
+            "ifmap": cfg.buffers.ifmap_kb,
+            "weight": cfg.buffers.weight_kb,
+            "ofmap": cfg.buffers.ofmap_kb,
+        },
+        "dram_bytes_per_cycle": cfg.dram_bytes_per_cycle,
+        "clock_mhz": cfg.clock_mhz,
+        "timing": cfg.timing,
+    }
+
+
+def verilog_parameters(
+    cfg: HardwareConfig, a_bits: int = 8, w_bits: int = 8, a_signed: bool = False
+) -> dict[str, int]:
+    """The RTL's parameters, derived from the hardware description (the only place that does it).
+
+    ``a_bits``/``w_bits`` are the operand widths of the layer the RTL runs (weights are always
+    signed; activations are unsigned after ReLU, signed for the network input and binary codes).
+
+    >>> verilog_parameters(HardwareConfig(pe=PEConfig(acc_bits=20, overflow="saturate")), a_bits=4, w_bits=4)
+    {'ROWS': 16, 'COLS': 16, 'ACC_BITS': 20, 'SATURATE': 1, 'A_BITS': 4, 'W_BITS': 4, 'A_SIGNED': 0}
+    """
+    if cfg.array.dataflow != "ws":
+        raise HwConfigError(
+            f"array.dataflow: the RTL implements the weight-stationary array, got {cfg.array.dataflow!r}; "
+            "use a ws configuration (e.g. configs/hw/ws_16x16.yaml) for RTL runs"
+        )
+    _check_int("a_bits", a_bits, 1, 32)
+    _check_int("w_bits", w_bits, 1, 32)
+    if not isinstance(a_signed, bool):
+        raise HwConfigError(f"a_signed: expected a bool, got {a_signed!r}")
+    return {
+        "ROWS": cfg.array.rows,
+        "COLS": cfg.array.cols,
+        "ACC_BITS": cfg.pe.acc_bits,
+        "SATURATE": int(cfg.pe.overflow == "saturate"),
+        "A_BITS": a_bits,
+        "W_BITS": w_bits,
+        "A_SIGNED": int(a_signed),
+    }

@@ -1,0 +1,212 @@
+"""Layer -> GEMM mapping and folding onto the array: which tile of the GEMM each fold computes.
+
+Place in the flow: the array model's first step. A ``conv2d``/``linear`` node of the bundle
+becomes a :class:`LayerShape` (geometry only), then a :class:`GemmShape`
+``Y[M, N] = A[M, K] * W[K, N]`` per group (docs/dataflow.md, "GEMM mapping"), then a list of
+:class:`Fold` in execution order for the array's dataflow. ``timing`` counts their cycles,
+``systolic`` executes them, ``memory`` sizes their buffers.
+
+Dataflows (``R`` rows, ``C`` columns of PEs):
+
+* ``ws`` (weight-stationary): a fold holds a ``kt x nt`` tile of W (``kt <= R``, ``nt <= C``)
+  and streams all ``M`` rows of A. Folds: N-fold outer, K-fold inner.
+* ``os`` (output-stationary): a fold holds an ``mt x nt`` tile of Y in the PEs (``mt <= R``,
+  ``nt <= C``) and streams all of ``K``. Folds: N-fold outer, M-fold inner.
+* ``is`` (input-stationary): a fold holds a ``kt x mt`` tile of A transposed (``kt <= R``,
+  ``mt <= C``) and streams all ``N`` columns of W. Folds: M-fold outer, K-fold inner.
+
+K-folds always run in ascending order, so every output accumulates over ascending ``k`` in
+every dataflow (the order ``saturate`` depends on).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from hwsim.errors import UserError
+from hwsim.hwconfig import ArrayConfig
+from hwsim.ir import Bundle, Conv2dNode, LinearNode, Node
+
+
+@dataclass(frozen=True)
+class LayerShape:
+    """The geometry of one conv/linear layer (per image); ``h``/``w`` are the unpadded input size."""
+
+    name: str
+    op: str
+    c_in: int
+    h: int
+    w: int
+    c_out: int
+    kh: int = 1
+    kw: int = 1
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    groups: int = 1
+
+    def __post_init__(self) -> None:
+        for attr in ("c_in", "h", "w", "c_out", "kh", "kw", "groups"):
+            value = getattr(self, attr)
+            if not isinstance(value, int) or value < 1:
+                raise UserError(f"layer '{self.name}': {attr}={value!r} must be a positive integer")
+        if self.c_in % self.groups or self.c_out % self.groups:
+            raise UserError(
+                f"layer '{self.name}': groups={self.groups} must divide c_in={self.c_in} "
+                f"and c_out={self.c_out}"
+            )
+        if self.h_out < 1 or self.w_out < 1:
+            raise UserError(
+                f"layer '{self.name}': a {self.kh}x{self.kw} kernel does not fit the "
+                f"{self.h}x{self.w} input with padding {self.padding}"
+            )
+
+    @property
+    def h_out(self) -> int:
+        return (self.h + 2 * self.padding[0] - self.kh) // self.stride[0] + 1
+
+    @property
+    def w_out(self) -> int:
+        return (self.w + 2 * self.padding[1] - self.kw) // self.stride[1] + 1
+
+    @property
+    def k(self) -> int:
+        """GEMM K per group: ``C_in/groups * kh * kw``."""
+        return self.c_in // self.groups * self.kh * self.kw
+
+    @property
+    def depthwise(self) -> bool:
+        return self.groups > 1 and self.groups == self.c_in
+
+    def macs(self, batch: int = 1) -> int:
+        return self.h_out * self.w_out * self.c_out * self.k * batch
+
+
+@dataclass(frozen=True)
+class GemmShape:
+    """``groups`` independent GEMMs ``Y[M, N] = A[M, K] * W[K, N]``."""
+
+    m: int
+    k: int
+    n: int
+    groups: int = 1
+
+    def __post_init__(self) -> None:
+        for attr in ("m", "k", "n", "groups"):
+            value = getattr(self, attr)
+            if not isinstance(value, int) or value < 1:
+                raise UserError(f"GEMM {attr}={value!r} must be a positive integer")
+
+    @property
+    def macs(self) -> int:
+        return self.m * self.k * self.n * self.groups
+
+
+def gemm_shape(layer: LayerShape, batch: int = 1) -> GemmShape:
+    """The GEMM of ``layer`` for ``batch`` images: ``M = H_out*W_out*batch``, ``K``, ``N = C_out/groups``."""
+    return GemmShape(
+        m=layer.h_out * layer.w_out * batch, k=layer.k, n=layer.c_out // layer.groups, groups=layer.groups
+    )
+
+
+def scalesim_gemm_shape(layer: LayerShape, batch: int = 1) -> GemmShape:
+    """The GEMM SCALE-Sim 3.0.0 builds for ``layer``: outputs ``ceil((H - R + s)/s)`` of the pre-padded input.
+
+    SCALE-Sim's topology gives the already padded input ``H + 2p``; it sizes the output as
+    ``ceil((H + 2p - kh + s) / s)``, which exceeds PyTorch's ``floor((H + 2p - kh) / s) + 1`` by one
+    when ``(H + 2p - kh)`` is not a multiple of ``s`` (ResNet20's stride-2 layers).
+    """
+    hp = layer.h + 2 * layer.padding[0]
+    wp = layer.w + 2 * layer.padding[1]
+    sh, sw = layer.stride
+    h_out = math.ceil((hp - layer.kh + sh) / sh)
+    w_out = math.ceil((wp - layer.kw + sw) / sw)
+    return GemmShape(m=h_out * w_out * batch, k=layer.k, n=layer.c_out // layer.groups, groups=layer.groups)
+
+
+@dataclass(frozen=True)
+class Fold:
+    """One pass of the array: the GEMM tile ``[m0:m0+mt] x [k0:k0+kt] x [n0:n0+nt]`` it computes.
+
+    The stationary tile fits the array; the streamed dimension is whole (``ws``: all of M,
+    ``os``: all of K, ``is``: all of N).
+    """
+
+    index: int
+    m0: int
+    mt: int
+    k0: int
+    kt: int
+    n0: int
+    nt: int
+
+    @property
+    def first_k_fold(self) -> bool:
+        return self.k0 == 0
+
+
+def _tiles(size: int, step: int) -> list[tuple[int, int]]:
+    return [(start, min(step, size - start)) for start in range(0, size, step)]
+
+
+def fold_plan(gemm: GemmShape, array: ArrayConfig) -> list[Fold]:
+    """The folds of one group's GEMM, in the order the dataflow runs them."""
+    r, c = array.rows, array.cols
+    folds: list[Fold] = []
+    if array.dataflow == "ws":
+        for n0, nt in _tiles(gemm.n, c):
+            for k0, kt in _tiles(gemm.k, r):
+                folds.append(Fold(len(folds), 0, gemm.m, k0, kt, n0, nt))
+    elif array.dataflow == "os":
+        for n0, nt in _tiles(gemm.n, c):
+            for m0, mt in _tiles(gemm.m, r):
+                folds.append(Fold(len(folds), m0, mt, 0, gemm.k, n0, nt))
+    elif array.dataflow == "is":
+        for m0, mt in _tiles(gemm.m, c):
+            for k0, kt in _tiles(gemm.k, r):
+                folds.append(Fold(len(folds), m0, mt, k0, kt, 0, gemm.n))
+    else:  # ArrayConfig validates the dataflow; this guards direct misuse
+        raise UserError(f"unknown dataflow {array.dataflow!r}")
+    return folds
+
+
+def fold_count(gemm: GemmShape, array: ArrayConfig) -> int:
+    """How many folds the whole layer (all groups) takes."""
+    r, c = array.rows, array.cols
+    per_group = {
+        "ws": math.ceil(gemm.k / r) * math.ceil(gemm.n / c),
+        "os": math.ceil(gemm.m / r) * math.ceil(gemm.n / c),
+        "is": math.ceil(gemm.k / r) * math.ceil(gemm.m / c),
+    }[array.dataflow]
+    return per_group * gemm.groups
+
+
+def layer_from_node(node: Node, bundle: Bundle) -> LayerShape:
+    """The :class:`LayerShape` of a bundle's ``conv2d`` or ``linear`` node."""
+    if isinstance(node, Conv2dNode):
+        c_in, h, w = bundle.tensors[node.input].shape
+        kh, kw = node.kernel
+        return LayerShape(
+            name=node.name,
+            op="conv2d",
+            c_in=int(c_in),
+            h=int(h),
+            w=int(w),
+            c_out=node.out_channels,
+            kh=kh,
+            kw=kw,
+            stride=tuple(node.stride),
+            padding=tuple(node.padding),
+            groups=int(node.groups),
+        )
+    if isinstance(node, LinearNode):
+        (features,) = bundle.tensors[node.input].shape
+        return LayerShape(name=node.name, op="linear", c_in=int(features), h=1, w=1, c_out=node.out_channels)
+    raise UserError(
+        f"node '{node.name}' ({node.op}) does not run on the MAC array; only conv2d and linear do"
+    )
+
+
+def layers_from_bundle(bundle: Bundle) -> list[LayerShape]:
+    """Every MAC layer of a bundle, in execution order."""
+    return [layer_from_node(n, bundle) for n in bundle.mac_nodes]

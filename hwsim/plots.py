@@ -1,0 +1,221 @@
+"""PNG plots of the array model: latency, utilization, overflow, error, sensitivity, roofline, design space.
+
+Place in the flow: ``hwsim simulate`` and ``hwsim sweep`` hand their per-layer rows (dicts, as
+in ``report.json``) to these functions, which write one PNG each under ``reports/<run>/`` and
+return its path; ``hwsim.report`` embeds them in ``report.html``. matplotlib's Agg backend only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+Row = dict[str, Any]
+COLORS = {"compute": "#4C72B0", "preload": "#8172B2", "fill_drain": "#DD8452", "stall": "#C44E52"}
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def _layer_axis(ax: plt.Axes, names: Sequence[str]) -> None:
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels(names, rotation=70, ha="right", fontsize=7)
+    ax.set_xlim(-0.6, len(names) - 0.4)
+
+
+def _width(n: int) -> float:
+    return max(7.0, 0.38 * n + 2)
+
+
+def plot_latency(rows: Sequence[Row], path: Path, title: str) -> Path:
+    """Stacked cycles per layer: compute, preload, fill/drain, memory stall."""
+    names = [r["name"] for r in rows]
+    fig, ax = plt.subplots(figsize=(_width(len(rows)), 4.2))
+    bottom = np.zeros(len(rows))
+    for key, label in (
+        ("compute_cycles", "compute"),
+        ("preload_cycles", "preload"),
+        ("fill_drain_cycles", "fill_drain"),
+        ("stall_cycles", "stall"),
+    ):
+        values = np.array([r[key] for r in rows], dtype=float)
+        ax.bar(range(len(rows)), values, bottom=bottom, color=COLORS[label], label=label.replace("_", "/"))
+        bottom += values
+    _layer_axis(ax, names)
+    ax.set_ylabel("cycles per inference")
+    ax.set_title(title)
+    ax.legend(fontsize=8, ncols=4, loc="upper right")
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_utilization(rows: Sequence[Row], path: Path, title: str) -> Path:
+    """PE utilization per layer: of the array's own cycles, and with memory stalls."""
+    names = [r["name"] for r in rows]
+    x = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(_width(len(rows)), 3.8))
+    ax.bar(x - 0.2, [100 * r["array_utilization"] for r in rows], 0.4, label="array cycles", color="#4C72B0")
+    ax.bar(x + 0.2, [100 * r["utilization"] for r in rows], 0.4, label="with stalls", color="#55A868")
+    _layer_axis(ax, names)
+    ax.set_ylim(0, 100)
+    ax.set_ylabel("PE utilization (%)")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_overflow(rows: Sequence[Row], path: Path, title: str) -> Path:
+    """Overflowed outputs per layer (fraction), with each layer's accumulator need against the width."""
+    names = [r["name"] for r in rows]
+    x = np.arange(len(rows))
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(_width(len(rows)), 6), sharex=True)
+    rates = [100 * r.get("overflow_rate", 0.0) for r in rows]
+    ax1.bar(x, rates, color=["#C44E52" if v > 0 else "#8C8C8C" for v in rates])
+    ax1.set_ylabel("outputs overflowed (%)")
+    ax1.set_title(title)
+    ax1.grid(axis="y", alpha=0.3)
+    if not any(rates):
+        ax1.set_ylim(0, 1)
+        ax1.text(0.5, 0.5, "no overflow", transform=ax1.transAxes, ha="center", va="center", color="#555")
+    ax2.plot(
+        x,
+        [r["min_safe_acc_bits"] for r in rows],
+        "v-",
+        label="worst case (weights x input range)",
+        color="#DD8452",
+    )
+    ax2.plot(
+        x,
+        [r.get("min_safe_acc_bits_observed", np.nan) for r in rows],
+        "o-",
+        label="observed on the data",
+        color="#4C72B0",
+    )
+    ax2.axhline(rows[0]["acc_bits"] if rows else 0, color="#C44E52", ls="--", label="accumulator width")
+    ax2.set_ylabel("accumulator bits")
+    ax2.legend(fontsize=8)
+    ax2.grid(alpha=0.3)
+    _layer_axis(ax2, names)
+    return _save(fig, path)
+
+
+def plot_error(rows: Sequence[Row], path: Path, title: str) -> Path:
+    """Per layer: SQNR against the reference (dB) and the rate of mismatching codes."""
+    names = [r["name"] for r in rows]
+    x = np.arange(len(rows))
+    fig, ax1 = plt.subplots(figsize=(_width(len(rows)), 4))
+    sqnr = [r.get("sqnr_db") for r in rows]
+    finite = [v if v is not None and math.isfinite(v) else np.nan for v in sqnr]
+    ax1.bar(x, finite, color="#4C72B0", label="SQNR (dB)")
+    exact = [i for i, v in enumerate(sqnr) if v is not None and math.isinf(v)]
+    top = np.nanmax(finite) if not np.all(np.isnan(finite)) else 60.0
+    for i in exact:
+        ax1.text(i, top * 0.05 if top > 0 else 1, "exact", rotation=90, ha="center", fontsize=7)
+    ax1.set_ylabel("SQNR vs reference (dB)")
+    ax2 = ax1.twinx()
+    ax2.plot(
+        x, [100 * (r.get("mismatch_rate") or 0.0) for r in rows], "o-", color="#C44E52", label="mismatch %"
+    )
+    ax2.set_ylabel("codes differing (%)")
+    _layer_axis(ax1, names)
+    ax1.set_title(title)
+    ax1.grid(axis="y", alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_heatmap(
+    values: np.ndarray,
+    layers: Sequence[str],
+    widths: Sequence[int],
+    path: Path,
+    title: str,
+    label: str,
+    vmin: float | None = None,
+    vmax: float | None = None,
+) -> Path:
+    """A layer x bit-width heatmap (e.g. top-1 agreement after re-quantizing one layer)."""
+    fig, ax = plt.subplots(figsize=(2.2 + 0.7 * len(widths), 1.2 + 0.3 * len(layers)))
+    shown = np.where(np.isfinite(values), values, np.nan)  # inf (identical output) is drawn as "="
+    im = ax.imshow(shown, aspect="auto", cmap="viridis", vmin=vmin, vmax=vmax)
+    ax.set_xticks(range(len(widths)))
+    ax.set_xticklabels([str(w) for w in widths])
+    ax.set_yticks(range(len(layers)))
+    ax.set_yticklabels(layers, fontsize=7)
+    ax.set_xlabel("bits")
+    ax.set_title(title, fontsize=10)
+    finite = shown[np.isfinite(shown)]
+    lo = vmin if vmin is not None else (float(finite.min()) if finite.size else 0.0)
+    hi = vmax if vmax is not None else (float(finite.max()) if finite.size else 1.0)
+    for i in range(values.shape[0]):
+        for j in range(values.shape[1]):
+            v = values[i, j]
+            if np.isfinite(v):
+                dark = hi == lo or (v - lo) < 0.5 * (hi - lo)
+                ax.text(
+                    j,
+                    i,
+                    f"{v:.2f}" if abs(v) < 10 else f"{v:.0f}",
+                    ha="center",
+                    va="center",
+                    fontsize=6,
+                    color="white" if dark else "black",
+                )
+            elif np.isinf(v):
+                ax.text(j, i, "=", ha="center", va="center", fontsize=8, color="#444")
+    fig.colorbar(im, ax=ax, label=label)
+    return _save(fig, path)
+
+
+def plot_roofline(rows: Sequence[Row], pes: int, bytes_per_cycle: float, path: Path, title: str) -> Path:
+    """Roofline: MACs/cycle against MACs per DRAM byte, one point per layer."""
+    ai = np.array([r["arithmetic_intensity"] for r in rows], dtype=float)
+    perf = np.array([r["macs"] / r["cycles"] for r in rows], dtype=float)
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    lo = max(1e-2, float(np.nanmin(ai)) / 4) if len(ai) else 0.1
+    hi = float(np.nanmax(ai[np.isfinite(ai)])) * 4 if np.isfinite(ai).any() else 100.0
+    xs = np.logspace(math.log10(lo), math.log10(max(hi, pes / bytes_per_cycle * 4)), 200)
+    ax.plot(xs, np.minimum(pes, xs * bytes_per_cycle), color="black", lw=1.5, label="roof")
+    colors = ["#C44E52" if r["bound"] == "memory" else "#4C72B0" for r in rows]
+    ax.scatter(ai, perf, c=colors, s=22, zorder=3)
+    for a, p, r in zip(ai, perf, rows, strict=True):
+        ax.annotate(r["name"], (a, p), fontsize=5, alpha=0.7, xytext=(2, 2), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("arithmetic intensity (MACs per DRAM byte)")
+    ax.set_ylabel("MACs per cycle")
+    ax.set_title(title + "  (blue: compute-bound, red: memory-bound)", fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    return _save(fig, path)
+
+
+def plot_design_space(summaries: Sequence[Row], path: Path, title: str) -> Path:
+    """Total latency and utilization per hardware configuration."""
+    labels = [s["hw"] for s in summaries]
+    x = np.arange(len(summaries))
+    fig, ax1 = plt.subplots(figsize=(max(6.0, 0.8 * len(summaries) + 2), 4.2))
+    ax1.bar(x, [s["latency_us"] for s in summaries], color="#4C72B0")
+    ax1.set_ylabel("latency per inference (us)")
+    ax2 = ax1.twinx()
+    ax2.plot(x, [100 * s["utilization"] for s in summaries], "o-", color="#DD8452")
+    ax2.set_ylabel("PE utilization (%)")
+    ax2.set_ylim(0, 100)
+    ax1.set_xticks(x)
+    ax1.set_xticklabels(labels, rotation=40, ha="right", fontsize=8)
+    ax1.set_title(title)
+    ax1.grid(axis="y", alpha=0.3)
+    return _save(fig, path)

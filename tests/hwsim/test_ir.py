@@ -1,0 +1,230 @@
+"""hwsim.ir: the loader accepts the hand-built bundles, round-trips them, and rejects every broken rule
+with a BundleError naming the file, node/tensor and field (and the CLI turns it into exit status 2)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from bundles import tiny_builder, tiny_bundle
+
+from hwsim.cli import main as hwsim_main
+from hwsim.ir import (
+    BundleError,
+    CodeFormat,
+    load_bundle,
+    quantize_images,
+    save_bundle,
+    write_bundle_files,
+)
+
+
+def node(graph: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(n for n in graph["nodes"] if n["name"] == name)
+
+
+def broken(tmp_path: Path, mutate: Callable[[dict[str, Any], dict[str, np.ndarray]], None]) -> Path:
+    b = tiny_builder()
+    graph, arrays = copy.deepcopy(b.graph), dict(b.arrays)
+    graph["output"] = "logits"
+    mutate(graph, arrays)
+    return write_bundle_files(tmp_path / "bad", graph, arrays)
+
+
+def test_tiny_bundle_loads_and_round_trips(tmp_path: Path) -> None:
+    bundle = load_bundle(tiny_bundle(tmp_path / "tiny", reference_images=3))
+    assert [n.name for n in bundle.nodes] == ["conv1", "act1", "conv2", "act2", "sgn", "pool", "fc", "logits"]
+    assert bundle.macs("conv1") == 3 * 4 * 4 * 2 * 9 and bundle.macs("act1") == 0
+    assert bundle.input_spec.shape == (2, 4, 4) and bundle.output_spec.shape == (4,)
+    assert bundle.reference is not None and bundle.reference.images == 3
+    again = load_bundle(save_bundle(bundle, tmp_path / "copy"))
+    assert [n.name for n in again.nodes] == [n.name for n in bundle.nodes]
+    assert again.tensors == bundle.tensors
+    assert all(np.array_equal(again.consts[k], v) for k, v in bundle.consts.items())
+    assert np.array_equal(again.reference.codes["logits"], bundle.reference.codes["logits"])
+
+
+CASES: list[tuple[str, Callable[[dict[str, Any], dict[str, np.ndarray]], None], str]] = [
+    ("missing tensors.npz key", lambda g, a: a.pop("conv1.weight"), r"node 'conv1', field 'weight'.*not in"),
+    ("missing graph key", lambda g, a: g.pop("acc_bits"), r"field 'acc_bits': missing"),
+    ("missing node field", lambda g, a: node(g, "conv2").pop("groups"), r"node 'conv2', field 'groups'"),
+    (
+        "wrong weight shape",
+        lambda g, a: a.__setitem__("conv1.weight", np.zeros((3, 2, 3, 2), np.int64)),
+        r"node 'conv1', field 'weight'|node 'conv1', field 'output'",
+    ),
+    (
+        "float weights",
+        lambda g, a: a.__setitem__("conv1.weight", a["conv1.weight"].astype(np.float32)),
+        r"node 'conv1', field 'weight': dtype float32",
+    ),
+    (
+        "weight code outside the lattice",
+        lambda g, a: a["conv1.weight"].__setitem__((0, 0, 0, 0), -8),
+        r"node 'conv1', field 'weight': codes span \[-8, .*narrow",
+    ),
+    (
+        "ternary weight out of {-1,0,1}",
+        lambda g, a: a["conv2.weight"].__setitem__((0, 0, 0, 0), 2),
+        r"node 'conv2', field 'weight'",
+    ),
+    ("shift out of 0..62", lambda g, a: a["act1.shift"].__setitem__(0, 63), r"field 'shift': value 63"),
+    ("negative shift", lambda g, a: a["act1.shift"].__setitem__(0, -1), r"field 'shift': value -1"),
+    (
+        "multiplier beyond mult_bits",
+        lambda g, a: a["act1.mult0"].__setitem__(0, 2**31),
+        r"node 'act1', field 'inputs\[0\].multiplier'.*mult_bits=32",
+    ),
+    (
+        "bias beyond int32",
+        lambda g, a: a.__setitem__("act1.bias0", np.array([2**31, 0, 0], np.int64)),
+        r"field 'inputs\[0\].bias'",
+    ),
+    (
+        "float bias",
+        lambda g, a: a.__setitem__("act1.bias0", np.zeros(3, np.float64)),
+        r"bias'.*dtype float64",
+    ),
+    (
+        "NaN scale",
+        lambda g, a: g["tensors"]["act1"].__setitem__("scale", float("nan")),
+        r"tensor 'act1', field 'scale'.*finite",
+    ),
+    ("inf scale", lambda g, a: g["tensors"]["act1"].__setitem__("scale", float("inf")), r"tensor 'act1'"),
+    ("zero scale", lambda g, a: g["tensors"]["act1"].__setitem__("scale", 0.0), r"positive"),
+    ("negative weight scale", lambda g, a: a["conv1.weight_scale"].__setitem__(0, -1.0), r"weight_scale"),
+    (
+        "unknown node op",
+        lambda g, a: node(g, "pool").__setitem__("op", "maxpool"),
+        r"node 'pool', field 'op'",
+    ),
+    ("dangling input", lambda g, a: node(g, "conv2").__setitem__("input", "act9"), r"not declared"),
+    (
+        "input produced later",
+        lambda g, a: node(g, "conv2").__setitem__("input", "act2"),
+        r"node 'conv2', field 'input'.*neither the network input nor written by an earlier node",
+    ),
+    (
+        "inconsistent kind",
+        lambda g, a: g["tensors"]["conv1.acc"].update(
+            kind="codes", format={"bits": 8, "signed": True}, scale=1.0
+        ),
+        r"node 'conv1', field 'output'.*kind 'codes'",
+    ),
+    (
+        "conv output shape",
+        lambda g, a: g["tensors"]["conv1.acc"].__setitem__("shape", [3, 4, 5]),
+        r"node 'conv1', field 'output'.*\[3, 4, 4\]",
+    ),
+    (
+        "requant shape",
+        lambda g, a: a.__setitem__("act1.shift", np.zeros(2, np.int64)),
+        r"field 'shift': shape",
+    ),
+    ("unsupported format_version", lambda g, a: g.__setitem__("format_version", 2), r"format_version"),
+    ("unsupported rounding", lambda g, a: g.__setitem__("rounding", "half_even"), r"field 'rounding'"),
+    (
+        "bad lattice",
+        lambda g, a: node(g, "conv1")["weight_format"].__setitem__("lattice", "prime"),
+        r"lattice",
+    ),
+    (
+        "unknown key",
+        lambda g, a: node(g, "conv1").__setitem__("paddings", [1, 1]),
+        r"'paddings': unknown key",
+    ),
+    ("groups do not divide", lambda g, a: node(g, "conv2").__setitem__("groups", 2), r"field 'groups'"),
+    (
+        "sign into unsigned",
+        lambda g, a: g["tensors"]["sgn"].__setitem__("format", {"bits": 2, "signed": False}),
+        r"node 'sgn', field 'output'",
+    ),
+    (
+        "avgpool too narrow",
+        lambda g, a: g["tensors"]["pool"]["format"].__setitem__("bits", 6),
+        r"node 'pool'",
+    ),
+    ("duplicate producer", lambda g, a: node(g, "act2").__setitem__("output", "act1"), r"already written"),
+    ("bool acc_bits", lambda g, a: g.__setitem__("acc_bits", True), r"field 'acc_bits'"),
+    ("acc_bits 65", lambda g, a: g.__setitem__("acc_bits", 65), r"1..64"),
+    ("mean of wrong length", lambda g, a: g["input"].__setitem__("mean", [0.5]), r"input, field 'mean'"),
+]
+
+
+@pytest.mark.parametrize("mutate, pattern", [(m, p) for _, m, p in CASES], ids=[c[0] for c in CASES])
+def test_broken_bundles_are_rejected_with_a_located_message(
+    tmp_path: Path, mutate: Any, pattern: str
+) -> None:
+    path = broken(tmp_path, mutate)
+    with pytest.raises(BundleError, match=pattern) as info:
+        load_bundle(path)
+    message = str(info.value)
+    assert message.startswith(str(path)) and "expected" in message
+
+
+def test_yaml_that_is_not_a_mapping(tmp_path: Path) -> None:
+    path = write_bundle_files(tmp_path / "b", "- just\n- a list\n", {})
+    with pytest.raises(BundleError, match="graph.yaml: got list"):
+        load_bundle(path)
+    path = write_bundle_files(tmp_path / "c", "format_version: [1\n", {})
+    with pytest.raises(BundleError, match="not valid YAML"):
+        load_bundle(path)
+
+
+def test_missing_files(tmp_path: Path) -> None:
+    with pytest.raises(BundleError, match="not a directory"):
+        load_bundle(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BundleError, match="graph.yaml: missing"):
+        load_bundle(tmp_path / "empty")
+    path = tiny_bundle(tmp_path / "t")
+    (path / "tensors.npz").unlink()
+    with pytest.raises(BundleError, match="tensors.npz: missing"):
+        load_bundle(path)
+
+
+def test_bad_reference_is_rejected(tmp_path: Path) -> None:
+    path = tiny_bundle(tmp_path / "t", reference_images=2)
+    with np.load(path / "reference.npz") as f:
+        ref = {k: f[k] for k in f.files}
+    ref["codes/act1"] = ref["codes/act1"] + 20  # outside int4
+    np.savez(path / "reference.npz", **ref)
+    with pytest.raises(BundleError, match=r"reference.npz: array 'codes/act1': codes span"):
+        load_bundle(path)
+
+
+def test_cli_reports_bundle_errors_with_status_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = broken(tmp_path, lambda g, a: a["act1.shift"].__setitem__(0, 70))
+    assert hwsim_main(["emulate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "field 'shift'" in err and "Traceback" not in err
+
+
+def test_code_format_lattices() -> None:
+    odd = CodeFormat(3, True, 2, "odd")
+    assert (odd.min, odd.max) == (-3, 3)
+    assert odd.violation(np.array([-3, -1, 1, 3])) is None
+    assert "even" in odd.violation(np.array([0]))
+    assert CodeFormat(2, True, 1, "binary").violation(np.array([0])) is not None
+    assert CodeFormat(4, True, lattice="narrow").min == -7
+    assert CodeFormat(4, False).int_format.max == 15
+
+
+def test_quantize_images_follows_the_float32_recipe(tmp_path: Path) -> None:
+    from bundles import random_resnet20_bundle
+
+    bundle = load_bundle(random_resnet20_bundle(tmp_path / "r", 4, 4))
+    images = np.random.default_rng(0).integers(0, 256, size=(3, 32, 32, 3), dtype=np.uint8)
+    codes = quantize_images(images, bundle)
+    spec = bundle.input_spec
+    # the recipe written out independently, in float32, per pixel
+    x = images.astype(np.float32) / np.float32(255)
+    mean = np.array(bundle.meta.input_mean, np.float32)
+    std = np.array(bundle.meta.input_std, np.float32)
+    expected = np.clip(np.floor((x - mean) / std / np.float32(spec.scale) + np.float32(0.5)), -127, 127)
+    assert codes.shape == (3, 3, 32, 32) and codes.dtype == np.int64
+    assert np.array_equal(codes, expected.astype(np.int64).transpose(0, 3, 1, 2))

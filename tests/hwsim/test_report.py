@@ -1,0 +1,111 @@
+"""hwsim.report: the files of a run report, written atomically, with strict JSON and embedded PNGs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+from hwsim.report import LAYER_COLUMNS, Report, plot_error_per_layer, write_report
+
+
+def sample_report() -> Report:
+    rows = [
+        {
+            "name": "conv1",
+            "type": "conv2d",
+            "macs": 442368,
+            "w_bits": 4,
+            "a_bits": 8,
+            "acc_bits": 32,
+            "overflow_count": 0,
+            "peak_acc_abs": 7000,
+            "min_safe_acc_bits": 15,
+            "min_safe_acc_bits_observed": 14,
+            "mismatch_rate": 0.0,
+            "max_abs_err_lsb": 0,
+            "mean_abs_err_lsb": 0.0,
+            "sqnr_db": math.inf,
+            "cycles": None,
+            "mac_nodes": ["conv1.conv"],
+            "extra_field": "kept",
+        },
+        {
+            "name": "layer1.0.relu2",
+            "type": "conv2d+add",
+            "macs": 2359296,
+            "w_bits": 4,
+            "a_bits": 4,
+            "acc_bits": 32,
+            "overflow_count": 12,
+            "peak_acc_abs": 900,
+            "min_safe_acc_bits": 14,
+            "min_safe_acc_bits_observed": 11,
+            "mismatch_rate": 0.015,
+            "max_abs_err_lsb": 1,
+            "mean_abs_err_lsb": 0.015,
+            "sqnr_db": 41.5,
+            "cycles": None,
+            "mac_nodes": ["layer1.0.conv2"],
+        },
+    ]
+    return Report(
+        "test report",
+        {"bundle": "b", "acc_bits": 32},
+        rows,
+        {"top1_reference": 0.9, "top1_emulator": 0.89, "top1_agreement": 0.99, "nan_total": math.nan},
+        ["a note"],
+    )
+
+
+def test_write_report_files(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    written = write_report(sample_report(), out)
+    assert set(written) == {
+        "report.json",
+        "layers.csv",
+        "report.md",
+        "report.html",
+        "error_per_layer.png",
+        "accumulator_bits.png",
+    }
+    assert sorted(p.name for p in out.iterdir()) == sorted(written)  # no temporary files left behind
+    doc = json.loads(
+        (out / "report.json").read_text(),
+        parse_constant=lambda c: (_ for _ in ()).throw(AssertionError(f"non-standard JSON constant {c}")),
+    )
+    assert doc["layers"][0]["sqnr_db"] is None and doc["layers"][1]["sqnr_db"] == 41.5
+    assert doc["totals"]["nan_total"] is None and doc["totals"]["top1_agreement"] == 0.99
+    with (out / "layers.csv").open() as f:
+        table = list(csv.reader(f))
+    header = table[0]
+    assert header[: len([c for c in LAYER_COLUMNS if c in header])] == [
+        c for c in LAYER_COLUMNS if c in header
+    ]
+    assert header[-1] == "extra_field" and table[1][header.index("sqnr_db")] == "inf"
+    md = (out / "report.md").read_text()
+    assert "| name | type | macs |" in md and "![error_per_layer.png](error_per_layer.png)" in md
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 2 and 'src="http' not in page and "a note" in page
+    for png in ("error_per_layer.png", "accumulator_bits.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_extra_plots_plug_in(tmp_path: Path) -> None:
+    calls = []
+
+    def custom(rows: list, path: Path, title: str) -> Path:
+        calls.append(len(rows))
+        return plot_error_per_layer(rows, path, title + " (custom)")
+
+    written = write_report(sample_report(), tmp_path, plots={"custom.png": custom})
+    assert calls == [2] and "custom.png" in written and "error_per_layer.png" not in written
+
+
+def test_rewriting_replaces_files(tmp_path: Path) -> None:
+    report = sample_report()
+    write_report(report, tmp_path)
+    report.rows[1]["overflow_count"] = 99
+    write_report(report, tmp_path)
+    assert json.loads((tmp_path / "report.json").read_text())["layers"][1]["overflow_count"] == 99
