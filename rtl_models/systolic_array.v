@@ -12,7 +12,7 @@
 //            cycles, so PE (r, c) works on row m in cycle m + r + c.
 //   output   y[c] with y_valid[c] is Y[m, n0 + c] in cycle m + ROWS - 1 + c (bottom row, not
 //            registered: the output buffer's write port registers it).
-// ovf is the OR of the PEs' sticky flags, ovf_count the sum of their counters.
+// ovf is the OR of the PEs' sticky flags, ovf_count the sum of their counters (both combinational).
 `timescale 1ns / 1ps
 `default_nettype none
 
@@ -47,64 +47,90 @@ module systolic_array #(
     wire                en_link [0:ROWS*(COLS+1)-1];
     wire [W_BITS-1:0]   w_link  [0:(ROWS+1)*COLS-1];
     wire [ACC_BITS-1:0] p_link  [0:(ROWS+1)*COLS-1];
-    wire                ovf_pe  [0:ROWS*COLS-1];
-    wire [CNT_BITS-1:0] cnt_pe  [0:ROWS*COLS-1];
-    reg  [CNT_BITS-1:0] cnt_total;
+
+    // Overflow flags and counters: each row ORs and sums its PEs (g_row[r].ovf_or, .cnt_sum),
+    // then the rows are combined. Per-row arrays keep a change in one PE's counter from waking
+    // the sums of the other rows in an event-driven simulator.
+    wire                row_ovf [0:ROWS-1];
+    wire [CNT_BITS-1:0] row_cnt [0:ROWS-1];
     reg                 ovf_any;
+    reg  [CNT_BITS-1:0] cnt_total;
     integer             i;
 
     always @* begin
-        cnt_total = {CNT_BITS{1'b0}};
         ovf_any = 1'b0;
-        for (i = 0; i < ROWS*COLS; i = i + 1) begin
-            cnt_total = cnt_total + cnt_pe[i];
-            ovf_any = ovf_any | ovf_pe[i];
+        cnt_total = {CNT_BITS{1'b0}};
+        for (i = 0; i < ROWS; i = i + 1) begin
+            ovf_any = ovf_any | row_ovf[i];
+            cnt_total = cnt_total + row_cnt[i];
         end
     end
     assign ovf = ovf_any;
     assign ovf_count = cnt_total;
 
-    genvar r, c, d;
+    genvar r, c;
     generate
-        // Input skew: row r's activation and valid bit pass through r registers.
+        // Input skew: row r's activation and valid bit pass through r registers, kept as one
+        // shift register per row (one process per row, not one per stage).
         for (r = 0; r < ROWS; r = r + 1) begin : g_askew
             if (r == 0) begin : g_direct
                 assign a_link[0] = a_row[0 +: A_BITS];
                 assign en_link[0] = a_valid;
-            end else begin : g_delay
-                reg [A_BITS-1:0] a_sr [0:r-1];
-                reg              v_sr [0:r-1];
+            end else if (r == 1) begin : g_one
+                reg [A_BITS-1:0] a_sr;
+                reg              v_sr;
                 always @(posedge clk) begin
-                    a_sr[0] <= a_row[r*A_BITS +: A_BITS];
-                    v_sr[0] <= rst ? 1'b0 : a_valid;
+                    a_sr <= a_row[A_BITS +: A_BITS];
+                    v_sr <= a_valid & ~rst;
                 end
-                for (d = 1; d < r; d = d + 1) begin : g_stage
-                    always @(posedge clk) begin
-                        a_sr[d] <= a_sr[d-1];
-                        v_sr[d] <= rst ? 1'b0 : v_sr[d-1];
-                    end
+                assign a_link[COLS+1] = a_sr;
+                assign en_link[COLS+1] = v_sr;
+            end else begin : g_delay
+                reg [r*A_BITS-1:0] a_sr;   // stage d at bits d*A_BITS (stage r-1 feeds the row)
+                reg [r-1:0]        v_sr;
+                always @(posedge clk) begin
+                    a_sr <= {a_sr[(r-1)*A_BITS-1:0], a_row[r*A_BITS +: A_BITS]};
+                    v_sr <= {v_sr[r-2:0], a_valid} & {r{~rst}};
                 end
-                assign a_link[r*(COLS+1)] = a_sr[r-1];
+                assign a_link[r*(COLS+1)] = a_sr[(r-1)*A_BITS +: A_BITS];
                 assign en_link[r*(COLS+1)] = v_sr[r-1];
             end
         end
 
-        // Carry skew: column c's carried partial sum passes through c registers.
+        // Carry skew: column c's carried partial sum passes through c registers (one shift
+        // register per column).
         for (c = 0; c < COLS; c = c + 1) begin : g_cskew
             assign w_link[c] = w_top[c*W_BITS +: W_BITS];
             if (c == 0) begin : g_direct
                 assign p_link[0] = carry_row[0 +: ACC_BITS];
+            end else if (c == 1) begin : g_one
+                reg [ACC_BITS-1:0] p_sr;
+                always @(posedge clk) p_sr <= carry_row[ACC_BITS +: ACC_BITS];
+                assign p_link[1] = p_sr;
             end else begin : g_delay
-                reg [ACC_BITS-1:0] p_sr [0:c-1];
-                always @(posedge clk) p_sr[0] <= carry_row[c*ACC_BITS +: ACC_BITS];
-                for (d = 1; d < c; d = d + 1) begin : g_stage
-                    always @(posedge clk) p_sr[d] <= p_sr[d-1];
-                end
-                assign p_link[c] = p_sr[c-1];
+                reg [c*ACC_BITS-1:0] p_sr;
+                always @(posedge clk) p_sr <= {p_sr[(c-1)*ACC_BITS-1:0], carry_row[c*ACC_BITS +: ACC_BITS]};
+                assign p_link[c] = p_sr[(c-1)*ACC_BITS +: ACC_BITS];
             end
         end
 
         for (r = 0; r < ROWS; r = r + 1) begin : g_row
+            wire                pe_ovf [0:COLS-1];
+            wire [CNT_BITS-1:0] pe_cnt [0:COLS-1];
+            reg                 ovf_or;
+            reg  [CNT_BITS-1:0] cnt_sum;
+            integer             j;
+            always @* begin
+                ovf_or = 1'b0;
+                cnt_sum = {CNT_BITS{1'b0}};
+                for (j = 0; j < COLS; j = j + 1) begin
+                    ovf_or = ovf_or | pe_ovf[j];
+                    cnt_sum = cnt_sum + pe_cnt[j];
+                end
+            end
+            assign row_ovf[r] = ovf_or;
+            assign row_cnt[r] = cnt_sum;
+
             for (c = 0; c < COLS; c = c + 1) begin : g_col
                 mac_pe #(
                     .A_BITS(A_BITS), .W_BITS(W_BITS), .ACC_BITS(ACC_BITS),
@@ -121,8 +147,8 @@ module systolic_array #(
                     .a_out(a_link[r*(COLS+1) + c + 1]),
                     .psum_in(p_link[r*COLS + c]),
                     .psum_out(p_link[(r+1)*COLS + c]),
-                    .ovf(ovf_pe[r*COLS + c]),
-                    .ovf_count(cnt_pe[r*COLS + c])
+                    .ovf(pe_ovf[c]),
+                    .ovf_count(pe_cnt[c])
                 );
             end
             // The valid bit of the bottom row is the output's valid bit.

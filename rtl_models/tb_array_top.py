@@ -3,9 +3,10 @@
 Place in the flow: runs inside the simulator, started by tests/rtl/test_array_top.py (and
 benchmarks/bench_rtl.py) through rtl_models/sim.py with ``{"vectors": [dir, ...], "dump": dir}``
 (``dump``, optional: where to save each run's output accumulators as ``<name>.rtl_y.npy`` and
-its cycle count and wall time as ``<name>.timing.json``). Any RTL with
+its cycle count, wall and CPU time as ``<name>.timing.json``). Any RTL with
 array_top's port interface (docs/rtl.md) can be checked with it. Per vector set it loads the
-buffers through the host ports, pulses ``start``, waits for ``done`` and requires:
+buffers through the host ports (for an accumulating set also the output buffer with C, and
+``accumulate`` high with ``start``), pulses ``start``, waits for ``done`` and requires:
 
 * every output accumulator ``==`` hwsim's (a failure names the first mismatching element, the
   array column and the bottom PE that produced it, the cycle that wrote it, expected and actual);
@@ -30,6 +31,7 @@ from hwsim.vectors import (
     VectorSet,
     abuf_lanes,
     formats,
+    obuf_lanes,
     pack_words,
     read_vectors,
     unpack_words,
@@ -88,20 +90,25 @@ class ArrayTopTB(ClockedTB):
         we.value = 0
 
     async def load(self, vs: VectorSet) -> None:
-        a_fmt, w_fmt, _ = formats(vs.parameters)
+        """Write the activation and weight buffers, and for an accumulating set the output buffer (C)."""
+        a_fmt, w_fmt, acc_fmt = formats(vs.parameters)
         rows, cols = self.params["ROWS"], self.params["COLS"]
         await self.write_buffer("a", pack_words(abuf_lanes(vs.a, rows), a_fmt.bits))
         await self.write_buffer("w", pack_words(wbuf_lanes(vs.w, rows, cols), w_fmt.bits))
+        if vs.carry is not None:
+            await self.write_buffer("o", pack_words(obuf_lanes(vs.carry, cols), acc_fmt.bits))
 
     async def run(self, vs: VectorSet) -> tuple[int, int]:
         """Pulse start, wait for done; returns (cycle counter, clock edges counted here)."""
         dut = self.dut
         m, k, n = vs.shape
         dut.m_rows.value, dut.k_depth.value, dut.n_cols.value = m, k, n
+        dut.accumulate.value = int(vs.carry is not None)
         dut.start.value = 1
         await self.step()  # the rising edge that samples start, half a period ago
         t0 = get_sim_time("ns") - CLOCK_NS / 2
         dut.start.value = 0
+        dut.accumulate.value = 0
         timeout = (vs.cycles + 100) * CLOCK_NS
         if not int(dut.done.value):
             await with_timeout(RisingEdge(dut.done), timeout, "ns")
@@ -154,13 +161,19 @@ async def check_vector_set(tb: ArrayTopTB, vs: VectorSet, dump: str | None = Non
     """Run one vector set and require hwsim's values, cycles and overflow events; ``dump``: save Y as .npy."""
     tb.check_fits(vs)
     await tb.load(vs)
-    wall = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     cycles, edges = await tb.run(vs)
-    wall = time.perf_counter() - wall
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     actual = await tb.read_outputs(vs)
     if dump:
         np.save(Path(dump) / f"{vs.name}.rtl_y.npy", actual)
-        timing = {"cycles": cycles, "run_seconds": wall, "cycles_per_second": cycles / max(wall, 1e-9)}
+        timing = {
+            "cycles": cycles,
+            "run_seconds": wall,
+            "run_cpu_seconds": cpu,
+            "cycles_per_second": cycles / max(wall, 1e-9),
+            "cycles_per_cpu_second": cycles / max(cpu, 1e-9),
+        }
         (Path(dump) / f"{vs.name}.timing.json").write_text(json.dumps(timing) + "\n")
     events = unsigned_value(tb.dut.ovf_count)
     m, k, n = vs.shape

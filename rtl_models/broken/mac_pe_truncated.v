@@ -45,31 +45,17 @@ module mac_pe #(
     output reg                 ovf,
     output reg  [CNT_BITS-1:0] ovf_count
 );
-    // Exact product: both operands widened by one bit to signed, product in PW bits.
+    // The exact product needs A_BITS + W_BITS + 1 bits and the exact sum one bit more than the
+    // wider of the product and the partial sum: SW bits hold every exact sum.
     localparam integer PW = A_BITS + W_BITS + 2;
-    // Exact sum of the partial sum and the product.
     localparam integer SW = ((ACC_BITS > PW) ? ACC_BITS : PW) + 1;
+    localparam [ACC_BITS-1:0] ACC_MAX = {1'b0, {(ACC_BITS - 1){1'b1}}};
+    localparam [ACC_BITS-1:0] ACC_MIN = {1'b1, {(ACC_BITS - 1){1'b0}}};
+    // The bug: the product keeps only TW = max(A_BITS, W_BITS) bits, then is sign-extended.
+    localparam integer TW = (A_BITS > W_BITS) ? A_BITS : W_BITS;
 
     reg  [W_BITS-1:0] w_reg;
     wire              fire = en & ~w_load;
-
-    wire              a_msb = (A_SIGNED != 0) & a_in[A_BITS-1];
-    wire              w_msb = (W_SIGNED != 0) & w_reg[W_BITS-1];
-    wire signed [PW-1:0] a_ext = {{(PW - A_BITS){a_msb}}, a_in};
-    wire signed [PW-1:0] w_ext = {{(PW - W_BITS){w_msb}}, w_reg};
-    // The bug: the product keeps only TW = max(A_BITS, W_BITS) bits, then is sign-extended.
-    localparam integer TW = (A_BITS > W_BITS) ? A_BITS : W_BITS;
-    wire signed [PW-1:0] full = a_ext * w_ext;
-    wire signed [PW-1:0] prod = {{(PW - TW){full[TW-1]}}, full[TW-1:0]};
-    wire unused_ok = &{1'b0, full[PW-1:TW]};
-
-    wire signed [SW-1:0] sum = {{(SW - ACC_BITS){psum_in[ACC_BITS-1]}}, psum_in}
-                             + {{(SW - PW){prod[PW-1]}}, prod};
-    wire [ACC_BITS-1:0] wrapped = sum[ACC_BITS-1:0];
-    wire fits = (sum == {{(SW - ACC_BITS){wrapped[ACC_BITS-1]}}, wrapped});
-    wire [ACC_BITS-1:0] acc_max = {1'b0, {(ACC_BITS - 1){1'b1}}};
-    wire [ACC_BITS-1:0] acc_min = {1'b1, {(ACC_BITS - 1){1'b0}}};
-    wire [ACC_BITS-1:0] narrowed = (fits || SATURATE == 0) ? wrapped : (sum[SW-1] ? acc_min : acc_max);
 
     assign w_out = w_reg;
 
@@ -85,26 +71,57 @@ module mac_pe #(
         end
     end
 
-    always @(posedge clk) begin
-        if (rst || clr) begin
-            ovf       <= 1'b0;
-            ovf_count <= {CNT_BITS{1'b0}};
-        end else if (fire && !fits) begin
-            ovf       <= 1'b1;
-            ovf_count <= ovf_count + 1'b1;
-        end
-    end
-
+    // The MAC: every operand sign-extended (by its signedness) to SW bits, so the low SW bits of
+    // the product and of the sum are exact. The sum fits ACC_BITS when its bits from ACC_BITS-1
+    // up are all equal; otherwise narrowing wraps (keeps the low bits) or saturates.
     generate
         if (PSUM_REG != 0) begin : g_reg
+            // Registered rows compute in the clocked process: once per clock edge with `fire`
+            // (an event-driven simulator would otherwise re-evaluate a net cone per input change).
             reg [ACC_BITS-1:0] psum_q;
-            always @(posedge clk) begin
-                if (rst) psum_q <= {ACC_BITS{1'b0}};
-                else if (fire) psum_q <= narrowed;
+            always @(posedge clk) begin : mac
+                reg [SW-1:0] sum;
+                reg [SW-1:0] full;
+                reg          fits;
+                fits = 1'b1;
+                if (rst) begin
+                    psum_q <= {ACC_BITS{1'b0}};
+                end else if (fire) begin
+                    full = {{(SW - A_BITS){(A_SIGNED != 0) & a_in[A_BITS-1]}}, a_in}
+                         * {{(SW - W_BITS){(W_SIGNED != 0) & w_reg[W_BITS-1]}}, w_reg};
+                    sum = {{(SW - ACC_BITS){psum_in[ACC_BITS-1]}}, psum_in}
+                        + {{(SW - TW){full[TW-1]}}, full[TW-1:0]};
+                    fits = (&sum[SW-1:ACC_BITS-1]) | ~(|sum[SW-1:ACC_BITS-1]);
+                    if (fits || SATURATE == 0) psum_q <= sum[ACC_BITS-1:0];
+                    else psum_q <= sum[SW-1] ? ACC_MIN : ACC_MAX;
+                end
+                if (rst || clr) begin
+                    ovf       <= 1'b0;
+                    ovf_count <= {CNT_BITS{1'b0}};
+                end else if (!fits) begin
+                    ovf       <= 1'b1;
+                    ovf_count <= ovf_count + 1'b1;
+                end
             end
             assign psum_out = psum_q;
         end else begin : g_comb
-            assign psum_out = narrowed;
+            // The bottom row: the same MAC as nets, for the output buffer's write port.
+            wire [SW-1:0] full = {{(SW - A_BITS){(A_SIGNED != 0) & a_in[A_BITS-1]}}, a_in}
+                               * {{(SW - W_BITS){(W_SIGNED != 0) & w_reg[W_BITS-1]}}, w_reg};
+            wire [SW-1:0] sum = {{(SW - ACC_BITS){psum_in[ACC_BITS-1]}}, psum_in}
+                              + {{(SW - TW){full[TW-1]}}, full[TW-1:0]};
+            wire          unused_ok = &{1'b0, full[SW-1:TW]};
+            wire          fits = (&sum[SW-1:ACC_BITS-1]) | ~(|sum[SW-1:ACC_BITS-1]);
+            assign psum_out = (fits || SATURATE == 0) ? sum[ACC_BITS-1:0] : (sum[SW-1] ? ACC_MIN : ACC_MAX);
+            always @(posedge clk) begin
+                if (rst || clr) begin
+                    ovf       <= 1'b0;
+                    ovf_count <= {CNT_BITS{1'b0}};
+                end else if (fire && !fits) begin
+                    ovf       <= 1'b1;
+                    ovf_count <= ovf_count + 1'b1;
+                end
+            end
         end
     endgenerate
 endmodule

@@ -2,7 +2,8 @@
 
 Each case writes vector sets with hwsim.vectors (stimulus, hwsim.gemm's accumulators, the native
 cycle count of hwsim.timing) and runs rtl_models/tb_array_top.py on them: directed corners that
-overflow on purpose, random legal codes on shapes with partial folds, and a broken PE that the
+overflow on purpose, random legal codes on shapes with partial folds, accumulating GEMMs
+(``accumulate``: the output buffer's C is added, hwsim's ``carry=``), and a broken PE that the
 same testbench must reject.
 """
 
@@ -16,6 +17,7 @@ from conftest import HW_DIR, assert_passed, case_id, require_simulator, rtl_para
 
 from hwsim.fixed import IntFormat
 from hwsim.hwconfig import load_hw_config
+from hwsim.systolic import execute_gemm
 from hwsim.vectors import VectorSet, make_vector_set, write_vectors
 from rtl_models.sim import SIM_BUILD, run_testbench
 
@@ -66,7 +68,20 @@ def vector_sets(
     sets.append(("sign_boundaries", rng.choice(edges_a, size=(9, k)), rng.choice(edges_w, size=(k, n))))
     sets.append(("random", rand((11, k), a_fmt), rand((k, 2 * c + 1), w_fmt)))
     sets.append(("random_narrow", rand((3, max(1, r - 1)), a_fmt), rand((max(1, r - 1), 1), w_fmt)))
-    return [make_vector_set(a, w, hw, a_fmt=a_fmt, w_fmt=w_fmt, name=name) for name, a, w in sets]
+    out = [make_vector_set(a, w, hw, a_fmt=a_fmt, w_fmt=w_fmt, name=name) for name, a, w in sets]
+    # accumulate: the output buffer starts at C (random, then at both accumulator edges, where the
+    # first product already overflows), and each output carries through every K-fold.
+    a, w = rand((6, k), a_fmt), rand((k, n), w_fmt)
+    out.append(
+        make_vector_set(a, w, hw, a_fmt=a_fmt, w_fmt=w_fmt, name="accumulate_random", carry=rand((6, n), acc))
+    )
+    edges = np.where(rng.random((4, n)) < 0.5, acc.max, acc.min)
+    a_edge = np.full((4, k), a_fmt.max)
+    w_edge = np.where(edges[:1] == acc.max, w_fmt.max, w_fmt.min).repeat(k, axis=0)
+    out.append(
+        make_vector_set(a_edge, w_edge, hw, a_fmt=a_fmt, w_fmt=w_fmt, name="accumulate_edges", carry=edges)
+    )
+    return out
 
 
 def write_sets(sets: list[VectorSet], where: Path) -> list[str]:
@@ -83,9 +98,14 @@ def test_array_top(
 ) -> None:
     require_simulator(sim)
     sets = vector_sets(hw, over, a_fmt, w_fmt)
-    assert any(np.any(vs.expected != (vs.a @ vs.w)) for vs in sets), (
+    assert any(np.any(vs.expected != (vs.a @ vs.w)) for vs in sets if vs.carry is None), (
         "no vector set overflowed the accumulator"
     )
+    carried = [vs for vs in sets if vs.carry is not None]
+    assert carried and all(vs.overflow_events > 0 for vs in carried if vs.name == "accumulate_edges")
+    # accumulate must matter: the same GEMMs without C give other outputs
+    hw_cfg = load_hw_config(HW_DIR / hw).with_overrides(**over)
+    assert all(np.any(vs.expected != execute_gemm(vs.a, vs.w, hw_cfg).values) for vs in carried)
     dirs = write_sets(sets, tmp_path)
     result = run_testbench(
         "array_top", sim, {**params, "ADDR_BITS": ADDR_BITS}, "tb_array_top", config={"vectors": dirs}

@@ -80,3 +80,21 @@ def test_write_cycle_matches_the_array_model_trace() -> None:
     vs = make_vector_set(a, w, hw, a_fmt=IntFormat(8, False), w_fmt=IntFormat(8, True))
     last = {(x.m, x.n): x.cycle for x in run_gemm_cycles(a, w, hw, trace=True).writes}
     assert all(vs.write_cycle(m, n) == cycle for (m, n), cycle in last.items())
+
+
+def test_accumulating_set_round_trips_with_its_carry(tmp_path: Path) -> None:
+    hw = load_hw_config(HW_DIR / "ws_8x8.yaml").with_overrides(
+        rows=3, cols=2, acc_bits=12, overflow="saturate"
+    )
+    rng = np.random.default_rng(1)
+    a = rng.integers(0, 16, size=(4, 7))
+    w = rng.integers(-8, 8, size=(7, 3))
+    carry = rng.integers(-2048, 2048, size=(4, 3))
+    vs = make_vector_set(a, w, hw, a_fmt=IntFormat(4, False), w_fmt=IntFormat(4, True), carry=carry)
+    # the expected outputs are hwsim's register-level model with carry=
+    assert np.array_equal(vs.expected, run_gemm_cycles(a, w, hw, carry=carry).values)
+    out = write_vectors(vs, tmp_path / "acc")
+    assert json.loads((out / "manifest.json").read_text())["accumulate"] is True
+    back = read_vectors(out)
+    assert back.carry is not None and np.array_equal(back.carry, carry)
+    assert np.array_equal(back.expected, vs.expected)
