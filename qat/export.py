@@ -1,0 +1,1230 @@
+"""Export: a trained QAT model -> the integer bundle (graph.yaml, tensors.npz, reference.npz).
+
+Place in the flow: ``checkpoint.pt --(qat export, this module)--> bundle/ --> hwsim``. The bundle
+is docs/export-format.md; the arithmetic is /work/shared/DESIGN.md's contract, and the way every
+constant is derived is written down in docs/export-format.md, "How qat export computes the constants".
+
+How it works:
+
+1. The model's module graph is traced with ``torch.fx`` (the quantized layers, BN and pooling are
+   leaves) and walked once. Each value is either *codes* (a quantized tensor with a scale) or an
+   *affine form* ``sum_i unit_i[c] * x_i + offset_i[c]`` of integer tensors (a conv accumulator,
+   a BN of it, a residual sum). ``QConv2d`` -> ``conv2d``, ``QLinear`` -> ``linear``, BN (and a
+   residual add) only change the affine form, a ``QAct``/``LogitQuant`` turns the form into one
+   ``requant`` node (``clamp``, or ``sign`` for XNOR), avgpool -> ``avgpool_sum`` with scale
+   ``s / (H*W)``. Node and tensor names are the PyTorch module names.
+2. :func:`requant_constants` is the one function that turns the float64 affine forms into integer
+   multipliers, int32 biases and one shift per channel, proving that the int64 sum cannot overflow.
+3. The model runs in eval mode on the reference images with hooks on every quantizer; what they
+   saw becomes reference.npz. Everything is written through :mod:`hwsim.ir` and loaded back.
+
+Float layers (bits 32) have no integer form: the export refuses them with the fix, unless
+``calibrate_float`` quantizes them (weights per channel from their max, activations from the
+reference images' max), which the report and graph.yaml's ``quantization`` section record.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+from torch import fx, nn
+from torch.fx.passes.shape_prop import ShapeProp
+
+from hwsim.errors import UserError
+from hwsim.fixed import FormatError, bits_for_range, quantize_multiplier, requantize_sum, sign
+from hwsim.ir import (
+    FORMAT_VERSION,
+    ROUNDING,
+    Bundle,
+    CodeFormat,
+    Conv2dNode,
+    LinearNode,
+    RequantNode,
+    load_bundle,
+    write_bundle_files,
+)
+from qat.data import Normalization, loader_from_arrays
+from qat.layers import InputQuant, LogitQuant, QAct, QConv2d, QLinear
+from qat.quantizers import (
+    MAX_CODE_BITS,
+    QuantSpec,
+    UniformActQuantizer,
+    UniformWeightQuantizer,
+    XNORActQuantizer,
+)
+
+DEFAULT_MULT_BITS = 32
+DEFAULT_REFERENCE_IMAGES = 64
+INT32_MAX = (1 << 31) - 1
+INT64_MAX = (1 << 63) - 1
+NEGLIGIBLE_LSB = 2.0**-10  # an accumulator whose worst case moves the output by less is a constant
+MAX_SHIFT = 62
+INPUT_TENSOR = "input"
+LEAF_TYPES: tuple[type[nn.Module], ...] = (
+    QConv2d,
+    QLinear,
+    QAct,
+    InputQuant,
+    LogitQuant,
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.AdaptiveAvgPool2d,
+    nn.AvgPool2d,
+)
+
+
+class ExportError(UserError):
+    """A model that cannot be exported as it is; the message names the layer and the fix."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Constants: float64 affine forms -> integer multipliers, biases, shifts (the one place)
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RequantTerm:
+    """One input of a requantizer in real numbers: ``unit[c] * x + offset[c]`` (float64, per channel).
+
+    ``bound[c]`` is the largest ``|x|`` any legal input can produce (worst case, from the weights
+    and the input format). ``has_bias``: the input is an accumulator and may carry an int32 bias;
+    a codes input has none (its offset must be 0).
+    """
+
+    tensor: str
+    unit: np.ndarray
+    offset: np.ndarray
+    bound: tuple[int, ...]
+    has_bias: bool
+
+
+@dataclass(frozen=True)
+class RequantConstants:
+    """The integers of one requant node: ``M_i[c]``, ``b_i[c]`` (``None``: no bias), ``n[c]``.
+
+    ``max_error``: worst case, over channels and legal inputs, of ``|integer sum / 2^n - real value|``
+    before rounding; in output LSBs for ``clamp``; for ``sign`` in steps of the accumulator that
+    carries the threshold (the decision is exact while that stays below the distance to zero).
+    ``saturated``: channels whose BN scale is ~0 (bias beyond int32; see :func:`requant_constants`).
+    ``clipped``: channels whose bias does not fit int32 although the accumulator matters (clipped
+    to +-(2^31-1); the error is in ``max_error``).
+    ``sum_bound``: the proven bound on ``|sum_i (x_i + b_i) M_i| + 2^(n-1)`` (``<= 2^63 - 1``).
+    """
+
+    multipliers: tuple[np.ndarray, ...]
+    biases: tuple[np.ndarray | None, ...]
+    shift: np.ndarray
+    max_error: float
+    saturated: tuple[int, ...]
+    sum_bound: int
+    clipped: tuple[int, ...] = ()
+
+
+@dataclass
+class _Channel:
+    mults: list[int]
+    biases: list[int | None]
+    shift: int
+    error: float
+    saturated: bool
+    sum_bound: int
+    clipped: bool = False
+
+
+def _float_up(x: Fraction) -> float:
+    """The float nearest ``x`` from above (an error bound must not be rounded down)."""
+    f = float(x)
+    return f if Fraction(f) >= x else math.nextafter(f, math.inf)
+
+
+def _round_half_up(x: float) -> int:
+    return int(math.floor(x + 0.5))
+
+
+def _sum_bound(mults: Sequence[int], biases: Sequence[int | None], bounds: Sequence[int], shift: int) -> int:
+    total = sum(abs(m) * (b + abs(bias or 0)) for m, bias, b in zip(mults, biases, bounds, strict=True))
+    return total + ((1 << (shift - 1)) if shift > 0 else 0)
+
+
+def _fit_shift(
+    reals: Sequence[float], biases: Sequence[int | None], bounds: Sequence[int], bits: int
+) -> tuple[list[int], int]:
+    """The largest shared shift such that every ``|M_i| <= 2^(bits-1) - 1`` and the int64 sum is safe."""
+    shift = MAX_SHIFT
+    for m in reals:
+        if m != 0.0:
+            shift = min(shift, quantize_multiplier(m, bits).shift)
+    if all(m == 0.0 for m in reals):
+        shift = 0
+    while True:
+        quantized = [quantize_multiplier(m, bits, max_shift=shift) for m in reals]
+        lowest = min((q.shift for q, m in zip(quantized, reals, strict=True) if m != 0.0), default=shift)
+        if lowest < shift:  # a mantissa rounded up past the limit: retry one shift lower
+            shift = lowest
+            continue
+        mults = [q.mantissa for q in quantized]
+        if _sum_bound(mults, biases, bounds, shift) <= INT64_MAX:
+            return mults, shift
+        if shift == 0:
+            raise FormatError(
+                f"requant: even with shift 0 the int64 sum can overflow (multipliers {mults}, biases "
+                f"{list(biases)}, input bounds {list(bounds)}); lower --mult-bits"
+            )
+        shift -= 1
+
+
+def _clamp_channel(terms: Sequence[RequantTerm], c: int, out_scale: float, bits: int) -> _Channel:
+    """Requantize to codes of scale ``out_scale``: ``M_i/2^n ~ unit_i/out_scale``, ``b_i ~ offset_i/unit_i``.
+
+    The error is computed exactly (rationals), then rounded up to a float.
+    """
+    reals: list[float] = []
+    biases: list[int | None] = []
+    saturated = clipped = False
+    for t in terms:
+        a, d = float(t.unit[c]), float(t.offset[c])
+        if not t.has_bias:
+            reals.append(a / out_scale)
+            biases.append(None)
+            continue
+        b_real = d / a if a != 0.0 else math.inf
+        negligible = abs(a) * t.bound[c] / out_scale < NEGLIGIBLE_LSB
+        if abs(b_real) < INT32_MAX or not negligible:
+            # a bias beyond int32 with a non-negligible accumulator (very fine accumulator units,
+            # e.g. 16-bit weights x 16-bit codes) is clipped; its error is in the stated bound
+            clipped = clipped or abs(b_real) >= INT32_MAX
+            biases.append(max(-INT32_MAX, min(INT32_MAX, _round_half_up(b_real))))
+            reals.append(a / out_scale)
+        else:  # BN scale ~0: the channel is the constant d; carry it by a full-scale bias
+            saturated = True
+            b = INT32_MAX if d > 0 else (-INT32_MAX if d < 0 else 0)
+            biases.append(b)
+            reals.append(d / out_scale / b if b else 0.0)
+    bounds = [t.bound[c] for t in terms]
+    mults, shift = _fit_shift(reals, biases, bounds, bits)
+    step, scale = Fraction(1, 2**shift), Fraction(out_scale)
+    error = Fraction(0)  # exact: |M/2^n - unit/s| * bound + |b M/2^n - offset/s| per input
+    for t, m, b, bound in zip(terms, mults, biases, bounds, strict=True):
+        error += bound * abs(m * step - Fraction(float(t.unit[c])) / scale)
+        if b is not None:
+            error += abs(b * m * step - Fraction(float(t.offset[c])) / scale)
+    total = _sum_bound(mults, biases, bounds, shift)
+    return _Channel(mults, biases, shift, _float_up(error), saturated, total, clipped)
+
+
+def _sign_channel(terms: Sequence[RequantTerm], c: int, bits: int) -> _Channel:
+    """``+1`` where ``sum_i unit_i x_i + offset_i >= 0``; only the sign of the sum matters.
+
+    The constant (every offset) is carried by one accumulator, the *anchor*: with ``b`` the integer
+    just below (gamma > 0) or above (gamma < 0) ``C / unit`` and ``f in (0, 1]`` the rest, the
+    anchor's multiplier is ``2^(n-1) / f``, so the rounding addend ``2^(n-1)`` of ``round_shift``
+    supplies the fraction: ``(x + b) M + 2^(n-1) >= 0`` is exactly ``x + C/unit >= 0``.
+    """
+    limit = (1 << (bits - 1)) - 1
+    k = len(terms)
+    bounds = [t.bound[c] for t in terms]
+    units = [float(t.unit[c]) for t in terms]
+    total = sum(float(t.offset[c]) for t in terms)
+    anchor = next((i for i, t in enumerate(terms) if t.has_bias and units[i] != 0.0), None)
+    biases: list[int | None] = [0 if t.has_bias else None for t in terms]
+    if anchor is None:
+        if total != 0.0:  # only accumulators with unit 0 carry the constant: a constant decision
+            i = next(i for i, t in enumerate(terms) if t.has_bias)
+            mults = [0] * k
+            mults[i] = 1
+            biases[i] = INT32_MAX if total > 0 else -INT32_MAX
+            return _Channel(mults, biases, 0, 0.0, True, _sum_bound(mults, biases, bounds, 0))
+        biggest = max((abs(u) for u in units), default=0.0)
+        scale = limit / biggest if biggest else 0.0
+        mults = [_round_half_up(u * scale) for u in units]  # shift 0: no rounding addend at all
+        error = (
+            sum(b * abs(m / scale - u) / biggest for m, u, b in zip(mults, units, bounds, strict=True))
+            if biggest
+            else 0.0
+        )
+        return _Channel(mults, biases, 0, error, False, _sum_bound(mults, biases, bounds, 0))
+    a = units[anchor]
+    b_real = total / a
+    others = sum(abs(u) * b for i, (u, b) in enumerate(zip(units, bounds, strict=True)) if i != anchor)
+    if abs(b_real) >= INT32_MAX - 1:
+        if abs(total) <= abs(a) * bounds[anchor] + others:
+            raise FormatError(
+                f"sign requant, channel {c}: the threshold {b_real:.6g} (accumulator units) does not fit "
+                "int32 but the decision is not constant; the BN scale of this channel is too small"
+            )
+        mults = [0] * k
+        mults[anchor] = 1 if a > 0 else -1
+        biases[anchor] = INT32_MAX if (total > 0) == (a > 0) else -INT32_MAX
+        return _Channel(mults, biases, 0, 0.0, True, _sum_bound(mults, biases, bounds, 0))
+    threshold = Fraction(total) / Fraction(a)  # exact, so a tiny fraction is not lost to float64
+    if a > 0:
+        b = math.ceil(threshold) - 1
+        frac = threshold - b
+    else:
+        b = math.floor(threshold) + 1
+        frac = b - threshold
+    biases[anchor] = b
+    sign_a = 1 if a > 0 else -1
+    # The largest shift whose anchor multiplier M = ceil(2^(n-1)/f) stays <= cap. Rounding M up
+    # keeps f' = 2^(n-1)/M in (0, f]: no integer lies between f' and f, so with the anchor alone
+    # the decision is exact however small f is; the rest is counted in the error.
+    cap = int(limit * abs(a) / max(abs(u) for u in units))  # every other |M_i| stays <= limit
+    if cap < 1:
+        raise FormatError(f"sign requant, channel {c}: input units {units} span more than {bits} bits")
+    room = cap * frac  # n - 1 <= log2(cap * f)
+    shift = 1 if room < 1 else min(MAX_SHIFT, (room.numerator // room.denominator).bit_length())
+    while shift >= 1:
+        m_anchor = max(1, min(cap, math.ceil(Fraction(2 ** (shift - 1)) / frac)))
+        per_unit = m_anchor / abs(a)
+        mults = [_round_half_up(u * per_unit) for u in units]
+        mults[anchor] = sign_a * m_anchor
+        if max(abs(m) for m in mults) <= limit and _sum_bound(mults, biases, bounds, shift) <= INT64_MAX:
+            exact = abs(Fraction(2 ** (shift - 1), m_anchor) - frac)
+            per = Fraction(m_anchor) / abs(Fraction(a))
+            exact += sum(
+                bd * abs(Fraction(m) / per - Fraction(u)) / abs(Fraction(a))
+                for i, (m, u, bd) in enumerate(zip(mults, units, bounds, strict=True))
+                if i != anchor
+            )
+            error = _float_up(exact)
+            return _Channel(mults, biases, shift, error, False, _sum_bound(mults, biases, bounds, shift))
+        shift -= 1
+    raise FormatError(
+        f"sign requant, channel {c}: no shift keeps the multipliers within {bits} bits; raise --mult-bits"
+    )
+
+
+def requant_constants(
+    terms: Sequence[RequantTerm], out_scale: float, function: str, mult_bits: int = DEFAULT_MULT_BITS
+) -> RequantConstants:
+    """The integer constants of one requant node, computed once, in float64 (docs/export-format.md).
+
+    ``clamp``: real multiplier ``m_i[c] = unit_i[c] / out_scale``; bias ``b_i[c] =
+    round_half_up(offset_i[c] / unit_i[c])`` in the accumulator's units (int32); one shift ``n[c]``
+    for all inputs (one rounding), the largest for which every ``|M_i| <= 2^(mult_bits-1) - 1`` and
+    ``sum_i |M_i| (bound_i + |b_i|) + 2^(n-1) <= 2^63 - 1``. A channel whose ``offset/unit`` does
+    not fit int32 (BN gamma ~ 0: the output is the constant ``offset``) gets the bias
+    ``+-(2^31 - 1)`` and a multiplier that maps that bias to ``offset / out_scale``; the accumulator
+    then enters with a multiplier ~ ``offset/out_scale / 2^31``, included in ``max_error``.
+    ``sign``: see :func:`_sign_channel`.
+    """
+    if function not in ("clamp", "sign"):
+        raise ValueError(f"requant function {function!r}")
+    if not terms:
+        raise ValueError("requant_constants: no inputs")
+    channels = len(terms[0].unit)
+    for t in terms:
+        if not t.has_bias and np.any(t.offset != 0):
+            raise ValueError(f"requant input {t.tensor}: a codes input cannot carry an offset")
+    per_channel = [
+        _clamp_channel(terms, c, out_scale, mult_bits)
+        if function == "clamp"
+        else _sign_channel(terms, c, mult_bits)
+        for c in range(channels)
+    ]
+    mults = tuple(np.array([ch.mults[i] for ch in per_channel], dtype=np.int64) for i in range(len(terms)))
+    biases = tuple(
+        np.array([ch.biases[i] or 0 for ch in per_channel], dtype=np.int32) if t.has_bias else None
+        for i, t in enumerate(terms)
+    )
+    return RequantConstants(
+        multipliers=mults,
+        biases=biases,
+        shift=np.array([ch.shift for ch in per_channel], dtype=np.int64),
+        max_error=max(ch.error for ch in per_channel),
+        saturated=tuple(c for c, ch in enumerate(per_channel) if ch.saturated),
+        sum_bound=max(ch.sum_bound for ch in per_channel),
+        clipped=tuple(c for c, ch in enumerate(per_channel) if ch.clipped),
+    )
+
+
+def mac_range(weight: np.ndarray, fmt: CodeFormat) -> tuple[np.ndarray, np.ndarray]:
+    """Per output channel, the smallest and largest accumulator any input in ``fmt`` can produce.
+
+    For ``x`` in ``[lo, hi]`` the extremes of ``w*x`` are at ``x = lo`` or ``x = hi``: the sum of
+    positive weights times ``hi`` plus the negative ones times ``lo``, and the mirror (exact ints).
+    """
+    w = weight.reshape(weight.shape[0], -1).astype(object)
+    pos = np.where(w > 0, w, 0).sum(axis=1)
+    neg = np.where(w < 0, w, 0).sum(axis=1)
+    return pos * fmt.min + neg * fmt.max, pos * fmt.max + neg * fmt.min
+
+
+# ----------------------------------------------------------------------------------------------
+# The graph walk: torch.fx nodes -> bundle nodes
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Image:
+    """The normalized float image (the placeholder)."""
+
+
+@dataclass(frozen=True)
+class _Codes:
+    tensor: str
+    scale: float
+    fmt: CodeFormat
+    shape: tuple[int, ...]
+
+    def as_terms(self) -> tuple[RequantTerm, ...]:
+        c = self.shape[0]
+        bound = max(abs(self.fmt.min), abs(self.fmt.max))
+        return (RequantTerm(self.tensor, np.full(c, self.scale), np.zeros(c), (bound,) * c, False),)
+
+
+@dataclass(frozen=True)
+class _Affine:
+    terms: tuple[RequantTerm, ...]
+    shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class NodeSummary:
+    """One line of the export report."""
+
+    name: str
+    op: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class CalibratedSite:
+    """A float layer that ``calibrate_float`` quantized."""
+
+    name: str
+    kind: str  # "weight" or "activation"
+    bits: int
+    scale: float | None  # activations: the calibrated scale
+    max_value: float | None  # activations: the max seen on the reference images
+
+
+@dataclass
+class ExportPlan:
+    """Everything the walk found: graph.yaml's tensors and nodes, the arrays, and what the hooks need."""
+
+    tensors: dict[str, dict[str, Any]] = field(default_factory=dict)
+    nodes: list[dict[str, Any]] = field(default_factory=list)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    summary: list[NodeSummary] = field(default_factory=list)
+    acc_bits: int = 1
+    output: str | None = None
+    requant_modules: dict[str, nn.Module] = field(default_factory=dict)  # tensor -> QAct/LogitQuant
+    input_module: InputQuant | None = None
+    avgpools: dict[str, tuple[nn.Module, str]] = field(default_factory=dict)  # tensor -> (module, input)
+    saturated: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    clipped: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    # requant node -> (its real affine form, its output scale): what the integers approximate
+    terms: dict[str, tuple[tuple[RequantTerm, ...], float]] = field(default_factory=dict)
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+
+
+class _Tracer(fx.Tracer):
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return isinstance(m, LEAF_TYPES) or super().is_leaf_module(m, qualname)
+
+
+def _codes_format(fmt: Any) -> CodeFormat:
+    """A quantizer's ``CodeFormat`` as the bundle's (``hwsim.ir.CodeFormat``)."""
+    d = fmt.to_dict()
+    return CodeFormat(int(d["bits"]), bool(d["signed"]), int(d["nominal_bits"]), str(d["lattice"]))
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().numpy()
+
+
+def _channels(scale: torch.Tensor, count: int) -> np.ndarray:
+    """A 0-d or ``[C]`` float32 scale as float64 ``[C]`` (exact conversion)."""
+    s = _np(scale).astype(np.float64).reshape(-1)
+    return np.full(count, s[0]) if s.size == 1 else s
+
+
+def _fmt_name(fmt: CodeFormat) -> str:
+    text = fmt.int_format.name
+    if fmt.lattice != "full":
+        text += f" {fmt.lattice}"
+    if fmt.nominal_bits != fmt.bits:
+        text += f" (nominal {fmt.nominal_bits} bits)"
+    return text
+
+
+class _Walker:
+    """Interprets the traced graph once, building the bundle's tensors, nodes and arrays."""
+
+    def __init__(self, gm: fx.GraphModule, mult_bits: int) -> None:
+        self.gm = gm
+        self.modules = dict(gm.named_modules())
+        self.mult_bits = mult_bits
+        self.plan = ExportPlan()
+
+    def run(self) -> ExportPlan:
+        env: dict[fx.Node, Any] = {}
+        for node in self.gm.graph.nodes:
+            if node.op == "placeholder":
+                env[node] = _Image()
+            elif node.op == "call_module":
+                env[node] = self._module(node, env)
+            elif node.op in ("call_function", "call_method"):
+                env[node] = self._function(node, env)
+            elif node.op == "output":
+                result = env[node.args[0]] if isinstance(node.args[0], fx.Node) else None
+                if not isinstance(result, _Codes) or not isinstance(
+                    self.plan.requant_modules.get(result.tensor), LogitQuant
+                ):
+                    raise ExportError(
+                        "the model's output is not its LogitQuant (quant_logits); the bundle's "
+                        "output must be the logits codes: end the model with a LogitQuant"
+                    )
+                self.plan.output = result.tensor
+            else:
+                raise ExportError(
+                    f"graph node {node.name}: operation {node.op} is not supported by the bundle"
+                )
+        return self.plan
+
+    @staticmethod
+    def _shape(node: fx.Node) -> tuple[int, ...]:
+        return tuple(int(v) for v in node.meta["tensor_meta"].shape[1:])
+
+    def _arg(self, node: fx.Node, env: dict[fx.Node, Any], index: int = 0) -> Any:
+        arg = node.args[index]
+        if not isinstance(arg, fx.Node):
+            raise ExportError(
+                f"graph node {node.name}: argument {index} is a constant {arg!r}; the bundle "
+                "holds only tensors computed from the input"
+            )
+        return env[arg]
+
+    def _module(self, node: fx.Node, env: dict[fx.Node, Any]) -> Any:
+        name = str(node.target)
+        mod = self.modules[name]
+        x = self._arg(node, env)
+        shape = self._shape(node)
+        if isinstance(mod, InputQuant):
+            if not isinstance(x, _Image):
+                raise ExportError(f"{name}: an InputQuant must read the network input")
+            return self._input(mod, shape)
+        if isinstance(mod, (QConv2d, QLinear)):
+            return self._mac(name, mod, x, shape)
+        if isinstance(mod, (nn.BatchNorm2d, nn.BatchNorm1d)):
+            return self._batchnorm(name, mod, x)
+        if isinstance(mod, (QAct, LogitQuant)):
+            return self._requant(name, mod, x, shape)
+        if isinstance(mod, (nn.AdaptiveAvgPool2d, nn.AvgPool2d)):
+            return self._avgpool(name, mod, x)
+        raise ExportError(
+            f"module '{name}' ({type(mod).__name__}) has no bundle operation; the bundle maps QConv2d, "
+            "QLinear, BatchNorm, QAct, InputQuant, LogitQuant, residual adds and a global average pool"
+        )
+
+    def _function(self, node: fx.Node, env: dict[fx.Node, Any]) -> Any:
+        target = node.target
+        if target in (operator.add, torch.add, operator.iadd, "add", "add_"):
+            a, b = self._arg(node, env, 0), self._arg(node, env, 1)
+            if node.kwargs.get("alpha", 1) != 1:
+                raise ExportError(f"graph node {node.name}: add with alpha is not supported")
+            terms = []
+            for v in (a, b):
+                if isinstance(v, _Codes):
+                    terms.extend(v.as_terms())
+                elif isinstance(v, _Affine):
+                    terms.extend(v.terms)
+                else:
+                    raise ExportError(
+                        f"graph node {node.name}: cannot add {type(v).__name__.strip('_')} values"
+                    )
+            return _Affine(tuple(terms), self._shape(node))
+        if target in (torch.flatten, "flatten", "view", "reshape"):
+            x = self._arg(node, env)
+            shape = self._shape(node)
+            if isinstance(x, _Codes) and x.shape == shape:
+                return x
+            raise ExportError(
+                f"graph node {node.name}: a reshape to {list(shape)} is only supported as the "
+                "flatten after the global average pool"
+            )
+        raise ExportError(
+            f"graph node {node.name}: operation {target} has no bundle operation; the bundle "
+            "maps convolutions, linear layers, BN, activations, residual adds and avgpool"
+        )
+
+    def _input(self, mod: InputQuant, shape: tuple[int, ...]) -> _Codes:
+        self.plan.input_module = mod
+        self.plan.mean, self.plan.std = tuple(mod.mean), tuple(mod.std)
+        fmt = _codes_format(mod.fmt)
+        scale = float(_np(mod.scale))
+        self.plan.tensors[INPUT_TENSOR] = {
+            "shape": list(shape),
+            "kind": "codes",
+            "format": fmt.to_yaml(),
+            "scale": scale,
+        }
+        return _Codes(INPUT_TENSOR, scale, fmt, shape)
+
+    def _mac(self, name: str, mod: QConv2d | QLinear, x: Any, shape: tuple[int, ...]) -> _Affine:
+        if not isinstance(x, _Codes):
+            raise ExportError(
+                f"layer '{name}': its input is not a quantized tensor; put a QAct (or the "
+                "InputQuant) before it"
+            )
+        qt = mod.weight_quant.quantize(mod.weight)
+        codes = _np(qt.codes)
+        weight = codes.astype(np.int64)
+        if not np.array_equal(weight, codes):
+            raise ExportError(
+                f"layer '{name}': weight codes are not integers; the weight quantizer is broken"
+            )
+        fmt = _codes_format(qt.fmt)
+        c_out = weight.shape[0]
+        w_scale = _channels(qt.scale, c_out)
+        lo, hi = mac_range(weight, x.fmt)
+        self.plan.acc_bits = max(
+            self.plan.acc_bits, bits_for_range(min(int(lo.min()), 0), max(int(hi.max()), 0), True)
+        )
+        bound = tuple(max(abs(int(a)), abs(int(b))) for a, b in zip(lo, hi, strict=True))
+        self.plan.arrays[f"{name}.weight"] = weight.astype(_int_dtype(int(weight.min()), int(weight.max())))
+        self.plan.arrays[f"{name}.weight_scale"] = w_scale
+        entry: dict[str, Any] = {
+            "name": name,
+            "op": "conv2d" if isinstance(mod, QConv2d) else "linear",
+            "input": x.tensor,
+            "output": name,
+            "weight": f"{name}.weight",
+            "weight_format": fmt.to_yaml(),
+            "weight_scale": f"{name}.weight_scale",
+        }
+        if isinstance(mod, QConv2d):
+            if mod.padding_mode != "zeros" or isinstance(mod.padding, str) or tuple(mod.dilation) != (1, 1):
+                raise ExportError(
+                    f"layer '{name}': padding_mode={mod.padding_mode}, padding={mod.padding}, "
+                    f"dilation={mod.dilation}; the bundle's conv2d has zero padding given as "
+                    "numbers and no dilation"
+                )
+            if len(x.shape) != 3:
+                raise ExportError(f"layer '{name}': input shape {list(x.shape)} is not [C, H, W]")
+            entry.update(
+                stride=[int(v) for v in mod.stride],
+                padding=[int(v) for v in mod.padding],
+                groups=int(mod.groups),
+            )
+        elif len(x.shape) != 1:
+            raise ExportError(f"layer '{name}': input shape {list(x.shape)} is not [F]; flatten before it")
+        self.plan.nodes.append(entry)
+        self.plan.tensors[name] = {"shape": list(shape), "kind": "acc"}
+        acc_bits = bits_for_range(min(int(lo.min()), 0), max(int(hi.max()), 0), True)
+        self.plan.summary.append(
+            NodeSummary(
+                name,
+                entry["op"],
+                f"weights {_fmt_name(fmt)}, input {x.tensor}, worst-case accumulator {acc_bits} bits",
+            )
+        )
+        offset = np.zeros(c_out)
+        if mod.bias is not None:
+            offset = _np(mod.bias).astype(np.float64)
+        term = RequantTerm(name, x.scale * w_scale, offset, bound, True)
+        return _Affine((term,), shape)
+
+    def _batchnorm(self, name: str, mod: nn.Module, x: Any) -> _Affine:
+        if not isinstance(x, _Affine) or not any(t.has_bias for t in x.terms):
+            raise ExportError(
+                f"BN '{name}' does not follow a conv/linear layer; the bundle carries BN in the "
+                "requantizer of an accumulator, so put BN right after a QConv2d/QLinear"
+            )
+        if mod.running_mean is None or mod.running_var is None:
+            raise ExportError(
+                f"BN '{name}' has no running statistics (track_running_stats=False); "
+                "train with running statistics to export it"
+            )
+        mean = _np(mod.running_mean).astype(np.float64)
+        sigma = np.sqrt(_np(mod.running_var).astype(np.float64) + float(mod.eps))
+        gamma = _np(mod.weight).astype(np.float64) if mod.weight is not None else np.ones_like(mean)
+        beta = _np(mod.bias).astype(np.float64) if mod.bias is not None else np.zeros_like(mean)
+        g = gamma / sigma
+        terms = [RequantTerm(t.tensor, t.unit * g, t.offset * g, t.bound, t.has_bias) for t in x.terms]
+        first = next(
+            i for i, t in enumerate(terms) if t.has_bias
+        )  # BN's own constant goes with an accumulator
+        t = terms[first]
+        terms[first] = RequantTerm(t.tensor, t.unit, t.offset + beta - mean * g, t.bound, True)
+        return _Affine(tuple(terms), x.shape)
+
+    def _requant(self, name: str, mod: QAct | LogitQuant, x: Any, shape: tuple[int, ...]) -> _Codes:
+        quant = mod.quant if isinstance(mod, QAct) else mod
+        probe = quant.quantize(torch.zeros(1, device=_np_device(mod)))
+        fmt = _codes_format(probe.fmt)
+        scale = float(_np(probe.scale).reshape(-1)[0])
+        function = "sign" if isinstance(quant, XNORActQuantizer) else "clamp"
+        if isinstance(x, _Codes):
+            terms = x.as_terms()
+        elif isinstance(x, _Affine):
+            terms = x.terms
+        else:
+            raise ExportError(
+                f"activation '{name}' reads the raw image; quantize it with an InputQuant first"
+            )
+        try:
+            consts = requant_constants(terms, scale, function, self.mult_bits)
+        except FormatError as err:
+            raise ExportError(f"requant node '{name}': {err}") from None
+        inputs = []
+        for i, t in enumerate(terms):
+            item: dict[str, Any] = {"tensor": t.tensor, "multiplier": f"{name}.mult{i}"}
+            self.plan.arrays[f"{name}.mult{i}"] = consts.multipliers[i]
+            bias = consts.biases[i]
+            if bias is not None:
+                item["bias"] = f"{name}.bias{i}"
+                self.plan.arrays[f"{name}.bias{i}"] = bias
+            inputs.append(item)
+        self.plan.arrays[f"{name}.shift"] = consts.shift
+        self.plan.nodes.append(
+            {
+                "name": name,
+                "op": "requant",
+                "function": function,
+                "inputs": inputs,
+                "shift": f"{name}.shift",
+                "output": name,
+            }
+        )
+        self.plan.tensors[name] = {
+            "shape": list(shape),
+            "kind": "codes",
+            "format": fmt.to_yaml(),
+            "scale": scale,
+        }
+        self.plan.requant_modules[name] = mod
+        self.plan.terms[name] = (tuple(terms), scale)
+        if consts.saturated:
+            self.plan.saturated[name] = consts.saturated
+        if consts.clipped:
+            self.plan.clipped[name] = consts.clipped
+        unit = "LSB" if function == "clamp" else "accumulator steps"
+        lo, hi = int(consts.shift.min()), int(consts.shift.max())
+        self.plan.summary.append(
+            NodeSummary(
+                name,
+                "requant",
+                f"{function} to {_fmt_name(fmt)} (scale {scale:.6g}) "
+                f"from {' + '.join(t.tensor for t in terms)}; "
+                f"shift {lo}..{hi}; constants off by <= {consts.max_error:.3g} {unit} (worst case)"
+                + (f"; {len(consts.saturated)} channel(s) with BN scale ~0" if consts.saturated else "")
+                + (
+                    f"; {len(consts.clipped)} channel(s) with the bias clipped to int32"
+                    if consts.clipped
+                    else ""
+                ),
+            )
+        )
+        return _Codes(name, scale, fmt, shape)
+
+    def _avgpool(self, name: str, mod: nn.Module, x: Any) -> _Codes:
+        if not isinstance(x, _Codes) or len(x.shape) != 3:
+            raise ExportError(f"pool '{name}': its input is not a quantized [C, H, W] tensor")
+        c, h, w = x.shape
+        size = mod.output_size if isinstance(mod, nn.AdaptiveAvgPool2d) else None
+        whole = (
+            size in (1, (1, 1), [1, 1])
+            if size is not None
+            else (_pair(mod.kernel_size) == (h, w) and _pair(mod.padding) == (0, 0))
+        )
+        if not whole:
+            raise ExportError(
+                f"pool '{name}': only a global average pool (output 1x1) maps to the bundle's avgpool_sum"
+            )
+        area = h * w
+        lo, hi = x.fmt.min * area, x.fmt.max * area
+        fmt = CodeFormat(bits_for_range(lo, hi, x.fmt.signed), x.fmt.signed)
+        scale = x.scale / area
+        self.plan.nodes.append({"name": name, "op": "avgpool_sum", "input": x.tensor, "output": name})
+        self.plan.tensors[name] = {"shape": [c], "kind": "codes", "format": fmt.to_yaml(), "scale": scale}
+        self.plan.avgpools[name] = (mod, x.tensor)
+        self.plan.summary.append(
+            NodeSummary(
+                name,
+                "avgpool_sum",
+                f"sum over {h}x{w} to {_fmt_name(fmt)}; 1/{area} folded into the next multiplier",
+            )
+        )
+        return _Codes(name, scale, fmt, (c,))
+
+
+def _pair(v: Any) -> tuple[int, int]:
+    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def _np_device(mod: nn.Module) -> torch.device:
+    for t in list(mod.parameters()) + list(mod.buffers()):
+        return t.device
+    return torch.device("cpu")
+
+
+def _int_dtype(lo: int, hi: int) -> np.dtype:
+    """The smallest numpy integer dtype holding ``[lo, hi]``."""
+    for dt in (np.uint8, np.int8, np.uint16, np.int16, np.int32, np.int64):
+        info = np.iinfo(dt)
+        if info.min <= lo and hi <= info.max:
+            return np.dtype(dt)
+    raise ValueError(f"no integer dtype holds [{lo}, {hi}]")
+
+
+def trace(model: nn.Module, sample: torch.Tensor) -> fx.GraphModule:
+    """The model's module graph (quantized layers, BN and pools as leaves), with shapes from ``sample``."""
+    try:
+        graph = _Tracer().trace(model)
+    except Exception as err:  # torch.fx raises many types for untraceable Python
+        raise ExportError(
+            f"cannot trace the model with torch.fx ({type(err).__name__}: {err}); the export "
+            "needs a forward without data-dependent control flow"
+        ) from None
+    gm = fx.GraphModule(model, graph)
+    with torch.no_grad():
+        ShapeProp(gm).propagate(sample)
+    return gm
+
+
+def build_plan(model: nn.Module, sample: torch.Tensor, mult_bits: int = DEFAULT_MULT_BITS) -> ExportPlan:
+    """Trace ``model`` on a normalized ``sample`` batch and compute every node and constant of its bundle."""
+    return _Walker(trace(model, sample), mult_bits).run()
+
+
+# ----------------------------------------------------------------------------------------------
+# Float layers
+# ----------------------------------------------------------------------------------------------
+
+
+def float_sites(model: nn.Module) -> list[tuple[str, str]]:
+    """``(module name, "weight" | "activation")`` of every site left in float (bits 32), in model order."""
+    sites = []
+    for name, mod in model.named_modules():
+        if isinstance(mod, (QConv2d, QLinear)) and mod.weight_quant.fmt is None:
+            sites.append((name, "weight"))
+        elif isinstance(mod, QAct) and mod.quant.fmt is None:
+            sites.append((name, "activation"))
+    return sites
+
+
+def float_error(sites: Sequence[tuple[str, str]]) -> ExportError:
+    """The refusal for float layers: which, why, and the two fixes."""
+    name, kind = sites[0]
+    listed = ", ".join(f"{n} ({k})" for n, k in sites)
+    if kind == "weight":
+        fix = f"layers: {{{name}: {{weight: {{method: uniform, bits: 8}}}}}}"
+    else:
+        fix = f"layers: {{{name}: {{activation: {{method: uniform, bits: 8}}}}}}"
+    return ExportError(
+        f"layer '{name}' is float ({kind}, bits 32): integer hardware cannot run it "
+        f"(float sites: {listed}); quantize it in the quantization config (e.g. {fix}) and train again, "
+        "or pass --calibrate-float N to quantize the float sites to N bits at export "
+        "(weights per channel from their max, activations from the reference images' max)"
+    )
+
+
+def calibrate_float(
+    model: nn.Module, images: torch.Tensor, bits: int, batch_size: int = 256
+) -> list[CalibratedSite]:
+    """Quantize every float site of ``model`` in place to ``bits`` bits (``uniform`` method).
+
+    Weights: symmetric per output channel from their max (no data needed). Activations, in model
+    order: scale = (max of the ReLU output over ``images``) / (2^bits - 1), measured with every
+    earlier site already quantized; the quantizer is frozen (eval mode).
+    """
+    if isinstance(bits, bool) or not isinstance(bits, int) or not 2 <= bits <= MAX_CODE_BITS:
+        raise ExportError(f"--calibrate-float {bits!r}: expected a width in 2..{MAX_CODE_BITS} bits")
+    spec = QuantSpec(method="uniform", bits=bits)
+    modules = dict(model.named_modules())
+    done: list[CalibratedSite] = []
+    for name, kind in float_sites(model):
+        mod = modules[name]
+        device = _np_device(mod)
+        if kind == "weight":
+            mod.weight_spec = spec
+            mod.weight_quant = UniformWeightQuantizer(spec).to(device)
+            done.append(CalibratedSite(name, "weight", bits, None, None))
+            continue
+        seen: list[float] = []
+
+        def record(
+            _m: nn.Module, inp: tuple[torch.Tensor, ...], _out: torch.Tensor, seen: list[float] = seen
+        ) -> None:
+            seen.append(float(inp[0].detach().max()))
+
+        handle = mod.register_forward_hook(record)
+        try:
+            with torch.no_grad():
+                for start in range(0, images.shape[0], batch_size):
+                    model(images[start : start + batch_size])
+        finally:
+            handle.remove()
+        peak = max(max(seen), 0.0)
+        if peak <= 0.0:
+            raise ExportError(
+                f"--calibrate-float: activation '{name}' is never positive on the reference "
+                "images; its scale cannot be calibrated; quantize it in the config instead"
+            )
+        quant = UniformActQuantizer(spec).to(device)
+        with torch.no_grad():
+            quant.running_max.fill_(peak)
+            quant.initialized.fill_(True)
+        quant.eval()
+        mod.spec = spec
+        mod.quant = quant
+        scale = float(_np(quant.quantize(torch.zeros(1, device=device)).scale))
+        done.append(CalibratedSite(name, "activation", bits, scale, peak))
+    return done
+
+
+# ----------------------------------------------------------------------------------------------
+# Reference: what the PyTorch model produced
+# ----------------------------------------------------------------------------------------------
+
+
+def _compact(codes: np.ndarray) -> np.ndarray:
+    as_int = codes.astype(np.int64)
+    if as_int.size == 0:
+        return as_int
+    return as_int.astype(_int_dtype(int(as_int.min()), int(as_int.max())))
+
+
+def capture_reference(
+    model: nn.Module, plan: ExportPlan, images: torch.Tensor, batch_size: int = 256
+) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Run ``model`` (eval mode) on normalized ``images``; ``(input codes, codes/<t>, float/<t>)``.
+
+    Every requant tensor's codes come from its quantizer's ``quantize`` on what the module saw,
+    and are checked to be exactly the module's output divided by the scale; the avgpool codes are
+    the integer sums of its input codes.
+    """
+    codes: dict[str, list[np.ndarray]] = {t: [] for t in plan.requant_modules}
+    floats: dict[str, list[np.ndarray]] = {t: [] for t in [*plan.requant_modules, *plan.avgpools]}
+    inputs: list[np.ndarray] = []
+    handles = []
+
+    def requant_hook(tensor: str) -> Callable[..., None]:
+        mod = plan.requant_modules[tensor]
+        quant = mod.quant if isinstance(mod, QAct) else mod
+
+        def hook(_m: nn.Module, inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+            qt = quant.quantize(inp[0])
+            if not torch.equal(qt.dequantize().to(out.dtype), out):
+                raise RuntimeError(f"{tensor}: the module's output is not codes * scale of its quantizer")
+            codes[tensor].append(_np(qt.codes))
+            floats[tensor].append(_np(out).astype(np.float32))
+
+        return hook
+
+    def pool_hook(tensor: str) -> Callable[..., None]:
+        def hook(_m: nn.Module, _inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+            floats[tensor].append(_np(out).reshape(out.shape[0], -1).astype(np.float32))
+
+        return hook
+
+    assert plan.input_module is not None
+    input_module = plan.input_module
+    handles.append(
+        input_module.register_forward_hook(
+            lambda _m, inp, _out: inputs.append(_np(input_module.quantize(inp[0]).codes))
+        )
+    )
+    for tensor, mod in plan.requant_modules.items():
+        handles.append(mod.register_forward_hook(requant_hook(tensor)))
+    for tensor, (mod, _src) in plan.avgpools.items():
+        handles.append(mod.register_forward_hook(pool_hook(tensor)))
+    try:
+        with torch.no_grad():
+            for start in range(0, images.shape[0], batch_size):
+                model(images[start : start + batch_size])
+    finally:
+        for h in handles:
+            h.remove()
+    out_codes = {t: np.concatenate(v) for t, v in codes.items()}
+    for tensor, (_mod, src) in plan.avgpools.items():
+        out_codes[tensor] = out_codes[src].astype(np.int64).sum(axis=(2, 3))
+    out_floats = {t: np.concatenate(v) for t, v in floats.items()}
+    return _compact(np.concatenate(inputs)), {t: _compact(v) for t, v in out_codes.items()}, out_floats
+
+
+def predict(
+    model: nn.Module,
+    plan: ExportPlan,
+    images: np.ndarray,
+    labels: np.ndarray,
+    normalization: Normalization,
+    device: torch.device,
+    batch_size: int = 256,
+) -> np.ndarray:
+    """Top-1 of the PyTorch model on uint8 ``images``: argmax of the logits codes (first index on ties)."""
+    assert plan.output is not None
+    mod = plan.requant_modules[plan.output]
+    found: list[np.ndarray] = []
+    handle = mod.register_forward_hook(lambda _m, inp, _o: found.append(_np(mod.quantize(inp[0]).codes)))
+    try:
+        loader = loader_from_arrays(images, labels, batch_size, train=False, normalization=normalization)
+        with torch.no_grad():
+            for x, _y in loader:
+                model(x.to(device))
+    finally:
+        handle.remove()
+    return np.argmax(np.concatenate(found), axis=1).astype(np.int64)
+
+
+# ----------------------------------------------------------------------------------------------
+# The export
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReferenceSet:
+    """Images for reference.npz (uint8 ``[N, 32, 32, 3]``, labels ``-1`` where unknown), their source,
+    and optionally a whole evaluation set to classify (``eval_predictions``)."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    source: str
+    eval_images: np.ndarray | None = None
+    eval_labels: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    """What :func:`export_model` wrote, for the command's output."""
+
+    path: Path
+    model: str
+    acc_bits: int
+    mult_bits: int
+    nodes: tuple[NodeSummary, ...]
+    calibrated: tuple[CalibratedSite, ...]
+    reference_images: int
+    eval_images: int
+    eval_top1: float | None
+    device: str
+    saturated: dict[str, tuple[int, ...]]
+    clipped: dict[str, tuple[int, ...]] = field(default_factory=dict)
+
+    def lines(self) -> list[str]:
+        out = [
+            f"wrote {self.path}: {self.model}, {sum(1 for n in self.nodes)} nodes, acc_bits {self.acc_bits} "
+            f"(worst case over all layers), mult_bits {self.mult_bits}"
+        ]
+        width = max(len(n.name) for n in self.nodes)
+        out += [f"  {n.name:<{width}}  {n.op:<11}  {n.detail}" for n in self.nodes]
+        for site in self.calibrated:
+            if site.kind == "weight":
+                out.append(
+                    f"calibrated: {site.name} weights were float, now uniform {site.bits}-bit per channel "
+                    "(from their max)"
+                )
+            else:
+                out.append(
+                    f"calibrated: {site.name} activation was float, now uniform {site.bits}-bit, scale "
+                    f"{site.scale:.6g} (max {site.max_value:.6g} over {self.reference_images} reference "
+                    "images)"
+                )
+        for name, channels in self.saturated.items():
+            out.append(
+                f"note: {name}: channel(s) {list(channels)} have a BN scale ~0 (constant output); their "
+                "bias is saturated to +-(2^31-1) and the multiplier carries the constant"
+            )
+        for name, channels in self.clipped.items():
+            out.append(
+                f"warning: {name}: channel(s) {list(channels)} need a bias beyond int32 in accumulator units "
+                "(very fine accumulator steps); it is clipped to +-(2^31-1), see the node's error bound; "
+                "fewer weight or input bits for the layer before it avoid this"
+            )
+        ref = f"reference: {self.reference_images} images on {self.device}"
+        if self.eval_top1 is not None:
+            ref += f"; PyTorch top-1 {self.eval_top1:.2f}% on {self.eval_images} evaluation images"
+        out.append(ref)
+        return out
+
+
+def graph_text(graph: dict[str, Any]) -> str:
+    """graph.yaml as text: keys in the spec's order, small mappings and lists inline, plain numbers."""
+    return yaml.safe_dump(graph, sort_keys=False, default_flow_style=None, width=120)
+
+
+def _plain(value: Any) -> Any:
+    """Numpy scalars and tuples as plain Python (graph.yaml holds no numpy reprs)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def export_model(
+    model: nn.Module,
+    out: str | Path,
+    references: ReferenceSet,
+    *,
+    device: torch.device,
+    model_name: str = "model",
+    quantization: dict[str, Any] | None = None,
+    calibrate_bits: int | None = None,
+    mult_bits: int = DEFAULT_MULT_BITS,
+    batch_size: int = 256,
+) -> ExportReport:
+    """Write the bundle of ``model`` to ``out`` (atomically) and load it back; see the module docstring."""
+    if isinstance(mult_bits, bool) or not isinstance(mult_bits, int) or not 2 <= mult_bits <= 63:
+        raise ExportError(f"--mult-bits {mult_bits!r}: expected 2..63")
+    if references.images.shape[0] < 1:
+        raise ExportError("no reference images: pass --reference-images N with N >= 1")
+    model = model.to(device).eval()
+    inq = next((m for m in model.modules() if isinstance(m, InputQuant)), None)
+    if inq is None:
+        raise ExportError(
+            "the model has no InputQuant: the bundle starts from the input codes the model computes"
+        )
+    normalization = Normalization(tuple(inq.mean), tuple(inq.std))  # type: ignore[arg-type]
+    labels = np.asarray(references.labels, dtype=np.int64)
+    ref_images = normalization.apply(torch.from_numpy(np.ascontiguousarray(references.images))).to(device)
+
+    calibrated: list[CalibratedSite] = []
+    sites = float_sites(model)
+    if sites and calibrate_bits is None:
+        raise float_error(sites)
+    if sites:
+        calibrated = calibrate_float(model, ref_images, int(calibrate_bits), batch_size)  # type: ignore[arg-type]
+
+    plan = build_plan(model, ref_images[:1], mult_bits)
+    input_codes, codes, floats = capture_reference(model, plan, ref_images, batch_size)
+
+    eval_pred = eval_top1 = None
+    if references.eval_images is not None and references.eval_labels is not None:
+        eval_labels = np.asarray(references.eval_labels, dtype=np.int64)
+        eval_pred = predict(
+            model, plan, references.eval_images, eval_labels, normalization, device, batch_size
+        )
+        eval_top1 = 100.0 * float(np.mean(eval_pred == eval_labels)) if len(eval_labels) else 0.0
+
+    quant = dict(quantization or {})
+    if calibrated:
+        quant["calibrated_float"] = {
+            s.name: (
+                {"kind": s.kind, "method": "uniform", "bits": s.bits}
+                | (
+                    {"scale": s.scale, "max": s.max_value, "images": int(ref_images.shape[0])}
+                    if s.kind == "activation"
+                    else {"from": "per-channel max |w|"}
+                )
+            )
+            for s in calibrated
+        }
+    graph: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "model": model_name,
+        "rounding": ROUNDING,
+        "acc_bits": min(64, plan.acc_bits),
+        "mult_bits": mult_bits,
+        "input": {
+            "tensor": INPUT_TENSOR,
+            "mean": [float(v) for v in plan.mean],
+            "std": [float(v) for v in plan.std],
+        },
+        "output": plan.output,
+        "quantization": quant,
+        "reference": {
+            "device": device.type,
+            "images": int(input_codes.shape[0]),
+            "source": references.source,
+        },
+        "tensors": plan.tensors,
+        "nodes": plan.nodes,
+    }
+    if eval_pred is not None:
+        graph["reference"]["eval_images"] = len(eval_pred)
+    reference: dict[str, np.ndarray] = {"input_codes": input_codes, "labels": labels}
+    reference.update({f"codes/{t}": v for t, v in codes.items()})
+    reference.update({f"float/{t}": v for t, v in floats.items()})
+    if eval_pred is not None:
+        reference["eval_predictions"] = eval_pred
+        reference["eval_labels"] = np.asarray(references.eval_labels, dtype=np.int64)
+    reference["device"] = np.array(device.type)
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:  # write beside the target, validate with the bundle loader, then move into place
+        written = write_bundle_files(staging / "bundle", graph_text(_plain(graph)), plan.arrays, reference)
+        load_bundle(written)
+        if out.exists():
+            os.replace(out, staging / "previous")
+        os.replace(written, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return ExportReport(
+        out,
+        model_name,
+        int(graph["acc_bits"]),
+        mult_bits,
+        tuple(plan.summary),
+        tuple(calibrated),
+        int(input_codes.shape[0]),
+        0 if eval_pred is None else len(eval_pred),
+        eval_top1,
+        device.type,
+        dict(plan.saturated),
+        dict(plan.clipped),
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Checking a bundle against its own reference, one node at a time
+# ----------------------------------------------------------------------------------------------
+
+
+def isolated_codes(bundle: Bundle) -> dict[str, np.ndarray]:
+    """Every requant node's codes computed from the PyTorch model's own input codes (reference.npz).
+
+    Unlike a full emulation, a difference here cannot come from an upstream layer: it is what this
+    node's integer constants do to exactly the inputs PyTorch saw. Accumulators are computed in
+    float64 (exact: every sum is far below 2^53), then ``hwsim.fixed.requantize_sum`` and the node's
+    function, as in the emulator.
+    """
+    ref = bundle.reference
+    if ref is None:
+        raise UserError(f"{bundle.path}: no reference.npz; re-export the bundle with its reference")
+    codes: dict[str, np.ndarray] = {bundle.meta.input_tensor: ref.input_codes, **ref.codes}
+    accs: dict[str, np.ndarray] = {}
+    out: dict[str, np.ndarray] = {}
+    for node in bundle.nodes:
+        if isinstance(node, (Conv2dNode, LinearNode)):
+            x = torch.from_numpy(codes[node.input].astype(np.float64))
+            w = torch.from_numpy(node.weight.astype(np.float64))
+            if isinstance(node, LinearNode):
+                acc = x @ w.T
+            else:
+                acc = F.conv2d(x, w, stride=node.stride, padding=node.padding, groups=node.groups)
+            accs[node.output] = acc.numpy().astype(np.int64)
+        elif isinstance(node, RequantNode):
+            inputs = [accs[i.tensor] if i.tensor in accs else codes[i.tensor] for i in node.inputs]
+            rounded = requantize_sum(
+                inputs,
+                [i.multiplier for i in node.inputs],
+                node.shift,
+                channel_axis=1,
+                biases=[i.bias for i in node.inputs],
+            )
+            fmt = bundle.tensors[node.output].fmt
+            assert fmt is not None
+            clamped = np.clip(rounded, fmt.min, fmt.max)
+            out[node.output] = sign(rounded) if node.function == "sign" else clamped
+    return out
