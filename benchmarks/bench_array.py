@@ -1,12 +1,12 @@
-"""Benchmark of the MAC-array model on ResNet20: analytic latency, the value-computing array run, the sweep.
+"""Benchmark of the MAC-array model on ResNet20: analytic latency and the value-computing array run.
 
 Prints the figures recorded in docs/performance.md ("MAC-array model"); every speed is also given
 as a ratio to a baseline measured in the same run. Run from the repository root:
 
-    .venv/bin/python benchmarks/bench_array.py [--sweep-images 256] [--sweep-layers all]
+    .venv/bin/python benchmarks/bench_array.py
 
-The bundle is a random ResNet20 (tests/hwsim/bundles.py, a8w8: every width of the sweep changes
-its codes), so the numbers do not depend on a trained checkpoint.
+The bundle is a random ResNet20 (tests/hwsim/bundles.py, a8w8), so the numbers do not depend on a
+trained checkpoint. The bit-width sweep has its own benchmark, benchmarks/bench_sweep.py.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from hwsim.hwconfig import load_hw_config  # noqa: E402
 from hwsim.ir import load_bundle  # noqa: E402
 from hwsim.mapping import fold_plan, gemm_shape, layer_from_node  # noqa: E402
 from hwsim.simulate import timing_rows  # noqa: E402
-from hwsim.sweep import sweep_bundle  # noqa: E402
 from hwsim.systolic import execute_gemm, run_gemm_cycles  # noqa: E402
 from hwsim.timing import ZERO, fold_cycles  # noqa: E402
 
@@ -47,14 +46,9 @@ def best_of(fn, repeat: int = 5) -> float:  # type: ignore[no-untyped-def]
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sweep-images", type=int, default=256)
-    parser.add_argument("--sweep-layers", default="all", help="'all' or a number of layers (extrapolated)")
-    parser.add_argument("--skip-sweep", action="store_true")
-    args = parser.parse_args()
+    parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        path = random_resnet20_bundle(
-            Path(tmp) / "rn20", w_bits=8, a_bits=8, seed=0, reference_images=max(1, args.sweep_images)
-        )
+        path = random_resnet20_bundle(Path(tmp) / "rn20", w_bits=8, a_bits=8, seed=0, reference_images=1)
         bundle = load_bundle(path)
     hw = load_hw_config(REPO / "configs" / "hw" / "ws_16x16.yaml")
     macs = bundle.mac_nodes
@@ -115,31 +109,6 @@ def main() -> int:
         f"fold executor {fast * 1e3:.1f} ms, x{reg / fast:.0f}); whole network would take "
         f"~{per_cycle * total_cycles:.0f} s"
     )
-
-    # 3. The w_bits + a_bits sweep, widths 2..8, on --sweep-images images.
-    if not args.skip_sweep:
-        sweep_codes = bundle.reference.input_codes[: args.sweep_images]
-        names = [n.name for n in macs]
-        chosen = (
-            names if args.sweep_layers == "all" else names[:: max(1, len(names) // int(args.sweep_layers))]
-        )
-        spent = 0.0
-        points = 0
-        for what in ("w_bits", "a_bits"):
-            start = time.perf_counter()
-            result = sweep_bundle(bundle, what, list(range(2, 9)), sweep_codes, layers=chosen, progress=True)
-            spent += time.perf_counter() - start
-            points += sum(p.changed for p in result.points)
-        full = spent * len(names) / len(chosen)
-        per_point = spent / max(points, 1)
-        print(
-            f"sweep w_bits + a_bits, widths 2..8, {len(chosen)}/{len(names)} layers, "
-            f"{sweep_codes.shape[0]} images: "
-            f"{spent:.0f} s ({points} re-run points, {per_point:.2f} s each; emulator full pass "
-            f"{best_of(lambda: emulate(bundle, sweep_codes, keep=False), repeat=1):.2f} s)"
-        )
-        if len(chosen) != len(names):
-            print(f"  all {len(names)} layers: ~{full:.0f} s (extrapolated by layer count)")
     return 0
 
 

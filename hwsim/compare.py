@@ -2,10 +2,15 @@
 
 Place in the flow: bundle/ (with reference.npz) -> hwsim.emulator -> this module -> hwsim.report.
 For every codes tensor written by a requantizer it measures, against ``reference.npz``, the
-exact-match rate of the codes, the |difference| in LSBs (max, mean) and the SQNR of the
-emulator's dequantized values against the reference float values; it names the first layer that
-diverges by more than 1 LSB; and it compares predictions on the reference batch and, when a
-CIFAR-10 directory is given and the reference holds ``eval_predictions``, on the whole test set.
+exact-match rate of the codes, the |difference| in LSBs (max, mean, fraction within 1 LSB) and the
+SQNR of the emulator's dequantized values against the reference float values; it names the first
+layer that diverges by more than 1 LSB; and it compares predictions on the reference batch and,
+when a CIFAR-10 directory is given and the reference holds ``eval_predictions``, on the whole test set.
+
+Two views of every layer: *propagated* (the emulator runs the whole network on its own codes, so
+a 1-LSB difference upstream can grow downstream) and *isolated* (the layer, with the MAC nodes
+feeding it, runs on the reference's own input codes: what this layer's integer arithmetic alone
+does, :func:`isolated_codes`).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from hwsim.emulator import Emulation, EmulatorConfig, LayerStats, emulate
+from hwsim.emulator import Emulation, EmulatorConfig, LayerStats, emulate, run_nodes
 from hwsim.errors import UserError
 from hwsim.ir import Bundle, Conv2dNode, LinearNode, RequantNode, quantize_images
 from hwsim.report import Report, Row
@@ -34,10 +39,16 @@ class LayerError:
     max_abs_err_lsb: int
     mean_abs_err_lsb: float
     sqnr_db: float  # inf when the dequantized values are identical
+    elements_within_1lsb: int  # elements with |error| <= 1 LSB
 
     @property
     def exact_match_rate(self) -> float:
         return 1.0 - self.mismatch_rate
+
+    @property
+    def within_1lsb(self) -> float:
+        """Fraction of elements with ``|error| <= 1`` LSB (1.0 for an empty tensor)."""
+        return self.elements_within_1lsb / self.elements if self.elements else 1.0
 
 
 def sqnr_db(reference: np.ndarray, emulated: np.ndarray) -> float:
@@ -68,6 +79,7 @@ def layer_error(
         max_abs_err_lsb=int(diff.max()) if n else 0,
         mean_abs_err_lsb=float(diff.mean()) if n else 0.0,
         sqnr_db=sqnr_db(ref_float, emu_float),
+        elements_within_1lsb=int(np.count_nonzero(diff <= 1)),
     )
 
 
@@ -88,8 +100,43 @@ def _mac_inputs(bundle: Bundle, node: RequantNode) -> list[Conv2dNode | LinearNo
     return macs
 
 
-def layer_rows(bundle: Bundle, emulation: Emulation, errors: dict[str, LayerError | None]) -> list[Row]:
-    """One report row per requantizer: its MAC node(s)' accumulator statistics and its errors."""
+def isolated_codes(bundle: Bundle, config: EmulatorConfig | None = None) -> dict[str, np.ndarray | None]:
+    """Every requant node's codes when it, and the MAC nodes feeding it, run on the reference's own codes.
+
+    The inputs are reference.npz's input codes and ``codes/<tensor>``; the arithmetic is the
+    emulator's own (hwsim.emulator.run_nodes), so a difference from the reference cannot come from
+    an upstream layer. ``None`` for a node whose input codes the reference does not hold.
+    """
+    ref = bundle.reference
+    assert ref is not None
+    known = {bundle.meta.input_tensor: ref.input_codes, **ref.codes}
+    out: dict[str, np.ndarray | None] = {}
+    for node in bundle.nodes:
+        if not isinstance(node, RequantNode):
+            continue
+        macs = _mac_inputs(bundle, node)
+        written = {m.output for m in macs}
+        reads = [m.input for m in macs] + [t for t in node.reads if t not in written]
+        if any(t not in known for t in reads):
+            out[node.output] = None
+            continue
+        names = [m.name for m in macs] + [node.name]
+        out[node.output] = run_nodes(bundle, names, {t: known[t] for t in reads}, config)[node.output]
+    return out
+
+
+def layer_rows(
+    bundle: Bundle,
+    emulation: Emulation,
+    errors: dict[str, LayerError | None],
+    isolated: dict[str, LayerError | None] | None = None,
+) -> list[Row]:
+    """One report row per requantizer: its MAC node(s)' accumulator statistics and its errors.
+
+    ``errors`` are the propagated ones (the emulator on its own codes), ``isolated`` those of the
+    node run on the reference's own input codes (:func:`isolated_codes`).
+    """
+    isolated = isolated or {}
     rows: list[Row] = []
     for node in bundle.nodes:
         if not isinstance(node, RequantNode):
@@ -107,6 +154,7 @@ def layer_rows(bundle: Bundle, emulation: Emulation, errors: dict[str, LayerErro
         in_fmt = bundle.tensors[first.input].fmt if first is not None else None
         observed = [s.min_safe_acc_bits_observed for s in stats if s.min_safe_acc_bits_observed is not None]
         err = errors.get(node.output)
+        iso = isolated.get(node.output)
         row: Row = {
             "name": node.name,
             "type": kind,
@@ -132,17 +180,33 @@ def layer_rows(bundle: Bundle, emulation: Emulation, errors: dict[str, LayerErro
             "min_safe_acc_bits_observed": max(observed) if observed else None,
             "exact_match_rate": err.exact_match_rate if err else None,
             "mean_abs_err_lsb": err.mean_abs_err_lsb if err else None,
+            "within_1lsb": err.within_1lsb if err else None,
+            "isolated_mismatch_rate": iso.mismatch_rate if iso else None,
+            "isolated_max_abs_err_lsb": iso.max_abs_err_lsb if iso else None,
+            "isolated_within_1lsb": iso.within_1lsb if iso else None,
         }
         rows.append(row)
     return rows
 
 
-def first_divergent_layer(rows: list[Row], threshold: int = DIVERGENCE_LSB) -> str | None:
-    """The first layer (execution order) whose codes differ from the reference by > ``threshold`` LSB."""
+def first_divergent_layer(
+    rows: list[Row], threshold: int = DIVERGENCE_LSB, key: str = "max_abs_err_lsb"
+) -> str | None:
+    """The first layer (execution order) whose codes differ from the reference by > ``threshold`` LSB.
+
+    ``key``: ``max_abs_err_lsb`` (propagated) or ``isolated_max_abs_err_lsb``.
+    """
     for row in rows:
-        if row.get("max_abs_err_lsb") is not None and row["max_abs_err_lsb"] > threshold:
+        if row.get(key) is not None and row[key] > threshold:
             return str(row["name"])
     return None
+
+
+def _overall_within_1lsb(errors: dict[str, LayerError | None]) -> float | None:
+    """Fraction of all compared elements (every layer together) with ``|error| <= 1`` LSB."""
+    known = [e for e in errors.values() if e is not None]
+    total = sum(e.elements for e in known)
+    return sum(e.elements_within_1lsb for e in known) / total if total else None
 
 
 @dataclass
@@ -214,7 +278,9 @@ def compare_bundle(
             "re-export the bundle with a reference batch, or use hwsim emulate"
         )
     run = emulate(bundle, ref.input_codes, config, keep=True, batch_size=batch_size, progress=progress)
+    alone = isolated_codes(bundle, config)
     errors: dict[str, LayerError | None] = {}
+    isolated: dict[str, LayerError | None] = {}
     missing: list[str] = []
     for node in bundle.nodes:
         if isinstance(node, RequantNode):
@@ -226,10 +292,18 @@ def compare_bundle(
                     float(spec.scale),
                     ref.floats.get(node.output),
                 )
+                codes = alone[node.output]
+                isolated[node.output] = (
+                    None
+                    if codes is None
+                    else layer_error(
+                        codes, ref.codes[node.output], float(spec.scale), ref.floats.get(node.output)
+                    )
+                )
             else:
-                errors[node.output] = None
+                errors[node.output] = isolated[node.output] = None
                 missing.append(node.output)
-    rows = layer_rows(bundle, run, errors)
+    rows = layer_rows(bundle, run, errors, isolated)
     ref_pred = _reference_predictions(bundle)
     batch = {
         "images": ref.images,
@@ -246,6 +320,13 @@ def compare_bundle(
         "max_abs_err_lsb": max(
             (r["max_abs_err_lsb"] for r in rows if r["max_abs_err_lsb"] is not None), default=None
         ),
+        "within_1lsb": _overall_within_1lsb(errors),
+        "isolated_within_1lsb": _overall_within_1lsb(isolated),
+        "isolated_max_abs_err_lsb": max(
+            (r["isolated_max_abs_err_lsb"] for r in rows if r["isolated_max_abs_err_lsb"] is not None),
+            default=None,
+        ),
+        "first_isolated_divergent_layer": first_divergent_layer(rows, key="isolated_max_abs_err_lsb"),
         "reference_batch_images": batch["images"],
         "reference_batch_top1_reference": batch["top1_reference"],
         "reference_batch_top1_emulator": batch["top1_emulator"],
@@ -271,7 +352,15 @@ def compare_bundle(
         notes.append(f"reference.npz holds no codes for {', '.join(missing)}: not compared")
     notes.append(
         f"first layer diverging by more than {DIVERGENCE_LSB} LSB: "
-        f"{totals['first_divergent_layer'] or 'none'}"
+        f"{totals['first_divergent_layer'] or 'none'} (propagated), "
+        f"{totals['first_isolated_divergent_layer'] or 'none'} (isolated)"
+    )
+    notes.append(
+        "propagated errors (mismatch_rate, max_abs_err_lsb, within_1lsb) come from the emulator running "
+        "the whole network on its own codes, so a 1-LSB difference upstream can grow downstream; "
+        "isolated errors (isolated_*) come from running each layer (its requantizer and the MAC nodes "
+        "feeding it) on the reference's own input codes, so they measure that layer's integer "
+        "arithmetic alone"
     )
     meta = {
         "bundle": str(bundle.path),

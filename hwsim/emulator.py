@@ -6,16 +6,23 @@ MAC-array model (which must produce the same values). Every MAC goes through hws
 GEMM, ``wrap``/``saturate`` accumulator), every requantizer through hwsim.fixed
 (``requantize_sum``, then ``clamp`` or ``sign``). Results do not depend on the batch size.
 
-Internally feature maps are held channels-last (NHWC); :class:`Emulation` returns them in the
-bundle's layout (``[N, C, H, W]``).
+:func:`emulate` runs the whole graph from the network input; :func:`emulate_from` runs it from
+one node on, given every earlier tensor that node and the later ones read (:func:`live_tensors`),
+which is how hwsim.sweep re-runs only the part of the network a change can reach.
+
+Internally feature maps are held channels-last (NHWC) and images go through the graph a few at
+a time, so that each layer's working arrays stay in the CPU caches; :class:`Emulation` returns
+tensors in the bundle's layout (``[N, C, H, W]``).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from hwsim.errors import UserError
@@ -31,31 +38,91 @@ from hwsim.gemm import (
     output_hw,
     weight_matrix,
 )
-from hwsim.ir import AvgPoolSumNode, Bundle, Conv2dNode, LinearNode, MacNode, RequantNode, node_macs
+from hwsim.ir import (
+    AvgPoolSumNode,
+    Bundle,
+    Conv2dNode,
+    LinearNode,
+    MacNode,
+    Node,
+    RequantNode,
+    node_macs,
+)
 
 _I64_MAX = (1 << 63) - 1
 _F64_EXACT = 1 << 53
 _F32_EXACT = 1 << 24
+# Images per step of the fast path: as many as keep the largest per-layer operand (the im2col
+# matrix, in float32) near this size, so that im2col, GEMM and requantizer work in cache.
+_TILE_BYTES = 8 << 20
+
+LayerWidths = tuple[tuple[str, int], ...]
+
+
+def _check_acc_bits(bits: object, where: str) -> None:
+    if not isinstance(bits, (int, np.integer)) or isinstance(bits, bool) or not 1 <= bits <= 64:
+        raise UserError(f"{where}={bits!r} is outside 1..64; pick an accumulator width of 1 to 64 bits")
 
 
 @dataclass(frozen=True)
 class EmulatorConfig:
-    """Run-time choices: the accumulator width (``None``: the bundle's ``acc_bits``) and the overflow mode."""
+    """Run-time choices: the accumulator width, per-layer exceptions to it, and the overflow mode.
+
+    ``acc_bits``: every MAC layer's accumulator width (``None``: the bundle's ``acc_bits``).
+    ``acc_bits_per_layer``: widths of some layers' accumulators instead, by MAC node name; a
+    mapping or ``(name, bits)`` pairs, held as pairs sorted by name (so the config stays frozen,
+    hashable and comparable). Names are checked against the bundle when a run starts.
+    ``overflow``: how every accumulator narrows, ``wrap`` or ``saturate``.
+    """
 
     acc_bits: int | None = None
     overflow: str = "wrap"
+    acc_bits_per_layer: Mapping[str, int] | LayerWidths | None = None
 
     def __post_init__(self) -> None:
-        bits = self.acc_bits
-        if bits is not None and (
-            not isinstance(bits, (int, np.integer)) or isinstance(bits, bool) or not 1 <= bits <= 64
-        ):
-            raise UserError(f"acc_bits={bits!r} is outside 1..64; pick an accumulator width of 1 to 64 bits")
+        if self.acc_bits is not None:
+            _check_acc_bits(self.acc_bits, "acc_bits")
         if self.overflow not in OVERFLOW_MODES:
             raise UserError(f"overflow={self.overflow!r} is not one of {', '.join(OVERFLOW_MODES)}")
+        per_layer = self.acc_bits_per_layer
+        if per_layer is None:
+            return
+        try:
+            pairs = list(per_layer.items() if isinstance(per_layer, Mapping) else per_layer)
+            if not all(len(p) == 2 for p in pairs):
+                raise ValueError
+        except (TypeError, ValueError):
+            raise UserError(
+                f"acc_bits_per_layer={per_layer!r}; expected a mapping from MAC layer name to bits "
+                "(e.g. {'conv1': 16}) or (name, bits) pairs"
+            ) from None
+        names = [name for name, _ in pairs]
+        for name, bits in pairs:
+            if not isinstance(name, str):
+                raise UserError(f"acc_bits_per_layer: layer name {name!r} is not a string")
+            _check_acc_bits(bits, f"acc_bits_per_layer['{name}']")
+            if names.count(name) > 1:
+                raise UserError(f"acc_bits_per_layer: layer '{name}' is given more than once; give it once")
+        object.__setattr__(
+            self, "acc_bits_per_layer", tuple(sorted((name, int(bits)) for name, bits in pairs))
+        )
 
     def acc_format(self, bundle: Bundle) -> IntFormat:
+        """The accumulator of every layer without a per-layer width."""
         return IntFormat(int(self.acc_bits) if self.acc_bits is not None else bundle.meta.acc_bits, True)
+
+    def layer_acc_formats(self, bundle: Bundle) -> dict[str, IntFormat]:
+        """Each MAC node's accumulator; a name in ``acc_bits_per_layer`` not in the bundle is an error."""
+        default = self.acc_format(bundle)
+        formats = {node.name: default for node in bundle.mac_nodes}
+        for name, bits in self.acc_bits_per_layer or ():
+            if name not in formats:
+                raise UserError(
+                    f"acc_bits_per_layer: no MAC layer named '{name}' in bundle "
+                    f"'{bundle.meta.model}'; MAC layers: {', '.join(formats)}"
+                )
+            formats[name] = IntFormat(bits, True)
+        return formats
 
 
 @dataclass
@@ -129,7 +196,7 @@ def worst_case_acc_bits(node: MacNode, bundle: Bundle) -> int:
 
 
 class _Runner:
-    """Executes the nodes of one bundle batch by batch, with per-node constants prepared once.
+    """Executes the nodes of a bundle from ``start`` on, a few images at a time, with constants prepared once.
 
     Two ways to run, with identical results (tested): ``fast`` holds feature maps channels-last in
     float32/float64 wherever the operand bounds prove every intermediate an exactly represented
@@ -137,9 +204,10 @@ class _Runner:
     way runs everything in int64 through the public hwsim.gemm and hwsim.fixed functions.
     """
 
-    def __init__(self, bundle: Bundle, config: EmulatorConfig, fast: bool = True) -> None:
+    def __init__(self, bundle: Bundle, config: EmulatorConfig, fast: bool = True, start: int = 0) -> None:
         self.bundle = bundle
-        self.acc = config.acc_format(bundle)
+        self.nodes = bundle.nodes[start:]
+        self.accs = config.layer_acc_formats(bundle)
         self.mode = config.overflow
         self.fast = fast
         self.prepared: dict[str, _Prepared] = {}
@@ -148,50 +216,90 @@ class _Runner:
             fmt = bundle.tensors[node.input].fmt
             assert fmt is not None
             self.prepared[node.name] = _Prepared.of(node, fmt.max_abs)
-            self.stats[node.name] = LayerStats(
-                node.name, node.op, node_macs(node, bundle), self.acc.bits, worst_case_acc_bits(node, bundle)
-            )
-
-    def run(self, x_nchw: np.ndarray) -> dict[str, np.ndarray]:
-        """One batch: input codes ``[N, C, H, W]`` -> every tensor (fast: channels-last, maybe float)."""
-        x = np.ascontiguousarray(x_nchw.transpose(0, 2, 3, 1)) if self.fast else x_nchw
-        values: dict[str, np.ndarray] = {self.bundle.meta.input_tensor: x}
-        # |value| bound of every tensor, for choosing exact float paths
-        bounds: dict[str, int] = {self.bundle.meta.input_tensor: self.bundle.input_spec.fmt.max_abs}  # type: ignore
-        for node in self.bundle.nodes:
+        for node in self.nodes:
             if isinstance(node, (Conv2dNode, LinearNode)):
-                values[node.output], bounds[node.output] = self._mac(node, values[node.input])
+                self.stats[node.name] = LayerStats(
+                    node.name,
+                    node.op,
+                    node_macs(node, bundle),
+                    self.accs[node.name].bits,
+                    worst_case_acc_bits(node, bundle),
+                )
+        self.bounds = self._bounds()
+        self.tile = max(1, _TILE_BYTES // max([4 * self._operand_elements(n) for n in self.nodes], default=1))
+
+    def _bounds(self) -> dict[str, int]:
+        """A bound on ``|value|`` of every tensor, from the formats and weights alone (no data).
+
+        It chooses the exact float paths; any valid bound gives the same values.
+        """
+        bundle = self.bundle
+        bounds: dict[str, int] = {bundle.meta.input_tensor: bundle.input_spec.fmt.max_abs}  # type: ignore
+        for node in bundle.nodes:
+            if isinstance(node, (Conv2dNode, LinearNode)):
+                bounds[node.output] = min(self.prepared[node.name].bound, self.accs[node.name].max + 1)
             elif isinstance(node, RequantNode):
-                values[node.output] = self._requant(node, values, bounds)
-                bounds[node.output] = self.bundle.tensors[node.output].fmt.max_abs  # type: ignore[union-attr]
+                bounds[node.output] = bundle.tensors[node.output].fmt.max_abs  # type: ignore[union-attr]
+            elif isinstance(node, AvgPoolSumNode):
+                bounds[node.output] = bounds[node.input] * math.prod(bundle.tensors[node.input].shape[1:])
+        return bounds
+
+    def _operand_elements(self, node: Node) -> int:
+        """Elements per image of the largest array ``node`` makes (its im2col matrix or its output)."""
+        out = math.prod(self.bundle.tensors[node.output].shape)
+        if isinstance(node, Conv2dNode):
+            k = math.prod(node.weight.shape[1:]) * node.groups
+            return max(out, out // node.out_channels * k)
+        return out
+
+    def internal(self, name: str, value: np.ndarray) -> np.ndarray:
+        """Integers ``[N, C, ...]`` -> how :meth:`run` holds them (fast: channels-last, maybe float)."""
+        if not self.fast:
+            return value.astype(np.int64, copy=False)
+        if value.ndim == 4:
+            value = value.transpose(0, 2, 3, 1)
+        bound = self.bounds[name]
+        dtype = np.float32 if bound <= _F32_EXACT else np.float64 if bound <= _F64_EXACT else np.int64
+        return np.ascontiguousarray(value, dtype=dtype)
+
+    def external(self, value: np.ndarray) -> np.ndarray:
+        """The inverse of :meth:`internal` up to the dtype: ``[N, C, ...]`` (a view; store it as int64)."""
+        return value.transpose(0, 3, 1, 2) if self.fast and value.ndim == 4 else value
+
+    def run(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One step: the live tensors (as :meth:`internal` holds them) -> every tensor, same layout."""
+        values = dict(values)
+        for node in self.nodes:
+            if isinstance(node, (Conv2dNode, LinearNode)):
+                values[node.output] = self._mac(node, values[node.input])
+            elif isinstance(node, RequantNode):
+                values[node.output] = self._requant(node, values)
             elif isinstance(node, AvgPoolSumNode):
                 x_in = values[node.input]
-                area = math.prod(self.bundle.tensors[node.input].shape[1:])
-                bound = bounds[node.input] * area
                 axes = (1, 2) if self.fast else (2, 3)
-                if x_in.dtype.kind == "f" and bound <= _F64_EXACT:
+                if x_in.dtype.kind == "f" and self.bounds[node.output] <= _F64_EXACT:
                     values[node.output] = x_in.sum(axis=axes, dtype=np.float64)
                 else:
                     values[node.output] = x_in.astype(np.int64).sum(axis=axes)
-                bounds[node.output] = bound
         return values
 
-    def _mac(self, node: MacNode, x: np.ndarray) -> tuple[np.ndarray, int]:
+    def _mac(self, node: MacNode, x: np.ndarray) -> np.ndarray:
         prep = self.prepared[node.name]
         stats = self.stats[node.name]
+        acc = self.accs[node.name]
         if not self.fast:
-            result = gemm_exact(im2col(x, node), prep.w_spec, self.acc, self.mode, a_max_abs=prep.a_max_abs)
+            result = gemm_exact(im2col(x, node), prep.w_spec, acc, self.mode, a_max_abs=prep.a_max_abs)
             stats.add(result)
-            acc = result.acc.transpose(1, 0, 2).reshape(result.acc.shape[1], -1)  # [M, C_out]
+            out = result.acc.transpose(1, 0, 2).reshape(result.acc.shape[1], -1)  # [M, C_out]
             if isinstance(node, LinearNode):
-                return acc, self.acc.max + 1
+                return out
             n = x.shape[0]
             ho, wo = output_hw(node, x.shape[2], x.shape[3])
-            return acc.reshape(n, ho, wo, -1).transpose(0, 3, 1, 2), self.acc.max + 1
+            return out.reshape(n, ho, wo, -1).transpose(0, 3, 1, 2)
         n = x.shape[0]
         dtype = prep.dtype
         xd = x.astype(dtype, copy=False)
-        spec_order = self.mode == "saturate" and prep.bound > self.acc.max
+        spec_order = self.mode == "saturate" and prep.bound > acc.max
         if isinstance(node, LinearNode):
             a = xd.reshape(1, n, -1)
             out_shape: tuple[int, ...] = (n, node.out_channels)
@@ -203,30 +311,28 @@ class _Runner:
         if dtype is np.float32 or dtype is np.float64:
             product = np.matmul(a, w)  # exact: every partial sum is an integer the dtype represents
             lo, hi = (int(product.min()), int(product.max())) if product.size else (0, 0)
-            no_overflow = self.acc.min <= lo and hi <= self.acc.max
-            if no_overflow and (self.mode == "wrap" or prep.bound <= self.acc.max):
+            no_overflow = acc.min <= lo and hi <= acc.max
+            if no_overflow and (self.mode == "wrap" or prep.bound <= acc.max):
                 stats.add(GemmResult(product, 0, max(-lo, hi), lo, hi))
-                acc_values, bound = product, min(prep.bound, self.acc.max + 1)
+                acc_values = product
             else:
-                result = gemm_prepared(a, w, self.acc, self.mode, prep.a_max_abs, prep.bound)
+                result = gemm_prepared(a, w, acc, self.mode, prep.a_max_abs, prep.bound)
                 stats.add(result)
-                acc_values, bound = result.acc, self.acc.max + 1
+                acc_values = result.acc
         else:
-            result = gemm_prepared(a, w, self.acc, self.mode, prep.a_max_abs, prep.bound)
+            result = gemm_prepared(a, w, acc, self.mode, prep.a_max_abs, prep.bound)
             stats.add(result)
-            acc_values, bound = result.acc, min(prep.bound, self.acc.max + 1)
+            acc_values = result.acc
         # [G, M, N/G] -> [M, N] with output channel = g * N/G + n
         acc_values = (
             acc_values.transpose(1, 0, 2).reshape(a.shape[1], -1) if a.shape[0] > 1 else acc_values[0]
         )
-        return acc_values.reshape(out_shape), bound
+        return acc_values.reshape(out_shape)
 
-    def _requant(
-        self, node: RequantNode, values: dict[str, np.ndarray], bounds: dict[str, int]
-    ) -> np.ndarray:
+    def _requant(self, node: RequantNode, values: dict[str, np.ndarray]) -> np.ndarray:
         inputs = [values[i.tensor] for i in node.inputs]
         axis = -1 if self.fast or inputs[0].ndim == 2 else 1
-        worst = _requant_bound(node, [bounds[i.tensor] for i in node.inputs])
+        worst = _requant_bound(node, [self.bounds[i.tensor] for i in node.inputs])
         if self.fast and worst <= _F64_EXACT:
             rounded = _requantize_sum_f64(node, inputs)
         else:
@@ -238,6 +344,7 @@ class _Runner:
                 node.shift,
                 channel_axis=axis,
                 biases=[i.bias for i in node.inputs],
+                offset=node.offset,
             )
         if node.function == "sign":
             return (
@@ -265,14 +372,17 @@ class _Runner:
             bias = item.bias.astype(object) if item.bias is not None else 0
             biggest = np.maximum(abs(hi + bias), abs(lo + bias))
             total = total + biggest * np.abs(item.multiplier.astype(object))
+        if node.offset is not None:
+            total = total + np.abs(node.offset.astype(object))
         half = np.array([(1 << (int(n) - 1)) if n > 0 else 0 for n in node.shift], dtype=object)
         worst = max(int(v) for v in total + half)
         if worst > _I64_MAX:
+            widths = sorted({self.accs[p.name].bits for p in self.bundle.mac_nodes if p.output in node.reads})
             raise UserError(
-                f"requant node '{node.name}': the sum of (x + bias) * multiplier can reach {worst} "
-                f"(> 2^63 - 1) for the accumulators seen with acc_bits={self.acc.bits}; the bundle's "
-                "multipliers are too wide for these inputs; re-export with a smaller mult_bits, "
-                "or run with the bundle's acc_bits"
+                f"requant node '{node.name}': the sum of (x + bias) * multiplier + offset can reach {worst} "
+                f"(> 2^63 - 1) for the accumulators seen with acc_bits={'/'.join(map(str, widths)) or '-'}; "
+                "the bundle's multipliers are too wide for these inputs; re-export with a smaller "
+                "mult_bits, or run with the bundle's acc_bits"
             )
 
 
@@ -306,8 +416,8 @@ class _Prepared:
 
 
 def _requant_bound(node: RequantNode, input_bounds: list[int]) -> int:
-    """A bound on ``|sum_i (x_i + b_i) * M_i + 2^(n-1)|`` from bounds on ``|x_i|``."""
-    total = 0
+    """A bound on ``|sum_i (x_i + b_i) * M_i + o + 2^(n-1)|`` from bounds on ``|x_i|``."""
+    total = 0 if node.offset is None else max(abs(int(node.offset.min())), abs(int(node.offset.max())))
     for item, xb in zip(node.inputs, input_bounds, strict=True):
         b = max(abs(int(item.bias.min())), abs(int(item.bias.max()))) if item.bias is not None else 0
         m = max(abs(int(item.multiplier.min())), abs(int(item.multiplier.max())))
@@ -319,13 +429,15 @@ def _requant_bound(node: RequantNode, input_bounds: list[int]) -> int:
 def _requantize_sum_f64(node: RequantNode, inputs: list[np.ndarray]) -> np.ndarray:
     """:func:`hwsim.fixed.requantize_sum` in float64, channels-last, for sums proven below 2**53.
 
-    With ``v = sum_i (x_i + b_i) * M_i`` and ``h = 2^(n-1)`` (0 for ``n = 0``), round_shift is
+    With ``v = sum_i (x_i + b_i) * M_i + o`` and ``h = 2^(n-1)`` (0 for ``n = 0``), round_shift is
     ``floor((v + h) * 2^-n)``. It is computed as ``floor(sum_i x_i * M_i' + c')`` with
-    ``M_i' = M_i * 2^-n`` and ``c' = (sum_i b_i * M_i + h) * 2^-n``: every operand and every partial
+    ``M_i' = M_i * 2^-n`` and ``c' = (sum_i b_i * M_i + o + h) * 2^-n``: every operand and every partial
     sum is an integer below 2**53 times the power of two ``2^-n``, so float64 holds each exactly.
     """
     scale = np.ldexp(1.0, -node.shift)  # 2^-n per channel, exact
     const = np.where(node.shift > 0, np.ldexp(1.0, np.maximum(node.shift - 1, 0)), 0.0)  # h, exact
+    if node.offset is not None:
+        const = const + node.offset.astype(np.float64)  # |o| + h < 2**53: exact
     total: np.ndarray | None = None
     for item, x in zip(node.inputs, inputs, strict=True):
         mult = item.multiplier.astype(np.float64)
@@ -361,11 +473,36 @@ def _im2col_nhwc(x: np.ndarray, node: Conv2dNode, spec_order: bool) -> tuple[np.
     return np.stack([p.reshape(n * ho * wo, cg * kh * kw) for p in parts]), (ho, wo)
 
 
+def live_tensors(bundle: Bundle, node: str) -> tuple[str, ...]:
+    """The tensors that node ``node`` and the nodes after it read but that earlier nodes (or the input) wrote.
+
+    These are what :func:`emulate_from` needs to start at ``node``, in graph order.
+    """
+    start = _node_index(bundle, node)
+    produced_after = {n.output for n in bundle.nodes[start:]}
+    live: list[str] = []
+    for n in bundle.nodes[start:]:
+        for t in n.reads:
+            if t not in produced_after and t not in live:
+                live.append(t)
+    return tuple(live)
+
+
+def _node_index(bundle: Bundle, node: str) -> int:
+    for i, n in enumerate(bundle.nodes):
+        if n.name == node:
+            return i
+    raise UserError(
+        f"no node named '{node}' in bundle '{bundle.meta.model}'; nodes: "
+        + ", ".join(n.name for n in bundle.nodes)
+    )
+
+
 def emulate(
     bundle: Bundle,
     input_codes: np.ndarray,
     config: EmulatorConfig | None = None,
-    keep: bool = True,
+    keep: bool | Collection[str] = True,
     batch_size: int = 256,
     progress: bool = False,
     int64_only: bool = False,
@@ -373,11 +510,12 @@ def emulate(
     """Run ``bundle`` on ``input_codes`` ``[N, C, H, W]``.
 
     ``keep``: return every tensor of the graph (the input, each accumulator after narrowing and
-    each code tensor) as int64 ``[N, *shape]``; otherwise only the logits. ``int64_only`` runs every
-    step in int64 through the public hwsim.gemm/hwsim.fixed functions (slow; the cross-check of the
-    default path, which gives identical results).
+    each code tensor) as int64 ``[N, *shape]`` (``True``), only the tensors named (a collection of
+    names) or only the logits (``False``). ``batch_size`` bounds how many images are held at once
+    (the fast path takes fewer at a time where that keeps its arrays in cache). ``int64_only`` runs
+    every step in int64 through the public hwsim.gemm/hwsim.fixed functions (slow; the cross-check
+    of the default path, which gives identical results).
     """
-    config = config or EmulatorConfig()
     spec = bundle.input_spec
     assert spec.fmt is not None
     codes = np.asarray(input_codes)
@@ -387,30 +525,156 @@ def emulate(
             " (hwsim.ir.quantize_images makes them from uint8 images)"
         )
     spec.fmt.check(codes, f"input codes of tensor '{spec.name}'")
+    return _emulate(bundle, 0, {spec.name: codes}, config, keep, batch_size, progress, int64_only)
+
+
+def emulate_from(
+    bundle: Bundle,
+    node: str,
+    tensors: Mapping[str, np.ndarray],
+    config: EmulatorConfig | None = None,
+    keep: bool | Collection[str] = False,
+    batch_size: int = 256,
+    progress: bool = False,
+    int64_only: bool = False,
+) -> Emulation:
+    """Run ``bundle`` from node ``node`` on, given the tensors of :func:`live_tensors` ``(bundle, node)``.
+
+    The tensors are integer arrays ``[N, *shape]`` (any integer dtype), as :func:`emulate` returns
+    them; code tensors must lie in their formats, accumulators in their layer's accumulator. The
+    result equals that of :func:`emulate` on images that produce these tensors (tested); its
+    ``layers`` cover the MAC nodes from ``node`` on, and ``keep=True`` returns the given tensors and
+    every tensor the run wrote.
+    """
+    start = _node_index(bundle, node)
+    need = live_tensors(bundle, node)
+    missing = [t for t in need if t not in tensors]
+    extra = [t for t in tensors if t not in need]
+    if missing or extra:
+        raise UserError(
+            f"emulate_from node '{node}': "
+            + (f"missing tensors {', '.join(missing)}; " if missing else "")
+            + (f"tensors {', '.join(extra)} are not read from there on; " if extra else "")
+            + f"pass exactly the tensors of live_tensors(bundle, '{node}'): {', '.join(need)}"
+        )
+    accs = (config or EmulatorConfig()).layer_acc_formats(bundle)
+    producers = {n.output: n for n in bundle.mac_nodes}
+    arrays: dict[str, np.ndarray] = {}
+    images = None
+    for name in need:
+        value = np.asarray(tensors[name])
+        shape = bundle.tensors[name].shape
+        images = value.shape[0] if images is None and value.ndim else images
+        if value.dtype.kind not in "iu" or tuple(value.shape) != (images, *shape):
+            raise UserError(
+                f"emulate_from: tensor '{name}': {value.dtype} {list(value.shape)}; expected integers "
+                f"[{images if images is not None else 'N'}, {', '.join(map(str, shape))}] (one N for all)"
+            )
+        fmt = bundle.tensors[name].fmt
+        if fmt is not None:
+            fmt.check(value, f"emulate_from: codes of tensor '{name}'")
+        elif name in producers:
+            accs[producers[name].name].check(value, f"emulate_from: accumulator '{name}'")
+        arrays[name] = value
+    return _emulate(bundle, start, arrays, config, keep, batch_size, progress, int64_only)
+
+
+def _emulate(
+    bundle: Bundle,
+    start: int,
+    inputs: dict[str, np.ndarray],
+    config: EmulatorConfig | None,
+    keep: bool | Collection[str],
+    batch_size: int,
+    progress: bool,
+    int64_only: bool,
+) -> Emulation:
+    """Run ``bundle.nodes[start:]`` on checked ``inputs`` (``[N, ...]`` integers), a few images at a time."""
+    config = config or EmulatorConfig()
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise UserError(f"batch_size={batch_size!r}; expected a positive integer")
-    codes = codes.astype(np.int64, copy=False)
-    fast = not int64_only
-    runner = _Runner(bundle, config, fast=fast)
-    n = codes.shape[0]
+    runner = _Runner(bundle, config, fast=not int64_only, start=start)
+    for name, value in inputs.items():
+        if bundle.tensors[name].fmt is not None:
+            continue  # codes: checked against their format already
+        # the exact float paths rely on these bounds; a real run never exceeds them
+        peak = int(np.abs(value.astype(np.int64)).max()) if value.size else 0
+        if peak > runner.bounds[name]:
+            raise UserError(
+                f"emulate_from: accumulator '{name}' holds {peak} in magnitude, more than its layer can "
+                f"produce from inputs of its input format ({runner.bounds[name]}); pass the tensor "
+                "an emulation of this bundle produced"
+            )
+    n = next(iter(inputs.values())).shape[0]
     out_name = bundle.meta.output
+    written = set(inputs) | {node.output for node in runner.nodes}
+    if keep is True:
+        names = [t for t in bundle.tensors if t in written]
+    elif keep is False:
+        names = []
+    else:
+        names = [keep] if isinstance(keep, str) else list(dict.fromkeys(keep))
+        unknown = [t for t in names if t not in written]
+        if unknown:
+            raise UserError(
+                f"keep: tensor '{unknown[0]}' is not given or written by this run; tensors: "
+                + ", ".join(t for t in bundle.tensors if t in written)
+            )
+    kept = {name: np.zeros((n, *bundle.tensors[name].shape), dtype=np.int64) for name in names}
     logits = np.zeros((n, *bundle.output_spec.shape), dtype=np.int64)
-    kept: dict[str, np.ndarray] = {}
-    if keep:
-        kept = {
-            name: np.zeros((n, *t.shape), dtype=np.int64)
-            for name, t in bundle.tensors.items()
-            if name == bundle.meta.input_tensor or bundle.producer(name) is not None
-        }
-    starts = range(0, n, batch_size)
-    for start in tqdm(
-        starts, total=math.ceil(n / batch_size), disable=not progress, desc="emulate", unit="batch"
-    ):
-        stop = min(n, start + batch_size)
-        values = runner.run(codes[start:stop])
-        logits[start:stop] = values[out_name]
-        for name, store in kept.items():
-            v = values[name]
-            store[start:stop] = v.transpose(0, 3, 1, 2) if (fast and v.ndim == 4) else v
+    step = min(batch_size, runner.tile)
+    steps = tqdm(
+        range(0, n, step), total=math.ceil(n / step), disable=not progress, desc="emulate", unit="step"
+    )
+    # The GEMMs of a few images are too small for threaded BLAS to pay (its threads spin, and on a
+    # busy machine they cost several times the work): one thread; callers parallelize over runs.
+    with threadpool_limits(limits=1, user_api="blas"):
+        for lo in steps:
+            hi = min(n, lo + step)
+            values = runner.run({name: runner.internal(name, v[lo:hi]) for name, v in inputs.items()})
+            logits[lo:hi] = runner.external(values[out_name])
+            for name, store in kept.items():
+                store[lo:hi] = runner.external(values[name])
     predictions = np.argmax(logits, axis=1) if n else np.zeros(0, dtype=np.int64)
-    return Emulation(kept, logits, predictions.astype(np.int64), runner.stats, config, runner.acc.bits)
+    return Emulation(
+        kept, logits, predictions.astype(np.int64), runner.stats, config, config.acc_format(bundle).bits
+    )
+
+
+def run_nodes(
+    bundle: Bundle,
+    nodes: Collection[str],
+    tensors: Mapping[str, np.ndarray],
+    config: EmulatorConfig | None = None,
+) -> dict[str, np.ndarray]:
+    """Run only the named nodes (in the bundle's order) on given tensors; return what they write.
+
+    ``tensors`` holds every tensor the named nodes read and do not write themselves, as integer
+    arrays ``[N, *shape]``; they are taken as they are (no format check: hwsim.compare feeds the
+    reference's own codes to measure one layer's arithmetic alone). Each node computes exactly
+    what it computes inside :func:`emulate`. Returns the tensors the nodes write, int64 ``[N, *shape]``.
+    """
+    wanted = set(nodes)
+    for name in wanted:
+        _node_index(bundle, name)
+    chosen = tuple(n for n in bundle.nodes if n.name in wanted)
+    written = {n.output for n in chosen}
+    need = [t for n in chosen for t in n.reads if t not in written]
+    missing = [t for t in dict.fromkeys(need) if t not in tensors]
+    if missing:
+        raise UserError(
+            f"run_nodes {', '.join(n.name for n in chosen)}: missing tensors {', '.join(missing)}; "
+            "pass every tensor the nodes read"
+        )
+    runner = _Runner(bundle, config or EmulatorConfig())
+    runner.nodes = chosen
+    inputs = {t: np.asarray(tensors[t]) for t in dict.fromkeys(need)}
+    n = next(iter(inputs.values())).shape[0] if inputs else 0
+    out = {t: np.zeros((n, *bundle.tensors[t].shape), dtype=np.int64) for t in written}
+    with threadpool_limits(limits=1, user_api="blas"):
+        for lo in range(0, n, runner.tile):
+            hi = min(n, lo + runner.tile)
+            values = runner.run({t: runner.internal(t, v[lo:hi]) for t, v in inputs.items()})
+            for t, store in out.items():
+                store[lo:hi] = runner.external(values[t])
+    return out

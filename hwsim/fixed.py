@@ -226,12 +226,14 @@ def requantize_sum(
     shift: np.ndarray,
     channel_axis: int = 1,
     biases: list[np.ndarray | None] | None = None,
+    offset: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The requantizer before its output function: ``round_shift(sum_i (x_i + b_i[c]) * M_i[c], n[c])``.
+    """The requantizer without its output function: ``round_shift(sum_i (x_i + b_i) M_i + o, n)``.
 
-    ``inputs`` are integer arrays of equal shape; ``multipliers``, ``shift`` and the optional
-    ``biases`` (one per input, ``None`` for no bias) are per output channel along ``channel_axis``.
-    The sum is taken in int64; the export guarantees that it cannot overflow.
+    ``inputs`` are integer arrays of equal shape; ``multipliers``, ``shift``, the optional
+    ``biases`` (one per input, ``None`` for no bias, in the units of ``x_i``) and the optional
+    ``offset`` (added after the multiplications, at the ``2^-n`` scale) are per output channel
+    along ``channel_axis``. The sum is taken in int64; the export guarantees that it cannot overflow.
     """
     if len(inputs) != len(multipliers) or not inputs:
         raise FormatError("requantize: need one multiplier per input and at least one input")
@@ -248,6 +250,8 @@ def requantize_sum(
         if b is not None:
             term = term + _as_int64(b).reshape(shape)
         total += term * _as_int64(m).reshape(shape)
+    if offset is not None:
+        total += _as_int64(offset).reshape(shape)
     return round_shift(total, _as_int64(shift).reshape(shape))
 
 
@@ -263,11 +267,13 @@ def requantize(
     shift: np.ndarray,
     out: IntFormat,
     channel_axis: int = 1,
+    biases: list[np.ndarray | None] | None = None,
+    offset: np.ndarray | None = None,
 ) -> tuple[np.ndarray, int]:
-    """The DESIGN.md requantizer: ``clamp(round_shift(sum_i x_i * M_i[c], n[c]), out)``.
+    """The DESIGN.md requantizer: ``clamp(round_shift(sum_i (x_i + b_i[c]) * M_i[c] + o[c], n[c]), out)``.
 
-    ``inputs`` are int64 arrays of equal shape (an accumulator plus its bias, a residual
-    branch's codes); ``multipliers`` and ``shift`` are per output channel along
-    ``channel_axis``. Returns ``(codes, how_many_were_clamped)``.
+    ``inputs`` are int64 arrays of equal shape (an accumulator, a residual branch's codes);
+    ``multipliers``, ``shift`` and the optional ``biases`` and ``offset`` are per output channel
+    along ``channel_axis`` (see :func:`requantize_sum`). Returns ``(codes, how_many_were_clamped)``.
     """
-    return saturate(requantize_sum(inputs, multipliers, shift, channel_axis), out)
+    return saturate(requantize_sum(inputs, multipliers, shift, channel_axis, biases, offset), out)

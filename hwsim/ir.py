@@ -250,7 +250,7 @@ class RequantInput:
 
 @dataclass(frozen=True, eq=False)
 class RequantNode:
-    """``requant``: ``f(round_shift(sum_i (x_i + b_i) * M_i, n))`` with ``f`` = ``clamp`` or ``sign``."""
+    """``requant``: ``f(round_shift(sum_i (x_i + b_i) * M_i + o, n))`` with ``f`` = ``clamp`` or ``sign``."""
 
     name: str
     inputs: tuple[RequantInput, ...]
@@ -258,6 +258,8 @@ class RequantNode:
     shift_key: str
     function: str
     output: str
+    offset: np.ndarray | None = None  # int64 [C], added at the 2^-n scale, or None
+    offset_key: str | None = None
     op: ClassVar[str] = "requant"
 
     @property
@@ -910,7 +912,7 @@ class _Loader:
     def _requant(
         self, name: str, node: Mapping[str, Any], where: _Where, produced: dict[str, str]
     ) -> RequantNode:
-        _keys(node, where, {"name", "op", "inputs", "shift", "function", "output"}, set())
+        _keys(node, where, {"name", "op", "inputs", "shift", "function", "output"}, {"offset"})
         function = node["function"]
         if function not in REQUANT_FUNCTIONS:
             raise where.error(
@@ -975,7 +977,15 @@ class _Loader:
         shift_key = node["shift"]
         shift = _int_array(self.npz.get(shift_key, where, "shift"), where, "shift", (channels,))
         _check_range(shift, where, "shift", 0, MAX_SHIFT, "shifts in 0..62")
-        return RequantNode(name, tuple(inputs), shift.astype(np.int64), shift_key, function, y.name)
+        offset = offset_key = None
+        if "offset" in node:
+            offset_key = node["offset"]
+            offset = _int_array(self.npz.get(offset_key, where, "offset"), where, "offset", (channels,))
+            _check_range(offset, where, "offset", -(1 << 63), (1 << 63) - 1, "int64 offsets")
+            offset = offset.astype(np.int64)
+        return RequantNode(
+            name, tuple(inputs), shift.astype(np.int64), shift_key, function, y.name, offset, offset_key
+        )
 
     def _avgpool(
         self, name: str, node: Mapping[str, Any], where: _Where, produced: dict[str, str]
@@ -1150,6 +1160,8 @@ def bundle_graph(bundle: Bundle) -> dict[str, Any]:
                     "output": node.output,
                 }
             )
+            if node.offset_key is not None:
+                nodes[-1]["offset"] = node.offset_key
         else:
             nodes.append({"name": node.name, "op": "avgpool_sum", "input": node.input, "output": node.output})
     graph: dict[str, Any] = {

@@ -58,6 +58,7 @@ def plot_latency(rows: Sequence[Row], path: Path, title: str) -> Path:
     _layer_axis(ax, names)
     ax.set_ylabel("cycles per inference")
     ax.set_title(title)
+    ax.set_ylim(0, max(float(bottom.max()), 1.0) * 1.18)  # headroom: the legend never covers a bar
     ax.legend(fontsize=8, ncols=4, loc="upper right")
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, path)
@@ -156,7 +157,7 @@ def plot_heatmap(
     ax.set_xticklabels([str(w) for w in widths])
     ax.set_yticks(range(len(layers)))
     ax.set_yticklabels(layers, fontsize=7)
-    ax.set_xlabel("bits")
+    ax.set_xlabel("width of the swept layer (bits)")
     ax.set_title(title, fontsize=10)
     finite = shown[np.isfinite(shown)]
     lo = vmin if vmin is not None else (float(finite.min()) if finite.size else 0.0)
@@ -190,15 +191,25 @@ def plot_roofline(rows: Sequence[Row], pes: int, bytes_per_cycle: float, path: P
     hi = float(np.nanmax(ai[np.isfinite(ai)])) * 4 if np.isfinite(ai).any() else 100.0
     xs = np.logspace(math.log10(lo), math.log10(max(hi, pes / bytes_per_cycle * 4)), 200)
     ax.plot(xs, np.minimum(pes, xs * bytes_per_cycle), color="black", lw=1.5, label="roof")
-    colors = ["#C44E52" if r["bound"] == "memory" else "#4C72B0" for r in rows]
-    ax.scatter(ai, perf, c=colors, s=22, zorder=3)
+    for bound, color in (("compute", "#4C72B0"), ("memory", "#C44E52")):
+        mask = np.array([r["bound"] == bound for r in rows], dtype=bool)
+        if mask.any():
+            ax.scatter(ai[mask], perf[mask], c=color, s=22, zorder=3, label=f"{bound}-bound layer")
+    # Layers of the same shape sit on the same point: label each point once, naming how many share it.
+    groups: dict[tuple[float, float], list[str]] = {}
     for a, p, r in zip(ai, perf, rows, strict=True):
-        ax.annotate(r["name"], (a, p), fontsize=5, alpha=0.7, xytext=(2, 2), textcoords="offset points")
+        if np.isfinite(a) and np.isfinite(p) and a > 0 and p > 0:
+            groups.setdefault((round(math.log10(a), 2), round(math.log10(p), 2)), []).append(r["name"])
+    for i, ((la, lp), names) in enumerate(sorted(groups.items())):
+        text = names[0] if len(names) == 1 else f"{names[0]} (+{len(names) - 1} alike)"
+        ax.annotate(text, (10**la, 10**lp), fontsize=6, alpha=0.8,
+                    xytext=(4, 6 if i % 2 == 0 else -10), textcoords="offset points")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("arithmetic intensity (MACs per DRAM byte)")
     ax.set_ylabel("MACs per cycle")
-    ax.set_title(title + "  (blue: compute-bound, red: memory-bound)", fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3, which="both")
     return _save(fig, path)
 

@@ -4,8 +4,9 @@ Place in the flow: the last step of ``hwsim compare`` (and of the other hwsim co
 report per layer): they build a :class:`Report` (one dict per layer, with the columns of
 DESIGN.md "Reports", and a dict of totals) and call :func:`write_report`, which writes every file
 under ``reports/<run>/`` atomically (each to a temporary name, then renamed). Plots are functions
-``(rows, path, title) -> path`` (the signature of hwsim.plots); pass more in ``plots`` to add them.
-Columns not listed in :data:`LAYER_COLUMNS` are kept, after the known ones.
+``(rows, path, title) -> path`` (the signature of hwsim.plots); pass more in ``plots`` to add them,
+and a command's own files (a table of its own) in ``extra_files``. Columns not listed in
+:data:`LAYER_COLUMNS` are kept, after the known ones.
 """
 
 from __future__ import annotations
@@ -135,12 +136,16 @@ def fmt_value(value: Any) -> str:
     return str(value)
 
 
-def _write_atomic(path: Path, data: bytes) -> Path:
+def write_atomic(path: str | os.PathLike[str], data: str | bytes) -> Path:
+    """Write ``data`` (text as UTF-8) to ``path`` through a temporary file in the same directory, then
+    rename it, so a reader sees the old file or the whole new one, never a half-written one."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    payload = data.encode() if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            f.write(payload)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -153,7 +158,7 @@ def save_figure(fig: plt.Figure, path: Path) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
-    return _write_atomic(path, buf.getvalue())
+    return write_atomic(path, buf.getvalue())
 
 
 def _layer_axis(ax: plt.Axes, names: Sequence[str]) -> None:
@@ -341,15 +346,31 @@ def render_html(report: Report, plots: Mapping[str, bytes]) -> str:
     )
 
 
-def write_report(
-    report: Report, directory: str | os.PathLike[str], plots: Mapping[str, PlotFn] | None = None
-) -> dict[str, Path]:
-    """Write report.json, layers.csv, the PNGs, report.md and report.html under ``directory``.
+REPORT_FILES: tuple[str, ...] = ("report.json", "layers.csv", "report.md", "report.html")
 
-    ``plots`` maps a PNG file name to a plot function (default :data:`DEFAULT_PLOTS`). Every file is
-    written to a temporary name and renamed, so a reader never sees a half-written one. Returns the
-    paths by file name.
+
+def write_report(
+    report: Report,
+    directory: str | os.PathLike[str],
+    plots: Mapping[str, PlotFn] | None = None,
+    extra_files: Mapping[str, str | bytes] | None = None,
+) -> dict[str, Path]:
+    """Write report.json, layers.csv, the PNGs, report.md, report.html and extra files under ``directory``.
+
+    ``plots`` maps a PNG file name to a plot function (default :data:`DEFAULT_PLOTS`);
+    ``extra_files`` maps a file name (no directory part) to its contents, text or bytes (e.g. a
+    command's own table). Every file is written to a temporary name and renamed
+    (:func:`write_atomic`), so a reader never sees a half-written one. Returns the paths by file name.
     """
+    plot_fns = DEFAULT_PLOTS if plots is None else plots
+    extras = dict(extra_files or {})
+    for name in extras:
+        if not name or Path(name).name != name or name in (".", ".."):
+            raise ValueError(
+                f"extra_files: {name!r} is not a plain file name; give a name without a directory"
+            )
+        if name in REPORT_FILES or name in plot_fns:
+            raise ValueError(f"extra_files: {name!r} is a file the report writes itself; pick another name")
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
@@ -361,7 +382,7 @@ def write_report(
         "totals": report.totals,
         "notes": report.notes,
     }
-    written["report.json"] = _write_atomic(
+    written["report.json"] = write_atomic(
         out / "report.json", (json.dumps(_jsonable(doc), indent=2) + "\n").encode()
     )
     buf = io.StringIO()
@@ -371,15 +392,17 @@ def write_report(
         writer.writerow(
             [fmt_value(row.get(c)) if not isinstance(row.get(c), (int, str)) else row.get(c) for c in cols]
         )
-    written["layers.csv"] = _write_atomic(out / "layers.csv", buf.getvalue().encode())
+    written["layers.csv"] = write_atomic(out / "layers.csv", buf.getvalue().encode())
     images: dict[str, bytes] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, fn in (DEFAULT_PLOTS if plots is None else plots).items():
+        for name, fn in plot_fns.items():
             if not report.rows:
                 break
             staged = fn(report.rows, Path(tmp) / name, report.title)
             images[name] = Path(staged).read_bytes()
-            written[name] = _write_atomic(out / name, images[name])
-    written["report.md"] = _write_atomic(out / "report.md", render_markdown(report, list(images)).encode())
-    written["report.html"] = _write_atomic(out / "report.html", render_html(report, images).encode())
+            written[name] = write_atomic(out / name, images[name])
+    written["report.md"] = write_atomic(out / "report.md", render_markdown(report, list(images)).encode())
+    written["report.html"] = write_atomic(out / "report.html", render_html(report, images).encode())
+    for name, data in extras.items():
+        written[name] = write_atomic(out / name, data)
     return written

@@ -1,9 +1,9 @@
 """Bit-width sensitivity: re-quantize one layer at a time and measure what the network's output loses.
 
 Place in the flow: ``hwsim sweep`` calls :func:`sweep_bundle`; it rewrites the bundle in memory
-(never on disk) and runs the emulator (``hwsim.emulator``) on the rewritten graph, so every
-number comes from the same integer arithmetic as ``hwsim emulate``. Plots and tables come from
-``hwsim.plots`` and ``hwsim.report``.
+(never on disk) or narrows one layer's accumulator through the emulator's configuration, and
+runs the emulator (``hwsim.emulator``), so every number comes from the same integer arithmetic
+as ``hwsim emulate``. Plots and tables come from ``hwsim.plots`` and ``hwsim.report``.
 
 What "re-quantize layer L at ``b`` bits" means (everything stays in integers, in the layer's
 original units, so the requantizers after L need no change):
@@ -14,27 +14,34 @@ original units, so the requantizers after L need no change):
 * ``a_bits``: the same on L's input codes, per tensor, with ``d = bits - b`` of the input's
   format; only L sees the narrowed input (two requantizers inserted before L:
   ``clamp(round_shift(x, d), b bits)``, then ``<< d``).
-* ``acc_bits``: L's accumulator wraps to ``b`` bits (two requantizers after L compute
-  ``x - 2^b * round_shift(x, b)``, the two's-complement wrap), the others keep the bundle's
-  width. The overflow rate is the fraction of L's exact sums outside ``b`` bits. Models ``wrap``.
+* ``acc_bits``: L's accumulator is ``b`` bits wide and narrows by the sweep's overflow mode
+  (``wrap`` or ``saturate``; ``EmulatorConfig.acc_bits_per_layer``); the others keep the
+  bundle's width. The overflow rate is the fraction of L's outputs that narrowing changed (for
+  ``wrap``: the exact sums outside ``b`` bits).
 
 Metrics per (layer, width), on the same images: output SQNR of the logits codes against the
 unmodified network's, top-1 agreement with the reference predictions (the PyTorch model's when
 the bundle has a reference, else the unmodified emulator's) and top-1 accuracy when labels exist.
-Runs start from the latest single-tensor cut of the graph before L (a block input), with that
-tensor taken from the unmodified run, so only the part of the network that can change is re-run.
+
+How it stays fast: one unmodified run keeps every tensor that some layer's re-run needs; each
+point then runs only from its layer on (``hwsim.emulator.emulate_from``, given those tensors),
+keeping only the logits. Points are independent, so ``jobs`` worker processes share them; the
+results are the same for any number of workers (tested).
 """
 
 from __future__ import annotations
 
 import math
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from hwsim.emulator import EmulatorConfig, emulate
+from hwsim.emulator import EmulatorConfig, emulate, emulate_from, live_tensors
 from hwsim.errors import UserError
 from hwsim.fixed import round_shift
 from hwsim.ir import (
@@ -47,6 +54,7 @@ from hwsim.ir import (
     RequantInput,
     RequantNode,
     TensorSpec,
+    node_macs,
 )
 
 WHATS: tuple[str, ...] = ("w_bits", "a_bits", "acc_bits")
@@ -141,7 +149,13 @@ def _replace_node(bundle: Bundle, name: str, new: Node) -> Bundle:
 
 
 def narrow_weights(weight: np.ndarray, bits: int) -> np.ndarray:
-    """Per output channel: drop low bits (round half up) until ``max|w|`` fits ``bits`` bits, symmetric."""
+    """Per output channel: drop the fewest low bits so that ``max|w|`` fits ``bits`` bits, symmetric.
+
+    Magnitudes are rounded half up and the sign reapplied (round half away from zero), so that a
+    lattice whose codes all tie at the dropped bit (DoReFa's odd codes, shifted by one) is not
+    biased towards +inf; a peak that rounds up past ``2**(bits-1) - 1`` is clamped there.
+    The result is the narrowed codes shifted back to the original scale (multipliers unchanged).
+    """
     w = np.asarray(weight, dtype=np.int64)
     flat = w.reshape(w.shape[0], -1)
     if bits < 2:
@@ -149,14 +163,14 @@ def narrow_weights(weight: np.ndarray, bits: int) -> np.ndarray:
     qmax = (1 << (bits - 1)) - 1
     peak = np.abs(flat).max(axis=1)
     shift = np.zeros(w.shape[0], dtype=np.int64)
-    while True:  # the smallest per-channel shift after which the rounded peak fits
-        over = ((peak + ((np.int64(1) << shift) >> 1)) >> shift) > qmax
+    while True:  # the smallest per-channel shift after which the peak fits (then rounded, clamped)
+        over = (peak >> shift) > qmax
         if not over.any():
             break
         shift += over
-    d = shift.reshape(-1, *([1] * (w.ndim - 1)))
-    q = np.clip(round_shift(w, np.broadcast_to(d, w.shape)), -qmax, qmax)
-    return np.left_shift(q, d)
+    d = np.broadcast_to(shift.reshape(-1, *([1] * (w.ndim - 1))), w.shape)
+    magnitude = np.minimum(round_shift(np.abs(w), d), qmax)
+    return np.left_shift(np.sign(w) * magnitude, d)
 
 
 def _channels(spec: TensorSpec) -> int:
@@ -202,65 +216,6 @@ def narrow_layer_input(bundle: Bundle, layer: str, bits: int) -> Bundle | None:
     return replace(bundle, tensors=tensors, nodes=tuple(nodes))
 
 
-def wrap_layer_acc(bundle: Bundle, layer: str, bits: int) -> Bundle:
-    """``layer``'s accumulator wraps to ``bits`` bits: ``x - 2^bits * round_shift(x, bits)``."""
-    node = bundle.node(layer)
-    spec = bundle.tensors[node.output]
-    c = _channels(spec)
-    carry, wrapped = f"{node.output}@acc{bits}.carry", f"{node.output}@acc{bits}"
-    tensors = dict(bundle.tensors)
-    tensors[carry] = TensorSpec(carry, "codes", spec.shape, CodeFormat(64, True), 1.0)
-    tensors[wrapped] = TensorSpec(wrapped, "codes", spec.shape, CodeFormat(bits, True), 1.0)
-    high = _requant(f"{carry}.q", [(node.output, np.ones(c))], np.full(c, bits), carry)
-    low = _requant(
-        f"{wrapped}.q", [(node.output, np.ones(c)), (carry, np.full(c, -(1 << bits)))], np.zeros(c), wrapped
-    )
-    nodes: list[Node] = []
-    for n in bundle.nodes:
-        if isinstance(n, RequantNode) and node.output in n.reads:
-            n = replace(
-                n,
-                inputs=tuple(replace(i, tensor=wrapped) if i.tensor == node.output else i for i in n.inputs),
-            )
-        nodes.append(n)
-        if n.name == layer:
-            nodes += [high, low]
-    return replace(bundle, tensors=tensors, nodes=tuple(nodes))
-
-
-def cut_before(bundle: Bundle, index: int) -> int:
-    """The largest ``j <= index`` whose nodes ``j..`` read one earlier tensor only, a ``[C, H, W]`` map."""
-    produced_at = {n.output: i for i, n in enumerate(bundle.nodes)}
-    produced_at[bundle.meta.input_tensor] = -1
-    for j in range(index, -1, -1):
-        live = {t for n in bundle.nodes[j:] for t in n.reads if produced_at.get(t, -1) < j}
-        if len(live) == 1:
-            (t,) = live
-            spec = bundle.tensors[t]
-            if spec.kind == "codes" and len(spec.shape) == 3:
-                return j
-    return 0
-
-
-def _sub_bundle(bundle: Bundle, start: int, input_tensor: str) -> Bundle:
-    if start == 0:
-        return bundle
-    return replace(
-        bundle,
-        nodes=bundle.nodes[start:],
-        meta=replace(bundle.meta, input_tensor=input_tensor),
-        reference=None,
-    )
-
-
-def _cut_tensor(bundle: Bundle, start: int) -> str:
-    if start == 0:
-        return bundle.meta.input_tensor
-    produced_at = {n.output: i for i, n in enumerate(bundle.nodes)}
-    (t,) = {t for n in bundle.nodes[start:] for t in n.reads if produced_at.get(t, -1) < start}
-    return t
-
-
 # ----------------------------------------------------------------------------------------------
 # The sweep
 # ----------------------------------------------------------------------------------------------
@@ -276,6 +231,119 @@ def sqnr_db(reference: np.ndarray, test: np.ndarray) -> float:
     return 10 * math.log10(signal / noise) if signal > 0 else -math.inf
 
 
+def default_jobs() -> int:
+    """The CPU cores this process may use (the default number of sweep workers of ``hwsim sweep``)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
+@dataclass(frozen=True, eq=False)
+class _Plan:
+    """What every point of a sweep shares: the bundle, the choices, the unmodified run's tensors."""
+
+    bundle: Bundle
+    what: str
+    overflow: str
+    cache: dict[str, np.ndarray]  # tensor -> integers [N, ...] from the unmodified run
+    base_overflow: dict[str, int]  # MAC layer -> outputs narrowing changed in the unmodified run
+
+
+@dataclass(frozen=True, eq=False)
+class _PointRun:
+    """How to compute one point: the (rewritten) bundle, its configuration, the node to start from."""
+
+    bundle: Bundle
+    config: EmulatorConfig
+    start: str
+
+
+def _point_run(plan: _Plan, node: MacNode, bits: int) -> _PointRun | None:
+    """The run of one (layer, width) point; ``None`` when it leaves every code as it was."""
+    bundle, config = plan.bundle, EmulatorConfig(overflow=plan.overflow)
+    if plan.what == "w_bits":
+        new_w = narrow_weights(node.weight, bits)
+        if np.array_equal(new_w, node.weight):
+            return None
+        assert isinstance(node, (Conv2dNode, LinearNode))
+        return _PointRun(_replace_node(bundle, node.name, replace(node, weight=new_w)), config, node.name)
+    if plan.what == "a_bits":
+        variant = narrow_layer_input(bundle, node.name, bits)
+        if variant is None:
+            return None
+        names = [n.name for n in variant.nodes]
+        return _PointRun(variant, config, names[names.index(node.name) - 2])  # the first inserted node
+    if bits >= bundle.meta.acc_bits and plan.base_overflow[node.name] == 0:
+        return None  # no sum left the bundle's accumulator, so none leaves a wider one
+    return _PointRun(bundle, replace(config, acc_bits_per_layer={node.name: bits}), node.name)
+
+
+_WORKER_PLAN: _Plan | None = None  # the plan of a worker process (set once, by _start_worker)
+
+
+def _start_worker(plan: _Plan) -> None:
+    global _WORKER_PLAN
+    _WORKER_PLAN = plan
+
+
+def _evaluate(layer: str, bits: int, plan: _Plan | None = None) -> tuple[np.ndarray, int, int]:
+    """One point: ``(logits, outputs of the layer changed by narrowing, outputs of the layer)``."""
+    plan = plan or _WORKER_PLAN
+    assert plan is not None
+    node = plan.bundle.node(layer)
+    assert isinstance(node, (Conv2dNode, LinearNode))
+    run = _point_run(plan, node, bits)
+    assert run is not None
+    given = {t: plan.cache[t] for t in live_tensors(plan.bundle, layer)}
+    emulation = emulate_from(run.bundle, run.start, given, run.config, keep=False)
+    stats = emulation.layers[layer]
+    return emulation.logits, stats.overflow_count, stats.elements
+
+
+def _evaluate_all(
+    plan: _Plan, tasks: list[tuple[str, int]], jobs: int, progress: bool
+) -> list[tuple[np.ndarray, int, int]]:
+    """Every task's :func:`_evaluate`, in the order of ``tasks``, on ``jobs`` processes."""
+    bar = tqdm(total=len(tasks), disable=not progress, desc=f"sweep {plan.what}", unit="run")
+    results: list[Any] = [None] * len(tasks)
+    try:
+        if jobs == 1 or len(tasks) <= 1:
+            for i, task in enumerate(tasks):
+                results[i] = _evaluate(*task, plan=plan)
+                bar.update()
+            return results
+        # Forked workers inherit the plan (the cached tensors) instead of receiving a pickled copy.
+        methods = multiprocessing.get_all_start_methods()
+        context = multiprocessing.get_context("fork" if "fork" in methods else None)
+        nodes = [n.name for n in plan.bundle.nodes]
+        cost = {
+            n.name: sum(node_macs(m, plan.bundle) for m in plan.bundle.nodes[nodes.index(n.name) :])
+            for n in plan.bundle.mac_nodes
+        }
+        pool = ProcessPoolExecutor(min(jobs, len(tasks)), context, _start_worker, (plan,))
+        try:
+            # longest runs first, so that no worker is left with a long one at the end
+            order = sorted(range(len(tasks)), key=lambda i: -cost[tasks[i][0]])
+            futures = {pool.submit(_evaluate, *tasks[i]): i for i in order}
+            for future in as_completed(futures):
+                results[futures[future]] = future.result()
+                bar.update()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        return results
+    finally:
+        bar.close()
+
+
+def _compact_dtype(lo: int, hi: int) -> type[np.integer]:
+    """The smallest integer dtype holding ``[lo, hi]`` (the cache holds tensors in it)."""
+    for dtype in (np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32):
+        info = np.iinfo(dtype)
+        if info.min <= lo and hi <= info.max:
+            return dtype
+    return np.int64
+
+
 def sweep_bundle(
     bundle: Bundle,
     what: str,
@@ -286,10 +354,18 @@ def sweep_bundle(
     threshold: float = 0.99,
     layers: list[str] | None = None,
     progress: bool = False,
+    overflow: str = "wrap",
+    jobs: int = 1,
 ) -> SweepResult:
-    """Re-quantize each MAC layer alone at each width in ``widths``; see the module docstring."""
+    """Re-quantize each MAC layer alone at each width in ``widths``; see the module docstring.
+
+    ``overflow``: how every accumulator narrows (the swept one of ``acc_bits`` included); ``jobs``:
+    worker processes sharing the points (1: all in this process; :func:`default_jobs`: every core).
+    """
     if what not in WHATS:
         raise UserError(f"--what {what!r} is not one of {', '.join(WHATS)}")
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise UserError(f"--jobs {jobs!r}: expected a positive number of worker processes")
     macs: list[MacNode] = list(bundle.mac_nodes)
     names = [n.name for n in macs]
     if layers:
@@ -297,33 +373,31 @@ def sweep_bundle(
         if unknown:
             raise UserError(f"--layers: no MAC layer named {unknown[0]!r}; layers: {', '.join(names)}")
         macs = [n for n in macs if n.name in layers]
-    if what == "acc_bits" and max(widths) > 30:
-        raise UserError("acc_bits sweep: widths above 30 exceed the 32-bit multipliers of the wrap rewrite")
-    index = {n.name: i for i, n in enumerate(bundle.nodes)}
-    starts = {n.name: cut_before(bundle, index[n.name]) for n in macs}
-    keep_tensors = {_cut_tensor(bundle, s) for s in starts.values()}
-    cfg = EmulatorConfig(acc_bits=None, overflow="wrap")
+    if what == "acc_bits" and (min(widths) < 1 or max(widths) > 64):
+        raise UserError(f"acc_bits sweep: widths {widths} must lie in 1..64")
+    cfg = EmulatorConfig(acc_bits=None, overflow=overflow)
 
-    # The unmodified run: logits, the cut tensors, and (acc_bits) every layer's exact sums' spread.
+    # The unmodified run: logits, every tensor some point starts from, each layer's overflow count.
+    needed = list(dict.fromkeys(t for n in macs for t in live_tensors(bundle, n.name)))
+    accs = cfg.layer_acc_formats(bundle)
+    acc_of = {n.output: accs[n.name] for n in bundle.mac_nodes}
+    dtypes = {}
+    for t in needed:
+        fmt = bundle.tensors[t].fmt or acc_of[t]
+        dtypes[t] = _compact_dtype(fmt.min, fmt.max)
     images = input_codes.shape[0]
-    logits_parts, kept = [], {t: [] for t in keep_tensors}
-    out_of_range = {n.name: np.zeros(len(widths), dtype=np.int64) for n in macs}
-    elements = dict.fromkeys(out_of_range, 0)
+    logits_parts: list[np.ndarray] = []
+    parts: dict[str, list[np.ndarray]] = {t: [] for t in needed}
+    base_overflow = dict.fromkeys((n.name for n in bundle.mac_nodes), 0)
     for start in range(0, images, CHUNK):
-        run = emulate(bundle, input_codes[start : start + CHUNK], cfg, keep=True)
+        run = emulate(bundle, input_codes[start : start + CHUNK], cfg, keep=needed)
         logits_parts.append(run.logits)
-        for t in keep_tensors:
-            kept[t].append(run.tensors[t])
-        if what == "acc_bits":
-            for n in macs:
-                acc = run.tensors[n.output]
-                elements[n.name] += acc.size
-                for j, b in enumerate(widths):
-                    out_of_range[n.name][j] += int(
-                        np.count_nonzero((acc < -(1 << (b - 1))) | (acc >= 1 << (b - 1)))
-                    )
+        for t in needed:
+            parts[t].append(run.tensors[t].astype(dtypes[t]))
+        for name, stats in run.layers.items():
+            base_overflow[name] += stats.overflow_count
     base_logits = np.concatenate(logits_parts)
-    cut_values = {t: np.concatenate(v) for t, v in kept.items()}
+    plan = _Plan(bundle, what, overflow, {t: np.concatenate(v) for t, v in parts.items()}, base_overflow)
     base_pred = np.argmax(base_logits, axis=1)
     ref_pred = base_pred if reference_predictions is None else np.asarray(reference_predictions)[:images]
     has_labels = labels is not None and bool(np.all(np.asarray(labels)[:images] >= 0))
@@ -340,44 +414,19 @@ def sweep_bundle(
         [n.name for n in macs],
         [],
         threshold,
-        {"agreement": base_agree, "top1": base_top1, "images": images},
+        {"agreement": base_agree, "top1": base_top1, "images": images, "overflow": overflow},
     )
-    jobs = [(n, b) for n in macs for b in widths]
-    for node, bits in tqdm(jobs, disable=not progress, desc=f"sweep {what}", unit="run"):
-        variant = _variant(bundle, node, what, bits)
-        rate = None
-        if what == "acc_bits":
-            total = elements[node.name]
-            rate = float(out_of_range[node.name][widths.index(bits)] / total) if total else 0.0
-        if variant is None:
+    points = [(n, b) for n in macs for b in widths]
+    changed = [_point_run(plan, n, b) is not None for n, b in points]
+    tasks = [(n.name, b) for (n, b), c in zip(points, changed, strict=True) if c]
+    outcomes = iter(_evaluate_all(plan, tasks, jobs, progress))
+    for (node, bits), is_changed in zip(points, changed, strict=True):
+        if not is_changed:
+            rate = 0.0 if what == "acc_bits" else None
             result.points.append(SweepPoint(node.name, bits, False, base_sqnr, base_agree, base_top1, rate))
             continue
-        cut = _cut_tensor(bundle, starts[node.name])
-        sub = _sub_bundle(variant, _index_of_start(variant, bundle, starts[node.name]), cut)
-        codes = cut_values[cut]
-        logits = emulate(sub, codes, cfg, keep=False).logits
+        logits, overflowed, elements = next(outcomes)
+        rate = (float(overflowed / elements) if elements else 0.0) if what == "acc_bits" else None
         s, agree, top1 = metrics(logits)
         result.points.append(SweepPoint(node.name, bits, True, s, agree, top1, rate))
     return result
-
-
-def _index_of_start(variant: Bundle, original: Bundle, start: int) -> int:
-    """Where the original graph's node ``start`` begins in the rewritten one (rewrites only insert nodes)."""
-    if start == 0:
-        return 0
-    previous = original.nodes[start - 1].name
-    return [n.name for n in variant.nodes].index(previous) + 1
-
-
-def _variant(bundle: Bundle, node: MacNode, what: str, bits: int) -> Bundle | None:
-    if what == "w_bits":
-        new_w = narrow_weights(node.weight, bits)
-        if np.array_equal(new_w, node.weight):
-            return None
-        assert isinstance(node, (Conv2dNode, LinearNode))
-        return _replace_node(bundle, node.name, replace(node, weight=new_w))
-    if what == "a_bits":
-        return narrow_layer_input(bundle, node.name, bits)
-    if bits >= bundle.meta.acc_bits:
-        return None
-    return wrap_layer_acc(bundle, node.name, bits)

@@ -14,7 +14,8 @@ How it works:
    ``requant`` node (``clamp``, or ``sign`` for XNOR), avgpool -> ``avgpool_sum`` with scale
    ``s / (H*W)``. Node and tensor names are the PyTorch module names.
 2. :func:`requant_constants` is the one function that turns the float64 affine forms into integer
-   multipliers, int32 biases and one shift per channel, proving that the int64 sum cannot overflow.
+   multipliers, an int64 offset (clamp) or an int32 threshold bias (sign), and one shift per
+   channel, proving that the int64 sum cannot overflow.
 3. The model runs in eval mode on the reference images with hooks on every quantizer; what they
    saw becomes reference.npz. Everything is written through :mod:`hwsim.ir` and loaded back.
 
@@ -70,7 +71,6 @@ DEFAULT_MULT_BITS = 32
 DEFAULT_REFERENCE_IMAGES = 64
 INT32_MAX = (1 << 31) - 1
 INT64_MAX = (1 << 63) - 1
-NEGLIGIBLE_LSB = 2.0**-10  # an accumulator whose worst case moves the output by less is a constant
 MAX_SHIFT = 62
 INPUT_TENSOR = "input"
 LEAF_TYPES: tuple[type[nn.Module], ...] = (
@@ -113,15 +113,15 @@ class RequantTerm:
 
 @dataclass(frozen=True)
 class RequantConstants:
-    """The integers of one requant node: ``M_i[c]``, ``b_i[c]`` (``None``: no bias), ``n[c]``.
+    """The integers of one requant node: ``M_i[c]``, ``b_i[c]`` (``None``: no bias), ``o[c]``, ``n[c]``.
 
+    ``offset``: int64 per channel, added after the multiplications (``clamp``); ``None`` for
+    ``sign``, whose constant is an exact threshold bias on one accumulator.
     ``max_error``: worst case, over channels and legal inputs, of ``|integer sum / 2^n - real value|``
     before rounding; in output LSBs for ``clamp``; for ``sign`` in steps of the accumulator that
     carries the threshold (the decision is exact while that stays below the distance to zero).
-    ``saturated``: channels whose BN scale is ~0 (bias beyond int32; see :func:`requant_constants`).
-    ``clipped``: channels whose bias does not fit int32 although the accumulator matters (clipped
-    to +-(2^31-1); the error is in ``max_error``).
-    ``sum_bound``: the proven bound on ``|sum_i (x_i + b_i) M_i| + 2^(n-1)`` (``<= 2^63 - 1``).
+    ``saturated``: ``sign`` channels whose BN scale is ~0 (a constant decision; see :func:`_sign_channel`).
+    ``sum_bound``: the proven bound on ``|sum_i (x_i + b_i) M_i + o| + 2^(n-1)`` (``<= 2^63 - 1``).
     """
 
     multipliers: tuple[np.ndarray, ...]
@@ -130,7 +130,7 @@ class RequantConstants:
     max_error: float
     saturated: tuple[int, ...]
     sum_bound: int
-    clipped: tuple[int, ...] = ()
+    offset: np.ndarray | None = None
 
 
 @dataclass
@@ -141,7 +141,7 @@ class _Channel:
     error: float
     saturated: bool
     sum_bound: int
-    clipped: bool = False
+    offset: int = 0
 
 
 def _float_up(x: Fraction) -> float:
@@ -154,21 +154,33 @@ def _round_half_up(x: float) -> int:
     return int(math.floor(x + 0.5))
 
 
-def _sum_bound(mults: Sequence[int], biases: Sequence[int | None], bounds: Sequence[int], shift: int) -> int:
+def _sum_bound(
+    mults: Sequence[int], biases: Sequence[int | None], bounds: Sequence[int], shift: int, offset: int = 0
+) -> int:
     total = sum(abs(m) * (b + abs(bias or 0)) for m, bias, b in zip(mults, biases, bounds, strict=True))
-    return total + ((1 << (shift - 1)) if shift > 0 else 0)
+    return total + abs(offset) + ((1 << (shift - 1)) if shift > 0 else 0)
+
+
+def _offset_at(const: Fraction, shift: int) -> int:
+    """``round_half_up(const * 2^shift)``, exactly."""
+    return math.floor(const * (1 << shift) + Fraction(1, 2))
 
 
 def _fit_shift(
-    reals: Sequence[float], biases: Sequence[int | None], bounds: Sequence[int], bits: int
-) -> tuple[list[int], int]:
-    """The largest shared shift such that every ``|M_i| <= 2^(bits-1) - 1`` and the int64 sum is safe."""
+    reals: Sequence[float], bounds: Sequence[int], bits: int, const: Fraction
+) -> tuple[list[int], int, int]:
+    """The largest shared shift such that every ``|M_i| <= 2^(bits-1) - 1`` and the int64 sum is safe.
+
+    ``const`` is the node's constant in output LSBs (exact); returns the multipliers, the shift and
+    the offset ``round_half_up(const * 2^shift)``.
+    """
     shift = MAX_SHIFT
     for m in reals:
         if m != 0.0:
             shift = min(shift, quantize_multiplier(m, bits).shift)
-    if all(m == 0.0 for m in reals):
+    if all(m == 0.0 for m in reals) and const == 0:
         shift = 0
+    biases = [None] * len(reals)
     while True:
         quantized = [quantize_multiplier(m, bits, max_shift=shift) for m in reals]
         lowest = min((q.shift for q, m in zip(quantized, reals, strict=True) if m != 0.0), default=shift)
@@ -176,53 +188,34 @@ def _fit_shift(
             shift = lowest
             continue
         mults = [q.mantissa for q in quantized]
-        if _sum_bound(mults, biases, bounds, shift) <= INT64_MAX:
-            return mults, shift
+        offset = _offset_at(const, shift)
+        if _sum_bound(mults, biases, bounds, shift, offset) <= INT64_MAX:
+            return mults, shift, offset
         if shift == 0:
             raise FormatError(
-                f"requant: even with shift 0 the int64 sum can overflow (multipliers {mults}, biases "
-                f"{list(biases)}, input bounds {list(bounds)}); lower --mult-bits"
+                f"requant: even with shift 0 the int64 sum can overflow (multipliers {mults}, offset "
+                f"{offset}, input bounds {list(bounds)}); lower --mult-bits"
             )
         shift -= 1
 
 
 def _clamp_channel(terms: Sequence[RequantTerm], c: int, out_scale: float, bits: int) -> _Channel:
-    """Requantize to codes of scale ``out_scale``: ``M_i/2^n ~ unit_i/out_scale``, ``b_i ~ offset_i/unit_i``.
+    """Requantize to codes of scale ``out_scale``: ``M_i/2^n ~ unit_i/s``, ``o/2^n ~ sum_i offset_i/s``.
 
-    The error is computed exactly (rationals), then rounded up to a float.
+    The constant is carried by the offset at the ``2^-n`` scale (not in accumulator units), so it is
+    as exact as the multipliers. The error is computed exactly (rationals), then rounded up to a float.
     """
-    reals: list[float] = []
-    biases: list[int | None] = []
-    saturated = clipped = False
-    for t in terms:
-        a, d = float(t.unit[c]), float(t.offset[c])
-        if not t.has_bias:
-            reals.append(a / out_scale)
-            biases.append(None)
-            continue
-        b_real = d / a if a != 0.0 else math.inf
-        negligible = abs(a) * t.bound[c] / out_scale < NEGLIGIBLE_LSB
-        if abs(b_real) < INT32_MAX or not negligible:
-            # a bias beyond int32 with a non-negligible accumulator (very fine accumulator units,
-            # e.g. 16-bit weights x 16-bit codes) is clipped; its error is in the stated bound
-            clipped = clipped or abs(b_real) >= INT32_MAX
-            biases.append(max(-INT32_MAX, min(INT32_MAX, _round_half_up(b_real))))
-            reals.append(a / out_scale)
-        else:  # BN scale ~0: the channel is the constant d; carry it by a full-scale bias
-            saturated = True
-            b = INT32_MAX if d > 0 else (-INT32_MAX if d < 0 else 0)
-            biases.append(b)
-            reals.append(d / out_scale / b if b else 0.0)
+    scale = Fraction(out_scale)
+    reals = [float(t.unit[c]) / out_scale for t in terms]
+    const = sum((Fraction(float(t.offset[c])) for t in terms), Fraction(0)) / scale
     bounds = [t.bound[c] for t in terms]
-    mults, shift = _fit_shift(reals, biases, bounds, bits)
-    step, scale = Fraction(1, 2**shift), Fraction(out_scale)
-    error = Fraction(0)  # exact: |M/2^n - unit/s| * bound + |b M/2^n - offset/s| per input
-    for t, m, b, bound in zip(terms, mults, biases, bounds, strict=True):
+    mults, shift, offset = _fit_shift(reals, bounds, bits, const)
+    step = Fraction(1, 2**shift)
+    error = abs(offset * step - const)  # exact: |o/2^n - sum offset/s| + |M/2^n - unit/s| * bound per input
+    for t, m, bound in zip(terms, mults, bounds, strict=True):
         error += bound * abs(m * step - Fraction(float(t.unit[c])) / scale)
-        if b is not None:
-            error += abs(b * m * step - Fraction(float(t.offset[c])) / scale)
-    total = _sum_bound(mults, biases, bounds, shift)
-    return _Channel(mults, biases, shift, _float_up(error), saturated, total, clipped)
+    total = _sum_bound(mults, [None] * len(terms), bounds, shift, offset)
+    return _Channel(mults, [None] * len(terms), shift, _float_up(error), False, total, offset)
 
 
 def _sign_channel(terms: Sequence[RequantTerm], c: int, bits: int) -> _Channel:
@@ -312,14 +305,12 @@ def requant_constants(
 ) -> RequantConstants:
     """The integer constants of one requant node, computed once, in float64 (docs/export-format.md).
 
-    ``clamp``: real multiplier ``m_i[c] = unit_i[c] / out_scale``; bias ``b_i[c] =
-    round_half_up(offset_i[c] / unit_i[c])`` in the accumulator's units (int32); one shift ``n[c]``
-    for all inputs (one rounding), the largest for which every ``|M_i| <= 2^(mult_bits-1) - 1`` and
-    ``sum_i |M_i| (bound_i + |b_i|) + 2^(n-1) <= 2^63 - 1``. A channel whose ``offset/unit`` does
-    not fit int32 (BN gamma ~ 0: the output is the constant ``offset``) gets the bias
-    ``+-(2^31 - 1)`` and a multiplier that maps that bias to ``offset / out_scale``; the accumulator
-    then enters with a multiplier ~ ``offset/out_scale / 2^31``, included in ``max_error``.
-    ``sign``: see :func:`_sign_channel`.
+    ``clamp``: real multiplier ``m_i[c] = unit_i[c] / out_scale``; no bias; offset ``o[c] =
+    round_half_up(sum_i offset_i[c] / out_scale * 2^n[c])`` (int64, added after the
+    multiplications); one shift ``n[c]`` for all inputs (one rounding), the largest for which every
+    ``|M_i| <= 2^(mult_bits-1) - 1`` and ``sum_i |M_i| bound_i + |o| + 2^(n-1) <= 2^63 - 1``. A
+    channel with BN gamma ~ 0 simply gets multipliers ~ 0 and its constant in ``o``.
+    ``sign``: see :func:`_sign_channel` (an exact int32 threshold bias, no offset).
     """
     if function not in ("clamp", "sign"):
         raise ValueError(f"requant function {function!r}")
@@ -337,7 +328,9 @@ def requant_constants(
     ]
     mults = tuple(np.array([ch.mults[i] for ch in per_channel], dtype=np.int64) for i in range(len(terms)))
     biases = tuple(
-        np.array([ch.biases[i] or 0 for ch in per_channel], dtype=np.int32) if t.has_bias else None
+        np.array([ch.biases[i] or 0 for ch in per_channel], dtype=np.int32)
+        if t.has_bias and function == "sign"
+        else None
         for i, t in enumerate(terms)
     )
     return RequantConstants(
@@ -347,7 +340,7 @@ def requant_constants(
         max_error=max(ch.error for ch in per_channel),
         saturated=tuple(c for c, ch in enumerate(per_channel) if ch.saturated),
         sum_bound=max(ch.sum_bound for ch in per_channel),
-        clipped=tuple(c for c, ch in enumerate(per_channel) if ch.clipped),
+        offset=np.array([ch.offset for ch in per_channel], dtype=np.int64) if function == "clamp" else None,
     )
 
 
@@ -426,7 +419,6 @@ class ExportPlan:
     input_module: InputQuant | None = None
     avgpools: dict[str, tuple[nn.Module, str]] = field(default_factory=dict)  # tensor -> (module, input)
     saturated: dict[str, tuple[int, ...]] = field(default_factory=dict)
-    clipped: dict[str, tuple[int, ...]] = field(default_factory=dict)
     # requant node -> (its real affine form, its output scale): what the integers approximate
     terms: dict[str, tuple[tuple[RequantTerm, ...], float]] = field(default_factory=dict)
     mean: tuple[float, ...] = ()
@@ -692,16 +684,18 @@ class _Walker:
                 self.plan.arrays[f"{name}.bias{i}"] = bias
             inputs.append(item)
         self.plan.arrays[f"{name}.shift"] = consts.shift
-        self.plan.nodes.append(
-            {
-                "name": name,
-                "op": "requant",
-                "function": function,
-                "inputs": inputs,
-                "shift": f"{name}.shift",
-                "output": name,
-            }
-        )
+        entry: dict[str, Any] = {
+            "name": name,
+            "op": "requant",
+            "function": function,
+            "inputs": inputs,
+            "shift": f"{name}.shift",
+            "output": name,
+        }
+        if consts.offset is not None:
+            entry["offset"] = f"{name}.offset"
+            self.plan.arrays[f"{name}.offset"] = consts.offset
+        self.plan.nodes.append(entry)
         self.plan.tensors[name] = {
             "shape": list(shape),
             "kind": "codes",
@@ -712,8 +706,6 @@ class _Walker:
         self.plan.terms[name] = (tuple(terms), scale)
         if consts.saturated:
             self.plan.saturated[name] = consts.saturated
-        if consts.clipped:
-            self.plan.clipped[name] = consts.clipped
         unit = "LSB" if function == "clamp" else "accumulator steps"
         lo, hi = int(consts.shift.min()), int(consts.shift.max())
         self.plan.summary.append(
@@ -723,12 +715,7 @@ class _Walker:
                 f"{function} to {_fmt_name(fmt)} (scale {scale:.6g}) "
                 f"from {' + '.join(t.tensor for t in terms)}; "
                 f"shift {lo}..{hi}; constants off by <= {consts.max_error:.3g} {unit} (worst case)"
-                + (f"; {len(consts.saturated)} channel(s) with BN scale ~0" if consts.saturated else "")
-                + (
-                    f"; {len(consts.clipped)} channel(s) with the bias clipped to int32"
-                    if consts.clipped
-                    else ""
-                ),
+                + (f"; {len(consts.saturated)} channel(s) with BN scale ~0" if consts.saturated else ""),
             )
         )
         return _Codes(name, scale, fmt, shape)
@@ -1015,7 +1002,6 @@ class ExportReport:
     eval_top1: float | None
     device: str
     saturated: dict[str, tuple[int, ...]]
-    clipped: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
         out = [
@@ -1038,14 +1024,8 @@ class ExportReport:
                 )
         for name, channels in self.saturated.items():
             out.append(
-                f"note: {name}: channel(s) {list(channels)} have a BN scale ~0 (constant output); their "
-                "bias is saturated to +-(2^31-1) and the multiplier carries the constant"
-            )
-        for name, channels in self.clipped.items():
-            out.append(
-                f"warning: {name}: channel(s) {list(channels)} need a bias beyond int32 in accumulator units "
-                "(very fine accumulator steps); it is clipped to +-(2^31-1), see the node's error bound; "
-                "fewer weight or input bits for the layer before it avoid this"
+                f"note: {name}: channel(s) {list(channels)} have a BN scale ~0 (a constant sign); their "
+                "threshold bias is saturated to +-(2^31-1)"
             )
         ref = f"reference: {self.reference_images} images on {self.device}"
         if self.eval_top1 is not None:
@@ -1182,7 +1162,6 @@ def export_model(
         eval_top1,
         device.type,
         dict(plan.saturated),
-        dict(plan.clipped),
     )
 
 
@@ -1222,6 +1201,7 @@ def isolated_codes(bundle: Bundle) -> dict[str, np.ndarray]:
                 node.shift,
                 channel_axis=1,
                 biases=[i.bias for i in node.inputs],
+                offset=node.offset,
             )
             fmt = bundle.tensors[node.output].fmt
             assert fmt is not None

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The main job: install what is needed (scripts/setup.sh), then train a quantized ResNet20 on the default.
+# The main job: install what is needed (scripts/setup.sh), then `hwsim demo` on the bundled
+# pretrained QAT ResNet20s: emulate, compare with PyTorch, simulate on MAC arrays, sweep widths.
+# Uses CIFAR-10 when CIFAR10_DIR (or --data DIR) points at it; needs neither a dataset nor a network.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-exec .venv/bin/qat train --model resnet20 --quant configs/quant/dorefa_a4w4.yaml --synthetic 512 --epochs 1 --out runs/main "$@"
+exec .venv/bin/hwsim demo "$@"

@@ -3,7 +3,8 @@
 Place in the flow: parses the command line, calls hwsim.sweep (one layer re-quantized at a time,
 run on the emulator) and writes the report with hwsim.report: one row per layer (the smallest
 width keeping top-1 agreement >= the threshold, and the metrics at every width), the heatmaps
-(layer x bits) as PNGs, and ``sweep.csv`` with every (layer, width) point.
+(layer x bits) as PNGs, and ``sweep.csv`` with every (layer, width) point. The points run on
+``--jobs`` worker processes (default: every core); the results do not depend on how many.
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +19,10 @@ import numpy as np
 from hwsim import plots
 from hwsim.commands.simulate import select_inputs
 from hwsim.errors import UserError
+from hwsim.fixed import OVERFLOW_MODES
 from hwsim.ir import load_bundle
 from hwsim.report import Report, Row, fmt_value, write_report
-from hwsim.sweep import DEFAULT_RANGES, WHATS, SweepResult, parse_range, sweep_bundle
+from hwsim.sweep import DEFAULT_RANGES, WHATS, SweepResult, default_jobs, parse_range, sweep_bundle
 
 HELP = (
     "bit-width sensitivity: re-quantize one layer at a time (w_bits, a_bits or acc_bits) and measure the loss"
@@ -52,6 +52,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="top-1 agreement a width must keep to count as safe (default 0.99)",
     )
     parser.add_argument("--layers", nargs="+", default=None, help="only these MAC layers (default: all)")
+    parser.add_argument(
+        "--overflow",
+        choices=OVERFLOW_MODES,
+        default="wrap",
+        help="how accumulators narrow, the swept one of --what acc_bits included (default wrap)",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help=f"worker processes sharing the points (default: every core, here {default_jobs()})",
+    )
     parser.add_argument("--report", type=Path, required=True, help="report directory")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -86,13 +98,6 @@ def _points_csv(result: SweepResult) -> str:
     return buf.getvalue()
 
 
-def _write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def run(args: argparse.Namespace) -> int:
     if not 0 <= args.threshold <= 1:
         raise UserError(f"--threshold {args.threshold}: expected a fraction in [0, 1]")
@@ -113,6 +118,8 @@ def run(args: argparse.Namespace) -> int:
         threshold=args.threshold,
         layers=args.layers,
         progress=not args.no_progress,
+        overflow=args.overflow,
+        jobs=default_jobs() if args.jobs is None else args.jobs,
     )
     what = args.what
     layers, bits = result.layers, result.widths
@@ -160,16 +167,24 @@ def run(args: argparse.Namespace) -> int:
     if what == "acc_bits":
         notes.append(
             "accumulators wrap (two's complement) at the swept width; overflow rate = exact sums outside it"
+            if args.overflow == "wrap"
+            else "accumulators saturate at the swept width, one clamp per product in the dataflow's order; "
+            "overflow rate = outputs where a clamp happened"
         )
     meta = {
         "bundle": str(bundle.path),
         "model": bundle.meta.model,
         "what": what,
         "range": f"{bits[0]}..{bits[-1]}",
+        "overflow": args.overflow,
     }
     title = f"hwsim sweep {what}: {bundle.meta.model}"
-    write_report(Report(title, meta, layer_rows(result), totals, notes), args.report, figures)
-    _write_text(args.report / "sweep.csv", _points_csv(result))
+    write_report(
+        Report(title, meta, layer_rows(result), totals, notes),
+        args.report,
+        figures,
+        extra_files={"sweep.csv": _points_csv(result)},
+    )
     print(
         f"sweep {what} over {len(layers)} layers x {len(bits)} widths on {result.baseline['images']} images "
         f"-> {args.report / 'report.html'}"

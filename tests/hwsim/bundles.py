@@ -134,7 +134,9 @@ class GraphBuilder:
         out_format: dict[str, Any],
         scale: float,
         function: str = "clamp",
+        offset: np.ndarray | None = None,
     ) -> str:
+        """A requant node: ``inputs`` are ``(tensor, multiplier, bias or None)``, ``offset`` int64 [C]."""
         shape = self.shape(inputs[0][0])
         self.tensors[name] = {"shape": shape, "kind": "codes", "format": out_format, "scale": scale}
         items = []
@@ -146,16 +148,18 @@ class GraphBuilder:
                 self.arrays[f"{name}.bias{i}"] = np.asarray(bias, dtype=np.int32)
             items.append(item)
         self.arrays[f"{name}.shift"] = np.asarray(shift, dtype=np.int64)
-        self.graph["nodes"].append(
-            {
-                "name": name,
-                "op": "requant",
-                "function": function,
-                "inputs": items,
-                "shift": f"{name}.shift",
-                "output": name,
-            }
-        )
+        node: dict[str, Any] = {
+            "name": name,
+            "op": "requant",
+            "function": function,
+            "inputs": items,
+            "shift": f"{name}.shift",
+            "output": name,
+        }
+        if offset is not None:
+            node["offset"] = f"{name}.offset"
+            self.arrays[f"{name}.offset"] = np.asarray(offset, dtype=np.int64)
+        self.graph["nodes"].append(node)
         return name
 
     def avgpool(self, name: str, x: str) -> str:

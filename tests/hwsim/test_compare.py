@@ -1,5 +1,6 @@
 """hwsim.compare and the compare/emulate commands, on hand-built bundles whose reference.npz is
-perturbed by known amounts (so mismatch rates, LSB errors, SQNR and agreement are predictable)."""
+perturbed by known amounts (so mismatch rates, LSB errors, SQNR and agreement are predictable,
+both propagated and isolated)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from bundles import GraphBuilder, fmt, reference_from_emulator, tiny_bundle, tin
 from hwsim.cli import main as hwsim_main
 from hwsim.compare import compare_bundle, sqnr_db
 from hwsim.emulator import EmulatorConfig, emulate
+from hwsim.fixed import requantize_sum, sign
 from hwsim.ir import load_bundle, quantize_images
 
 
@@ -184,3 +186,79 @@ def test_whole_test_set_agreement(tmp_path: Path, cifar10_dir: Path) -> None:
     assert totals["top1_agreement"] == pytest.approx((n - 25) / n)
     assert totals["top1_emulator"] == pytest.approx(np.mean(own == labels))
     assert totals["top1_reference"] == pytest.approx(np.mean(flipped == labels))
+
+
+def _depthwise3x3(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Depthwise 3x3 convolution, padding 1, by explicit shifts (independent of hwsim.gemm)."""
+    n, c, h, wd = x.shape
+    padded = np.zeros((n, c, h + 2, wd + 2), dtype=np.int64)
+    padded[:, :, 1:-1, 1:-1] = x
+    out = np.zeros((n, c, h, wd), dtype=np.int64)
+    for i in range(3):
+        for j in range(3):
+            out += padded[:, :, i : i + h, j : j + wd] * w[:, 0, i, j].reshape(1, c, 1, 1)
+    return out
+
+
+def test_isolated_errors_are_measured_on_the_references_own_inputs(tmp_path: Path) -> None:
+    # The reference's act1 gets +1 on 40 elements. Propagated: act1 differs there (1 LSB), and
+    # nothing downstream does (the emulator runs on its own act1). Isolated: act1 the same, and
+    # act2 and sgn, fed the reference's act1, move by what conv2 and the requantizer make of it
+    # (predicted below with numpy and hwsim.fixed); the logits read the reference's pool: exact.
+    path = tiny_bundle(tmp_path / "tiny", reference_images=8)
+    with np.load(path / "reference.npz") as f:
+        ref = {k: f[k] for k in f.files}
+    act1 = ref["codes/act1"].copy()
+    flat = act1.reshape(-1)
+    idx = np.flatnonzero(flat < 7)[::3][:40]
+    flat[idx] += 1
+    ref["codes/act1"] = act1
+    ref["float/act1"] = act1.astype(np.float32) * np.float32(0.5)
+    np.savez(path / "reference.npz", **ref)
+    bundle = load_bundle(path)
+
+    conv2 = _depthwise3x3(act1, bundle.node("conv2").weight.astype(np.int64))
+    a2, sg = bundle.node("act2"), bundle.node("sgn")
+    pred_act2 = np.clip(
+        requantize_sum(
+            [conv2, act1], [i.multiplier for i in a2.inputs], a2.shift, 1, [i.bias for i in a2.inputs]
+        ),
+        0,
+        15,
+    )
+    pred_sgn = sign(requantize_sum([conv2], [sg.inputs[0].multiplier], sg.shift, 1, [sg.inputs[0].bias]))
+    d_act2 = np.abs(pred_act2 - ref["codes/act2"])
+    d_sgn = np.abs(pred_sgn - ref["codes/sgn"])
+    assert d_act2.any() and d_sgn.any()  # the perturbation reaches both (else the test proves nothing)
+
+    result = compare_bundle(bundle)
+    rows = {r["name"]: r for r in result.report.rows}
+    assert (
+        rows["act1"]["mismatch_rate"]
+        == rows["act1"]["isolated_mismatch_rate"]
+        == pytest.approx(40 / act1.size)
+    )
+    assert rows["act1"]["max_abs_err_lsb"] == rows["act1"]["isolated_max_abs_err_lsb"] == 1
+    assert rows["act1"]["within_1lsb"] == rows["act1"]["isolated_within_1lsb"] == 1.0
+    for name, d in (("act2", d_act2), ("sgn", d_sgn)):
+        assert rows[name]["mismatch_rate"] == 0.0 and rows[name]["within_1lsb"] == 1.0
+        assert rows[name]["isolated_mismatch_rate"] == pytest.approx(np.count_nonzero(d) / d.size)
+        assert rows[name]["isolated_max_abs_err_lsb"] == int(d.max())
+        assert rows[name]["isolated_within_1lsb"] == pytest.approx(np.mean(d <= 1))
+    assert rows["logits"]["isolated_mismatch_rate"] == 0.0
+    totals = result.report.totals
+    sizes = {t: ref[f"codes/{t}"].size for t in ("act1", "act2", "sgn", "logits")}
+    assert totals["within_1lsb"] == 1.0 and totals["first_divergent_layer"] is None
+    beyond = int(np.count_nonzero(d_act2 > 1) + np.count_nonzero(d_sgn > 1))
+    assert totals["isolated_within_1lsb"] == pytest.approx(1 - beyond / sum(sizes.values()))
+    assert totals["isolated_max_abs_err_lsb"] == max(int(d_act2.max()), int(d_sgn.max()))
+    first = "act2" if d_act2.max() > 1 else "sgn" if d_sgn.max() > 1 else None
+    assert totals["first_isolated_divergent_layer"] == first
+    out = tmp_path / "report"
+    assert hwsim_main(["compare", str(path), "--report", str(out)]) == 0
+    markdown = (out / "report.md").read_text()
+    assert "isolated_within_1lsb" in markdown and "on the reference's own input codes" in markdown
+    header = (out / "layers.csv").read_text().splitlines()[0].split(",")
+    assert {"isolated_mismatch_rate", "isolated_max_abs_err_lsb", "isolated_within_1lsb"} <= set(header)
+    doc = json.loads((out / "report.json").read_text())
+    assert doc["totals"]["first_isolated_divergent_layer"] == first

@@ -164,13 +164,19 @@ def test_requantize_matches_python_ints(inputs: int, out_bits: int, signed: bool
     ms = [rng.integers(-(2**29), 2**29, size=channels) for _ in range(inputs)]
     bs = [rng.integers(-(2**20), 2**20, size=channels) for _ in range(inputs)]
     shift = rng.integers(0, 62, size=channels)
+    offset = rng.integers(-(2**60), 2**60, size=channels)  # |sum| + |o| + 2^61 stays below 2^63
     out = IntFormat(out_bits, signed)
-    rounded = requantize_sum(xs, ms, shift, channel_axis=1, biases=bs)
-    codes, clamped = requantize([x + b for x, b in zip(xs, bs, strict=True)], ms, shift, out, channel_axis=1)
+    rounded = requantize_sum(xs, ms, shift, channel_axis=1, biases=bs, offset=offset)
+    codes, clamped = requantize(
+        [x + b for x, b in zip(xs, bs, strict=True)], ms, shift, out, channel_axis=1, offset=offset
+    )
+    codes_b, _ = requantize(xs, ms, shift, out, channel_axis=1, biases=bs, offset=offset)
+    assert np.array_equal(codes, codes_b)
     expected_rounded, expected_codes = [], []
     for r in range(per):
         for c in range(channels):
             total = sum((int(x[r, c]) + int(b[c])) * int(m[c]) for x, m, b in zip(xs, ms, bs, strict=True))
+            total += int(offset[c])
             v = ref_round_shift(total, int(shift[c]))
             expected_rounded.append(v)
             expected_codes.append(min(max(v, out.min), out.max))

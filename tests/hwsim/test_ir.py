@@ -48,6 +48,19 @@ def test_tiny_bundle_loads_and_round_trips(tmp_path: Path) -> None:
     assert np.array_equal(again.reference.codes["logits"], bundle.reference.codes["logits"])
 
 
+def test_offset_loads_and_round_trips(tmp_path: Path) -> None:
+    b = tiny_builder()
+    node(b.graph, "act1")["offset"] = "act1.offset"
+    b.arrays["act1.offset"] = np.array([-(2**62), 0, 2**62 - 1], dtype=np.int64)
+    bundle = load_bundle(b.write(tmp_path / "b", "logits"))
+    act1 = bundle.node("act1")
+    assert act1.offset is not None and act1.offset.dtype == np.int64
+    assert act1.offset.tolist() == [-(2**62), 0, 2**62 - 1] and act1.offset_key == "act1.offset"
+    assert bundle.node("act2").offset is None
+    again = load_bundle(save_bundle(bundle, tmp_path / "copy"))
+    assert np.array_equal(again.node("act1").offset, act1.offset) and again.node("act2").offset is None
+
+
 CASES: list[tuple[str, Callable[[dict[str, Any], dict[str, np.ndarray]], None], str]] = [
     ("missing tensors.npz key", lambda g, a: a.pop("conv1.weight"), r"node 'conv1', field 'weight'.*not in"),
     ("missing graph key", lambda g, a: g.pop("acc_bits"), r"field 'acc_bits': missing"),
@@ -88,6 +101,40 @@ CASES: list[tuple[str, Callable[[dict[str, Any], dict[str, np.ndarray]], None], 
         "float bias",
         lambda g, a: a.__setitem__("act1.bias0", np.zeros(3, np.float64)),
         r"bias'.*dtype float64",
+    ),
+    (
+        "offset key missing from tensors.npz",
+        lambda g, a: node(g, "act1").__setitem__("offset", "act1.offset"),
+        r"node 'act1', field 'offset': array 'act1.offset' is not in",
+    ),
+    (
+        "float offset",
+        lambda g, a: (
+            node(g, "act1").__setitem__("offset", "act1.offset"),
+            a.__setitem__("act1.offset", np.zeros(3, np.float64)),
+        ),
+        r"node 'act1', field 'offset': dtype float64",
+    ),
+    (
+        "offset of the wrong shape",
+        lambda g, a: (
+            node(g, "act1").__setitem__("offset", "act1.offset"),
+            a.__setitem__("act1.offset", np.zeros(4, np.int64)),
+        ),
+        r"node 'act1', field 'offset': shape \[4\].*shape \[3\]",
+    ),
+    (
+        "offset beyond int64",
+        lambda g, a: (
+            node(g, "act1").__setitem__("offset", "act1.offset"),
+            a.__setitem__("act1.offset", np.array([2**63, 0, 0], np.uint64)),
+        ),
+        r"node 'act1', field 'offset': value 9223372036854775808 is out of range.*int64 offsets",
+    ),
+    (
+        "offset that is not an npz key",
+        lambda g, a: node(g, "act1").__setitem__("offset", 5),
+        r"node 'act1', field 'offset': got 5",
     ),
     (
         "NaN scale",

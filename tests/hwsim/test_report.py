@@ -7,7 +7,9 @@ import json
 import math
 from pathlib import Path
 
-from hwsim.report import LAYER_COLUMNS, Report, plot_error_per_layer, write_report
+import pytest
+
+from hwsim.report import LAYER_COLUMNS, Report, plot_error_per_layer, write_atomic, write_report
 
 
 def sample_report() -> Report:
@@ -109,3 +111,25 @@ def test_rewriting_replaces_files(tmp_path: Path) -> None:
     report.rows[1]["overflow_count"] = 99
     write_report(report, tmp_path)
     assert json.loads((tmp_path / "report.json").read_text())["layers"][1]["overflow_count"] == 99
+
+
+def test_extra_files_are_written_with_the_report(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    extras = {"points.csv": "layer,bits\nconv1,4\n", "blob.bin": b"\x00\x01\xff"}
+    written = write_report(sample_report(), out, plots={}, extra_files=extras)
+    assert written["points.csv"] == out / "points.csv" and written["blob.bin"] == out / "blob.bin"
+    assert (out / "points.csv").read_text() == "layer,bits\nconv1,4\n"
+    assert (out / "blob.bin").read_bytes() == b"\x00\x01\xff"
+    assert sorted(p.name for p in out.iterdir()) == sorted(written)  # no temporary files left behind
+    for bad in ("../escape.csv", "sub/points.csv", "", "report.json", "error_per_layer.png"):
+        with pytest.raises(ValueError, match="extra_files"):
+            write_report(sample_report(), tmp_path / "bad", extra_files={bad: "x"})
+    assert not (tmp_path / "bad").exists() and not (tmp_path / "escape.csv").exists()
+
+
+def test_write_atomic_replaces_whole_files(tmp_path: Path) -> None:
+    target = tmp_path / "deep" / "table.csv"
+    assert write_atomic(target, "first\n") == target and target.read_text() == "first\n"
+    write_atomic(str(target), b"second\n")
+    assert target.read_bytes() == b"second\n"
+    assert [p.name for p in target.parent.iterdir()] == ["table.csv"]

@@ -1,9 +1,13 @@
-"""hwsim.sweep and `hwsim sweep`: the in-memory rewrites are exact, and the sweep measures what it says."""
+"""hwsim.sweep and `hwsim sweep`: the in-memory rewrites are exact, and the sweep measures what it says.
+
+The fast sweep (one unmodified run, each point re-run from its layer on, points on worker
+processes) is checked point by point against emulating each rewritten bundle whole."""
 
 from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,19 +20,61 @@ from hwsim.cli import main
 from hwsim.emulator import EmulatorConfig, emulate
 from hwsim.errors import UserError
 from hwsim.fixed import round_shift
-from hwsim.ir import load_bundle
+from hwsim.ir import (
+    Bundle,
+    CodeFormat,
+    Conv2dNode,
+    LinearNode,
+    Node,
+    RequantInput,
+    RequantNode,
+    TensorSpec,
+    load_bundle,
+)
 from hwsim.sweep import (
     SweepPoint,
     SweepResult,
-    _sub_bundle,
-    cut_before,
     narrow_layer_input,
     narrow_weights,
     parse_range,
     sqnr_db,
     sweep_bundle,
-    wrap_layer_acc,
 )
+
+
+def wrap_layer_acc(bundle: Bundle, layer: str, bits: int) -> Bundle:
+    """``layer``'s accumulator wrapped to ``bits`` bits by rewriting the graph alone (the cross-check of
+    ``EmulatorConfig.acc_bits_per_layer``): two requantizers after the layer compute
+    ``x - 2^bits * round_shift(x, bits)``, the two's-complement wrap, and its readers read that."""
+    node = bundle.node(layer)
+    spec = bundle.tensors[node.output]
+    c = int(spec.shape[0])
+    carry, wrapped = f"{node.output}@acc{bits}.carry", f"{node.output}@acc{bits}"
+
+    def requant(name: str, inputs: list[tuple[str, np.ndarray]], shift: np.ndarray, out: str) -> RequantNode:
+        items = tuple(
+            RequantInput(t, m.astype(np.int64), f"{name}.m{i}", None, None) for i, (t, m) in enumerate(inputs)
+        )
+        return RequantNode(name, items, shift.astype(np.int64), f"{name}.shift", "clamp", out)
+
+    tensors = dict(bundle.tensors)
+    tensors[carry] = TensorSpec(carry, "codes", spec.shape, CodeFormat(64, True), 1.0)
+    tensors[wrapped] = TensorSpec(wrapped, "codes", spec.shape, CodeFormat(bits, True), 1.0)
+    high = requant(f"{carry}.q", [(node.output, np.ones(c))], np.full(c, bits), carry)
+    low = requant(
+        f"{wrapped}.q", [(node.output, np.ones(c)), (carry, np.full(c, -(1 << bits)))], np.zeros(c), wrapped
+    )
+    nodes: list[Node] = []
+    for n in bundle.nodes:
+        if isinstance(n, RequantNode) and node.output in n.reads:
+            n = replace(
+                n,
+                inputs=tuple(replace(i, tensor=wrapped) if i.tensor == node.output else i for i in n.inputs),
+            )
+        nodes.append(n)
+        if n.name == layer:
+            nodes += [high, low]
+    return replace(bundle, tensors=tensors, nodes=tuple(nodes))
 
 
 @pytest.fixture(scope="module")
@@ -81,16 +127,108 @@ def test_narrow_weights(values: list[int], bits: int) -> None:
         assert len(levels) <= qmax + 1
 
 
-def test_sub_bundle_from_a_cut_gives_the_same_logits(tmp_path: Path) -> None:
-    bundle = load_bundle(random_resnet20_bundle(tmp_path / "rn", 4, 4, reference_images=2))
+@pytest.mark.parametrize("mode", ["wrap", "saturate"])
+def test_one_narrow_accumulator_by_config(tiny: Path, mode: str) -> None:
+    # acc_bits_per_layer narrows one layer only: the layers before it are untouched, the layer
+    # itself equals a run where every accumulator has that width, and (wrap) it equals the rewrite.
+    bundle = load_bundle(tiny)
+    codes = tiny_inputs(20)
+    base = emulate(bundle, codes, EmulatorConfig(overflow=mode))
+    one = emulate(bundle, codes, EmulatorConfig(overflow=mode, acc_bits_per_layer={"conv2": 4}))
+    everywhere = emulate(bundle, codes, EmulatorConfig(acc_bits=4, overflow=mode))
+    assert np.array_equal(one.tensors["act1"], base.tensors["act1"])
+    assert one.layers["conv1"].overflow_count == 0 and everywhere.layers["conv1"].overflow_count > 0
+    assert one.layers["conv2"].overflow_count > 0 and one.layers["conv2"].acc_bits == 4
+    assert one.layers["fc"].acc_bits == 32 and one.acc_bits == 32
+    assert not np.array_equal(one.logits, base.logits)
+    narrow_conv2 = emulate(
+        bundle, codes, EmulatorConfig(acc_bits=4, overflow=mode, acc_bits_per_layer={"conv1": 32, "fc": 32})
+    )
+    assert np.array_equal(one.tensors["conv2.acc"], narrow_conv2.tensors["conv2.acc"])
+    if mode == "wrap":
+        for layer, bits in (("conv1", 5), ("conv2", 4), ("fc", 6)):
+            config = EmulatorConfig(acc_bits_per_layer={layer: bits})
+            by_config = emulate(bundle, codes, config)
+            assert by_config.layers[layer].overflow_count > 0, layer
+            by_rewrite = emulate(wrap_layer_acc(bundle, layer, bits), codes)
+            assert np.array_equal(by_config.logits, by_rewrite.logits), layer
+            for name in ("act1", "act2", "sgn"):
+                assert np.array_equal(by_config.tensors[name], by_rewrite.tensors[name]), (layer, name)
+
+
+@pytest.fixture(scope="module")
+def resnet(tmp_path_factory: pytest.TempPathFactory) -> Bundle:
+    # a8w8: every width below 8 changes the codes of every layer
+    return load_bundle(
+        random_resnet20_bundle(tmp_path_factory.mktemp("rn") / "b", 8, 8, seed=3, reference_images=10)
+    )
+
+
+SAMPLED_LAYERS = ["conv1.conv", "layer1.0.relu2.conv", "layer2.0.shortcut", "layer2.0.relu2.conv", "fc"]
+
+
+@pytest.mark.parametrize(
+    "what, widths, mode",
+    [
+        ("w_bits", [2, 5], "wrap"),
+        ("a_bits", [3, 7], "wrap"),
+        ("acc_bits", [12, 17], "wrap"),
+        ("acc_bits", [13, 16], "saturate"),
+    ],
+)
+def test_fast_points_equal_the_whole_rewritten_bundle(
+    resnet: Bundle, what: str, widths: list[int], mode: str
+) -> None:
+    # Each point of the sweep (re-run from its layer on, given the unmodified run's tensors, on two
+    # worker processes) equals emulating the rewritten bundle whole, from the input codes.
+    codes = resnet.reference.input_codes
+    labels = resnet.reference.labels
+    result = sweep_bundle(
+        resnet, what, widths, codes, labels=labels, layers=SAMPLED_LAYERS, overflow=mode, jobs=2
+    )
+    config = EmulatorConfig(overflow=mode)
+    base = emulate(resnet, codes, config, keep=False).logits
+    assert [p.layer for p in result.points] == [n for n in SAMPLED_LAYERS for _ in widths]
+    for point in result.points:
+        node = resnet.node(point.layer)
+        assert isinstance(node, (Conv2dNode, LinearNode))
+        run_config = config
+        if what == "w_bits":
+            whole = replace(
+                resnet,
+                nodes=tuple(
+                    replace(n, weight=narrow_weights(n.weight, point.bits)) if n is node else n
+                    for n in resnet.nodes
+                ),
+            )
+        elif what == "a_bits":
+            whole = narrow_layer_input(resnet, point.layer, point.bits)
+        else:
+            whole, run_config = resnet, replace(config, acc_bits_per_layer={point.layer: point.bits})
+        run = emulate(whole, codes, run_config, keep=False)
+        pred = np.argmax(run.logits, axis=1)
+        assert point.changed
+        assert point.sqnr_db == sqnr_db(base, run.logits), point
+        assert point.agreement == float(np.mean(pred == np.argmax(base, axis=1))), point
+        assert point.top1 == float(np.mean(pred == labels)), point
+        if what == "acc_bits":
+            stats = run.layers[point.layer]
+            assert point.overflow_rate == stats.overflow_count / stats.elements, point
+    changed_logits = [p for p in result.points if p.sqnr_db != math.inf]
+    assert changed_logits, "the sampled widths must change some logits for the check to mean anything"
+    if what == "acc_bits":
+        assert any(0 < p.overflow_rate < 1 for p in result.points)
+
+
+def test_jobs_do_not_change_the_result(tiny: Path) -> None:
+    bundle = load_bundle(tiny)
     codes = bundle.reference.input_codes
-    full = emulate(bundle, codes)
-    index = [n.name for n in bundle.nodes].index("layer2.1.relu2.conv")
-    start = cut_before(bundle, index)
-    assert 0 < start <= index
-    (cut,) = {bundle.nodes[start].input}
-    sub = _sub_bundle(bundle, start, cut)
-    assert np.array_equal(emulate(sub, full.tensors[cut]).logits, full.logits)
+    for what, widths in (("w_bits", [2, 3]), ("a_bits", [2, 3]), ("acc_bits", [4, 6, 40])):
+        serial = sweep_bundle(bundle, what, widths, codes, labels=bundle.reference.labels, jobs=1)
+        parallel = sweep_bundle(bundle, what, widths, codes, labels=bundle.reference.labels, jobs=3)
+        assert parallel.points == serial.points and parallel.baseline == serial.baseline, what
+    with pytest.raises(UserError, match="--jobs"):
+        sweep_bundle(bundle, "w_bits", [2], codes, jobs=0)
 
 
 def test_sweep_points_and_minimum_widths(tiny: Path) -> None:
@@ -177,3 +315,31 @@ def test_cli_sweep(tmp_path: Path, tiny: Path) -> None:
     assert (
         main(["sweep", str(tiny), "--what", "w_bits", "--range", "x", "--report", str(tmp_path / "bad")]) == 2
     )
+
+
+def test_cli_sweep_saturate_on_workers(
+    tmp_path: Path, tiny: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "sat"
+    args = ["sweep", str(tiny), "--what", "acc_bits", "--range", "4..6", "--images", "8", "--no-progress"]
+    assert main([*args, "--overflow", "saturate", "--jobs", "2", "--report", str(out)]) == 0
+    doc = json.loads((out / "report.json").read_text())
+    assert doc["meta"]["overflow"] == "saturate" and any("saturate" in n for n in doc["notes"])
+    rows = (out / "sweep.csv").read_text().splitlines()
+    assert rows[0].startswith("layer,what,bits,") and len(rows) == 1 + 3 * 3
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
+    assert main([*args, "--jobs", "0", "--report", str(tmp_path / "bad")]) == 2
+    assert "--jobs" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+
+
+def test_narrow_weights_is_symmetric_on_the_odd_dorefa_lattice() -> None:
+    # DoReFa 4-bit codes are the odd integers in [-15, 15]; dropping one bit makes every code a
+    # tie, so round-half-up alone would bias them all by +1/2 step. Derivation of the golden:
+    # 4 bits -> qmax 7, shift 1 (15 >> 1 = 7 fits); |w| rounded half up: 1->1, 3->2, ..., 13->7,
+    # 15->8 clamped to 7; sign reapplied; shifted back by 1.
+    odd = np.arange(-15, 16, 2, dtype=np.int64).reshape(1, -1)
+    narrowed = narrow_weights(odd, 4)
+    assert np.array_equal(narrowed, -narrow_weights(-odd, 4))
+    expected = np.array([-7, -7, -6, -5, -4, -3, -2, -1, 1, 2, 3, 4, 5, 6, 7, 7]) * 2
+    assert np.array_equal(narrowed[0], expected)
+    assert np.all(np.diff(narrowed[0]) >= 0)
