@@ -2,3 +2,25 @@
 
 Each module defines ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``.
 """
+
+from __future__ import annotations
+
+import argparse
+
+from hwsim.fixed import OVERFLOW_MODES
+
+
+def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
+    """The emulator flags shared by `hwsim emulate` and `hwsim compare`."""
+    parser.add_argument(
+        "--acc-bits",
+        type=int,
+        default=None,
+        metavar="B",
+        help="accumulator width (default: the bundle's acc_bits)",
+    )
+    parser.add_argument(
+        "--overflow", choices=OVERFLOW_MODES, default="wrap", help="accumulator overflow mode"
+    )
+    parser.add_argument("--batch-size", type=int, default=256, help="images per emulator batch")
+    parser.add_argument("--progress", action="store_true", help="show a progress bar")

@@ -9,9 +9,9 @@ import argparse
 import os
 from pathlib import Path
 
+from hwsim.commands import add_emulator_arguments
 from hwsim.compare import compare_bundle
 from hwsim.emulator import EmulatorConfig
-from hwsim.fixed import OVERFLOW_MODES
 from hwsim.ir import load_bundle
 from hwsim.report import fmt_value, write_report
 
@@ -24,24 +24,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--report", type=Path, required=True, metavar="DIR", help="directory for the report files"
     )
     parser.add_argument(
-        "--acc-bits",
-        type=int,
-        default=None,
-        metavar="B",
-        help="accumulator width (default: the bundle's acc_bits)",
-    )
-    parser.add_argument(
-        "--overflow", choices=OVERFLOW_MODES, default="wrap", help="accumulator overflow mode"
-    )
-    parser.add_argument(
         "--data",
         type=Path,
         default=None,
         metavar="DIR",
         help="CIFAR-10 batches directory: also emulate the whole test set (default: $CIFAR10_DIR)",
     )
-    parser.add_argument("--batch-size", type=int, default=256, help="images per emulator batch")
-    parser.add_argument("--progress", action="store_true", help="show a progress bar")
+    add_emulator_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:

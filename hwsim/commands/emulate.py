@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from hwsim.commands import add_emulator_arguments
 from hwsim.compare import top1
 from hwsim.emulator import EmulatorConfig, emulate
 from hwsim.errors import UserError
-from hwsim.fixed import OVERFLOW_MODES
 from hwsim.ir import load_bundle, quantize_images
 from hwsim.report import fmt_value
 
@@ -34,24 +34,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="CIFAR-10 batches directory: emulate its test split instead of the reference inputs",
     )
     parser.add_argument(
-        "--acc-bits",
-        type=int,
-        default=None,
-        metavar="B",
-        help="accumulator width (default: the bundle's acc_bits)",
-    )
-    parser.add_argument(
-        "--overflow", choices=OVERFLOW_MODES, default="wrap", help="accumulator overflow mode"
-    )
-    parser.add_argument(
         "--out",
         type=Path,
         default=None,
         metavar="FILE.npz",
         help="save every tensor's codes, the logits and the predictions",
     )
-    parser.add_argument("--batch-size", type=int, default=256, help="images per emulator batch")
-    parser.add_argument("--progress", action="store_true", help="show a progress bar")
+    add_emulator_arguments(parser)
 
 
 def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:

@@ -94,22 +94,28 @@ def classifier_spec(specs: SpecSource, name: str = "fc") -> QuantSpec:
     )
 
 
-class ResNet20(nn.Module):
-    """CIFAR ResNet-20: 3 stages of 3 basic blocks, 16/32/64 channels, 1x1 projection shortcuts."""
+class CifarResNet(nn.Module):
+    """A CIFAR ResNet of basic blocks: 3x3 stem, one stage per width, 1x1 projection shortcuts.
 
-    widths: tuple[int, int, int] = (16, 32, 64)
-    blocks_per_stage: int = 3
+    Subclasses set ``widths`` and ``blocks_per_stage``; the first block of every stage after the
+    first has stride 2. Module names: ``quant_input``, ``conv1``, ``bn1``, ``act1``,
+    ``layer<stage>.<block>``, ``avgpool``, ``fc``, ``quant_logits``.
+    """
+
+    widths: tuple[int, ...] = ()
+    blocks_per_stage: int = 0
 
     def __init__(self, specs: SpecSource, num_classes: int = 10, normalization: Normalization | None = None):
         super().__init__()
         norm = normalization or Normalization()
+        stem = self.widths[0]
         self.quant_input = InputQuant(norm.mean, norm.std, bits=specs.input_bits)
         self.conv1 = QConv2d(
-            3, 16, 3, stride=1, padding=1, bias=False, weight_spec=specs.weight("conv1", output="act1")
+            3, stem, 3, stride=1, padding=1, bias=False, weight_spec=specs.weight("conv1", output="act1")
         )
-        self.bn1 = nn.BatchNorm2d(16)
+        self.bn1 = nn.BatchNorm2d(stem)
         self.act1 = QAct(specs.activation("act1"))
-        in_ch = 16
+        in_ch = stem
         for stage, width in enumerate(self.widths, start=1):
             blocks = []
             for i in range(self.blocks_per_stage):
@@ -125,6 +131,14 @@ class ResNet20(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.quant_input(x)
         x = self.act1(self.bn1(self.conv1(x)))
-        x = self.layer3(self.layer2(self.layer1(x)))
+        for stage in range(1, len(self.widths) + 1):
+            x = getattr(self, f"layer{stage}")(x)
         x = torch.flatten(self.avgpool(x), 1)
         return self.quant_logits(self.fc(x))
+
+
+class ResNet20(CifarResNet):
+    """CIFAR ResNet-20: 3 stages of 3 basic blocks, 16/32/64 channels, 1x1 projection shortcuts."""
+
+    widths: tuple[int, ...] = (16, 32, 64)
+    blocks_per_stage: int = 3
