@@ -27,7 +27,6 @@ import base64
 import html
 import json
 import multiprocessing
-import os
 import shutil
 import tempfile
 import time
@@ -41,6 +40,7 @@ import numpy as np
 from tqdm import tqdm
 
 from hwsim import demo_plots, plots
+from hwsim.atomic import replace_directory, staging_directory
 from hwsim.compare import compare_bundle, top1
 from hwsim.emulator import Emulation, EmulatorConfig, emulate
 from hwsim.errors import UserError
@@ -52,6 +52,7 @@ from hwsim.report import (
     Report,
     Row,
     fmt_value,
+    jsonable,
     plot_error_per_layer,
     write_atomic,
     write_report,
@@ -670,18 +671,7 @@ def _staging(out: Path) -> Path:
                 f"--out {out}: the directory exists and holds no earlier demo report (no index.md); the demo "
                 "replaces its --out directory as a whole, so choose a new or empty directory"
             )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-
-
-def _replace_dir(staged: Path, out: Path) -> None:
-    if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-        os.replace(out, old / out.name)
-        os.replace(staged, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(staged, out)
+    return staging_directory(out)
 
 
 def run_demo(config: DemoConfig) -> DemoResult:
@@ -737,7 +727,7 @@ def run_demo(config: DemoConfig) -> DemoResult:
             bar.update()
         finally:
             bar.close()
-        _replace_dir(staged, config.out)
+        replace_directory(staged, config.out)
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
         raise
@@ -950,21 +940,8 @@ def write_index(
         "seconds": elapsed,
         "step_seconds": step_seconds,
     }
-    write_atomic(directory / "index.json", json.dumps(_plain(doc), indent=2) + "\n")
+    write_atomic(directory / "index.json", json.dumps(jsonable(doc), indent=2) + "\n")
     return directory / "index.md"
-
-
-def _plain(value: Any) -> Any:
-    """JSON-safe copy: numpy scalars to Python numbers, non-finite floats to None."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
 
 
 def _index_html(

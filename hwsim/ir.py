@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import os
 import shutil
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from typing import Any, ClassVar
 import numpy as np
 import yaml
 
+from hwsim.atomic import replace_directory, staging_directory
 from hwsim.errors import UserError
 from hwsim.fixed import FormatError, IntFormat
 
@@ -1193,21 +1193,14 @@ def write_bundle_files(
     check what was written. An existing directory at ``path`` is replaced.
     """
     dest = Path(path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    tmp = staging_directory(dest)
     try:
         text = graph if isinstance(graph, str) else yaml.safe_dump(dict(graph), sort_keys=False)
         (tmp / GRAPH_FILE).write_text(text, encoding="utf-8")
         np.savez(tmp / TENSORS_FILE, **dict(tensors))
         if reference is not None:
             np.savez(tmp / REFERENCE_FILE, **dict(reference))
-        if dest.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old.", dir=dest.parent))
-            os.replace(dest, old / "bundle")
-            os.replace(tmp, dest)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, dest)
+        replace_directory(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -30,6 +30,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from hwsim.atomic import write_atomic  # noqa: E402  (re-exported: reports write through it)
+
 Row = dict[str, Any]
 PlotFn = Callable[[Sequence[Row], Path, str], Path]
 
@@ -103,14 +105,14 @@ class Report:
         return known + [c for c in present if c not in LAYER_COLUMNS]
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     """JSON-safe copy: numpy scalars to Python, non-finite floats to None (JSON has no inf/nan)."""
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
+        return jsonable(value.tolist())
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
@@ -134,23 +136,6 @@ def fmt_value(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return " ".join(fmt_value(v) for v in value)
     return str(value)
-
-
-def write_atomic(path: str | os.PathLike[str], data: str | bytes) -> Path:
-    """Write ``data`` (text as UTF-8) to ``path`` through a temporary file in the same directory, then
-    rename it, so a reader sees the old file or the whole new one, never a half-written one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = data.encode() if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def save_figure(fig: plt.Figure, path: Path) -> Path:
@@ -383,7 +368,7 @@ def write_report(
         "notes": report.notes,
     }
     written["report.json"] = write_atomic(
-        out / "report.json", (json.dumps(_jsonable(doc), indent=2) + "\n").encode()
+        out / "report.json", (json.dumps(jsonable(doc), indent=2) + "\n").encode()
     )
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")

@@ -23,13 +23,13 @@ import json
 import math
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from hwsim.atomic import replace_directory, staging_directory
 from hwsim.errors import UserError
 from hwsim.fixed import IntFormat
 from hwsim.gemm import gemm_exact
@@ -264,8 +264,7 @@ def write_vectors(vs: VectorSet, out_dir: str | os.PathLike[str]) -> Path:
         "files": {},
         "expected": {"cycles": vs.cycles, "overflow_events": vs.overflow_events},
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp = staging_directory(out)
     try:
         for key, (lanes, fmt) in files.items():
             word_bits = lanes.shape[1] * fmt.bits
@@ -279,9 +278,7 @@ def write_vectors(vs: VectorSet, out_dir: str | os.PathLike[str]) -> Path:
                 "signed": fmt.signed,
             }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
+        replace_directory(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -39,11 +39,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from hwsim.atomic import write_atomic
 from hwsim.errors import UserError
 from qat.config import ConfigError, config_from_dict
 from qat.data import Normalization
 from qat.models import MODEL_NAMES, build_model
-from qat.train import atomic_write_bytes
 
 CHECKPOINT_FORMAT = "qat-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -64,7 +64,7 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     """Write ``payload`` (see the module docstring) atomically: temporary file, then rename."""
     buf = io.BytesIO()
     torch.save(payload, buf)
-    atomic_write_bytes(Path(path), buf.getvalue())
+    write_atomic(Path(path), buf.getvalue())
 
 
 def make_payload(

@@ -28,9 +28,7 @@ from __future__ import annotations
 
 import math
 import operator
-import os
 import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -44,6 +42,7 @@ import yaml
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
+from hwsim.atomic import replace_directory, staging_directory
 from hwsim.errors import UserError
 from hwsim.fixed import FormatError, bits_for_range, quantize_multiplier, requantize_sum, sign
 from hwsim.ir import (
@@ -1140,14 +1139,11 @@ def export_model(
     reference["device"] = np.array(device.type)
 
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    staging = staging_directory(out)
     try:  # write beside the target, validate with the bundle loader, then move into place
         written = write_bundle_files(staging / "bundle", graph_text(_plain(graph)), plan.arrays, reference)
         load_bundle(written)
-        if out.exists():
-            os.replace(out, staging / "previous")
-        os.replace(written, out)
+        replace_directory(written, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return ExportReport(

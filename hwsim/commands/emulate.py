@@ -6,11 +6,12 @@ Place in the flow: bundle/ -> hwsim.emulator -> per-layer overflow/peak table, t
 from __future__ import annotations
 
 import argparse
-import os
+import io
 from pathlib import Path
 
 import numpy as np
 
+from hwsim.atomic import write_atomic
 from hwsim.commands import add_emulator_arguments
 from hwsim.compare import top1
 from hwsim.emulator import EmulatorConfig, emulate
@@ -44,13 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.npz")
-    try:
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    write_atomic(path, buf.getvalue())
 
 
 def run(args: argparse.Namespace) -> int:

@@ -24,13 +24,13 @@ import io
 import os
 import shutil
 import sys
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import yaml
 
+from hwsim.atomic import replace_directory, staging_directory
 from hwsim.errors import UserError
 from hwsim.ir import GRAPH_FILE, REFERENCE_FILE, TENSORS_FILE, Bundle, load_bundle
 from hwsim.pretrained import BUNDLES_DIR, MANIFEST_FILE
@@ -137,8 +137,7 @@ def pack_bundle(
     if ckpt is not None and not ckpt.is_file():
         raise UserError(f"--checkpoint {ckpt}: no such file; pass the best.pt or checkpoint.pt of qat train")
     dest = Path(directory) / name
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=dest.parent))
+    tmp = staging_directory(dest)
     try:
         (tmp / GRAPH_FILE).write_text(_graph_text(src, images, ckpt is not None), encoding="utf-8")
         _savez_compressed(tmp / TENSORS_FILE, _npz_arrays(src / TENSORS_FILE))
@@ -148,13 +147,7 @@ def pack_bundle(
         if ckpt is not None:
             shutil.copyfile(ckpt, tmp / CHECKPOINT_FILE)
         _check_copy(bundle, load_bundle(tmp), images)
-        if dest.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{name}.old.", dir=dest.parent))
-            os.replace(dest, old / name)
-            os.replace(tmp, dest)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, dest)
+        replace_directory(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
