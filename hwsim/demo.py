@@ -283,6 +283,14 @@ def weight_bits(bundle: Bundle) -> dict[str, int]:
     return {"weights": count, "weight_bits_nominal": nominal, "weight_bits_stored": stored}
 
 
+def _shown_path(path: Path) -> str:
+    """``path`` relative to the working directory when it lies inside it (reports stay portable)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def _png(fn: Callable[[Path], Path]) -> bytes:
     with tempfile.TemporaryDirectory() as tmp:
         return Path(fn(Path(tmp) / "plot.png")).read_bytes()
@@ -526,7 +534,7 @@ def run_model(model: PretrainedModel, config: DemoConfig) -> dict[str, Any]:
         "pngs": pngs,
         "seconds": seconds,
         "meta": {
-            "bundle": str(model.path),
+            "bundle": _shown_path(model.path),
             "model": bundle.meta.model,
             "method": model.method,
             "bits": model.bits_label,

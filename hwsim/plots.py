@@ -182,6 +182,31 @@ def plot_heatmap(
     return _save(fig, path)
 
 
+# Label offsets (points) tried in turn around a marker; the first that overlaps no earlier label wins.
+_LABEL_OFFSETS = [(5, 3), (5, -9), (-5, 3), (-5, -9), (5, 12), (5, -18), (-5, 12), (-5, -18),
+                  (5, 21), (5, -27), (-5, 21), (-5, -27)]  # fmt: skip
+
+
+def _place_labels(ax: Any, labels: Sequence[tuple[tuple[float, float], str]]) -> None:
+    """Annotate each point with its text where it overlaps no label placed before it (greedy)."""
+    fig = ax.figure
+    renderer = fig.canvas.get_renderer()
+    placed: list[Any] = []
+    for xy, text in labels:
+        for dx, dy in _LABEL_OFFSETS:
+            ann = ax.annotate(text, xy, fontsize=6, alpha=0.85, xytext=(dx, dy), textcoords="offset points",
+                              ha="left" if dx > 0 else "right")  # fmt: skip
+            box = ann.get_window_extent(renderer)
+            if not any(box.overlaps(other) for other in placed):
+                break
+            ann.remove()
+        else:  # every place is taken: keep the first, overlapping
+            ann = ax.annotate(text, xy, fontsize=6, alpha=0.85, xytext=_LABEL_OFFSETS[0],
+                              textcoords="offset points")  # fmt: skip
+            box = ann.get_window_extent(renderer)
+        placed.append(box)
+
+
 def plot_roofline(rows: Sequence[Row], pes: int, bytes_per_cycle: float, path: Path, title: str) -> Path:
     """Roofline: MACs/cycle against MACs per DRAM byte, one point per layer."""
     ai = np.array([r["arithmetic_intensity"] for r in rows], dtype=float)
@@ -200,12 +225,13 @@ def plot_roofline(rows: Sequence[Row], pes: int, bytes_per_cycle: float, path: P
     for a, p, r in zip(ai, perf, rows, strict=True):
         if np.isfinite(a) and np.isfinite(p) and a > 0 and p > 0:
             groups.setdefault((round(math.log10(a), 2), round(math.log10(p), 2)), []).append(r["name"])
-    for i, ((la, lp), names) in enumerate(sorted(groups.items())):
-        text = names[0] if len(names) == 1 else f"{names[0]} (+{len(names) - 1} alike)"
-        ax.annotate(text, (10**la, 10**lp), fontsize=6, alpha=0.8,
-                    xytext=(4, 6 if i % 2 == 0 else -10), textcoords="offset points")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    labels = [
+        ((10**la, 10**lp), names[0] if len(names) == 1 else f"{names[0]} (+{len(names) - 1} alike)")
+        for (la, lp), names in sorted(groups.items(), key=lambda g: -g[0][1])
+    ]
+    _place_labels(ax, labels)
     ax.set_xlabel("arithmetic intensity (MACs per DRAM byte)")
     ax.set_ylabel("MACs per cycle")
     ax.legend(fontsize=7, loc="lower right")

@@ -21,8 +21,8 @@ Keys of the dict (``format_version`` 1):
 ``best_top1``       best test top-1 (%) so far
 ``metrics``         list of per-epoch dicts (the rows of metrics.csv)
 ``train_args``      ``TrainConfig.to_dict()``
-``optimizer``       optimizer ``state_dict()`` (for ``--resume``)
-``scheduler``       LR scheduler ``state_dict()`` (for ``--resume``)
+``optimizer``       optimizer ``state_dict()`` (for ``--resume``; None in ``best.pt``)
+``scheduler``       LR scheduler ``state_dict()`` (for ``--resume``; None in ``best.pt``)
 ``data``            description of the training data (``cifar10 (DIR)`` or ``synthetic (...)``)
 ``init``            the ``--init`` checkpoint this run started from, or None
 ``torch_version``   ``torch.__version__`` at save time

@@ -134,22 +134,37 @@ def run_testbench(
     testcase: str | Sequence[str] | None = None,
     variant: str | None = None,
     name: str = "results",
+    sources: Sequence[str | os.PathLike[str]] | None = None,
 ) -> SimResult:
     """Build ``top`` for ``sim`` with ``parameters`` and run ``rtl_models.<test_module>`` on it.
 
     ``config`` reaches the testbench as JSON in the environment variable ``RTL_TB_CONFIG``
     (read it with :func:`rtl_models.tb_common.tb_config`). ``name`` names the results file.
+    ``sources``: Verilog files to build instead of the project's (your own design, whose top
+    module is named ``top`` and has its ports and parameters); they get a build directory of
+    their own.
     """
     if sim not in SIMULATORS:
         raise UserError(f"unknown simulator {sim!r}; expected one of {SIMULATORS}")
     prepare_environment()
     params = top_parameters(top, parameters)
+    own: list[Path] | None = None
+    if sources is not None:
+        own = [Path(s).resolve() for s in sources]
+        missing = [str(p) for p in own if not p.is_file()]
+        if not own or missing:
+            raise UserError(f"RTL sources {missing or '(none)'}: no such file; pass your Verilog files")
+        tag = hashlib.sha1("\n".join(map(str, own)).encode()).hexdigest()[:8]
+        variant = f"own{tag}"
     build_dir = build_dir_for(top, sim, params, variant)
     build_dir.mkdir(parents=True, exist_ok=True)
     # Tests in parallel processes (pytest -n) may share a parameter set: one builds and runs at a time.
     with (build_dir / ".lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        return _build_and_run(top, sim, params, test_module, build_dir, config, testcase, variant, name)
+        files = own if own is not None else sources_for(top, variant)
+        # Icarus would otherwise keep a binary built for other parameters; own sources may have changed
+        always = sim == "icarus" or own is not None
+        return _build_and_run(top, sim, params, test_module, build_dir, config, testcase, files, always, name)
 
 
 def _build_and_run(
@@ -160,18 +175,19 @@ def _build_and_run(
     build_dir: Path,
     config: Mapping[str, object] | None,
     testcase: str | Sequence[str] | None,
-    variant: str | None,
+    files: Sequence[Path],
+    always: bool,
     name: str,
 ) -> SimResult:
     from cocotb_tools.runner import get_runner
 
     runner = get_runner(sim)
     runner.build(
-        sources=sources_for(top, variant),
+        sources=list(files),
         hdl_toplevel=top,
         parameters=params,
         build_dir=build_dir,
-        always=sim == "icarus",  # Icarus would otherwise keep a binary built for other parameters
+        always=always,
         timescale=("1ns", "1ps"),
     )
     results = (build_dir / f"{name}.results.xml").resolve()

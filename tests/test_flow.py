@@ -24,9 +24,25 @@ DATA = ["--synthetic", "64", "--device", "cpu"]
 def test_train_export_compare(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     float_dir, qat_dir = tmp_path / "float", tmp_path / "qat"
     assert qat_main(["train", "--epochs", "1", "--batch-size", "32", "--out", str(float_dir), *DATA]) == 0
-    assert qat_main(["train", "--quant", str(REPO / "configs/quant/dorefa_a8w8.yaml"), "--init",
-                     str(float_dir / "best.pt"), "--epochs", "1", "--batch-size", "32", "--out", str(qat_dir),
-                     *DATA]) == 0
+    assert (
+        qat_main(
+            [
+                "train",
+                "--quant",
+                str(REPO / "configs/quant/dorefa_a8w8.yaml"),
+                "--init",
+                str(float_dir / "best.pt"),
+                "--epochs",
+                "1",
+                "--batch-size",
+                "32",
+                "--out",
+                str(qat_dir),
+                *DATA,
+            ]
+        )
+        == 0
+    )
 
     # the float model has no integer form: refused, exit 2, the layer and the fix named
     capsys.readouterr()
@@ -36,8 +52,12 @@ def test_train_export_compare(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert not (tmp_path / "nope").exists()
 
     bundle = tmp_path / "bundle"
-    assert qat_main(["export", str(qat_dir / "best.pt"), "--out", str(bundle), "--reference-images", "16",
-                     *DATA]) == 0
+    assert (
+        qat_main(
+            ["export", str(qat_dir / "best.pt"), "--out", str(bundle), "--reference-images", "16", *DATA]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "reference: 16 images on cpu" in out and "quant_logits" in out
 

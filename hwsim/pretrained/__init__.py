@@ -12,7 +12,7 @@ ordinary bundle directory (docs/export-format.md), so any ``hwsim`` command take
     models:                          # in the order the demo shows them
       dorefa_a4w4:                   # = the directory bundles/dorefa_a4w4/
         title: DoReFa a4w4           # short label for tables and plots
-        method: dorefa               # quantization method (weights; activations in `notes` if different)
+        method: dorefa               # the scheme: dorefa, pact, xnor, ternary, lsq, mixed
         w_bits: 4                    # nominal widths as the method names them: an int, or "mixed"
         a_bits: 4
         config: configs/quant/dorefa_a4w4.yaml   # the quantization config it was trained with
@@ -21,6 +21,11 @@ ordinary bundle directory (docs/export-format.md), so any ``hwsim`` command take
         top1_pytorch: 0.289          # the PyTorch QAT model's top-1 (fraction) on eval_set
         eval_set: CIFAR-10 test split, first 1017 images
         notes: free text
+    float:                           # optional: the float model the QAT runs started from
+      checkpoint: float_resnet20.pt  # in the bundles directory, or null
+      top1_pytorch: 0.7129           # on eval_set: the baseline of the accuracy drops
+      eval_set: CIFAR-10 test split, first 1017 images
+      commands: [qat train ...]
 
 A bundle directory without a manifest entry is still listed, with what its graph.yaml says.
 """
@@ -43,6 +48,9 @@ MANIFEST_VERSION = 1
 
 _REQUIRED = ("title", "method", "w_bits", "a_bits", "config", "commands")
 _OPTIONAL = ("checkpoint", "top1_pytorch", "eval_set", "notes")
+_FLOAT_REQUIRED = ("top1_pytorch", "commands")
+_FLOAT_OPTIONAL = ("checkpoint", "eval_set")
+_TOP_LEVEL = ("manifest_version", "primary", "models", "float")
 
 
 class ManifestError(UserError):
@@ -78,14 +86,7 @@ class PretrainedModel:
                     f"model '{self.name}', field '{fld}': {value!r}; expected a width 1..32 or a word "
                     "such as 'mixed'"
                 )
-        top1 = self.top1_pytorch
-        if top1 is not None and (
-            isinstance(top1, bool) or not isinstance(top1, (int, float)) or not 0.0 <= top1 <= 1.0
-        ):
-            raise ManifestError(
-                f"model '{self.name}', field 'top1_pytorch': {top1!r}; expected a fraction in [0, 1] "
-                "(0.91, not 91)"
-            )
+        _check_top1(f"model '{self.name}'", self.top1_pytorch)
 
     @property
     def bits_label(self) -> str:
@@ -93,6 +94,31 @@ class PretrainedModel:
         if self.w_bits == self.a_bits and isinstance(self.w_bits, str):
             return self.w_bits
         return f"w{self.w_bits}/a{self.a_bits}"
+
+
+@dataclass(frozen=True)
+class FloatBaseline:
+    """The float model the bundled QAT models were fine-tuned from: the baseline of accuracy drops."""
+
+    top1_pytorch: float
+    commands: tuple[str, ...]
+    checkpoint: Path | None = None
+    eval_set: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_top1("float", self.top1_pytorch)
+
+
+def _check_top1(where: str, top1: object) -> None:
+    if top1 is not None and (
+        isinstance(top1, bool)
+        or not isinstance(top1, (int, float))
+        or not math.isfinite(top1)
+        or not 0.0 <= top1 <= 1.0
+    ):
+        raise ManifestError(
+            f"{where}, field 'top1_pytorch': {top1!r}; expected a fraction in [0, 1] (0.91, not 91)"
+        )
 
 
 def _is_bundle(path: Path) -> bool:
@@ -126,18 +152,36 @@ def _from_graph(name: str, path: Path) -> PretrainedModel:
     )
 
 
-def load_manifest(directory: Path) -> tuple[dict[str, dict[str, Any]], str | None]:
-    """``MANIFEST.yaml`` of ``directory`` as ``({name: entry}, primary)``; empty when there is none."""
+def _check_fields(
+    path: Path, where: str, entry: Any, required: tuple[str, ...], optional: tuple[str, ...]
+) -> None:
+    if not isinstance(entry, dict):
+        raise ManifestError(f"{path}: {where}: expected a mapping of fields, got {entry!r}")
+    missing = [k for k in required if k not in entry]
+    unknown = sorted(set(entry) - set(required) - set(optional))
+    if missing or unknown:
+        problem = f"field '{missing[0]}' is missing" if missing else f"field '{unknown[0]}' is unknown"
+        raise ManifestError(
+            f"{path}: {where}: {problem}; fields: {', '.join(required)} (required), "
+            f"{', '.join(optional)} (optional)"
+        )
+    commands = entry["commands"]
+    if not isinstance(commands, list) or not all(isinstance(c, str) for c in commands):
+        raise ManifestError(f"{path}: {where}, field 'commands': expected a list of command lines")
+
+
+def _read_manifest(directory: Path) -> dict[str, Any] | None:
+    """The checked ``MANIFEST.yaml`` of ``directory`` as a dict, or None when there is none."""
     path = directory / MANIFEST_FILE
     if not path.is_file():
-        return {}, None
+        return None
     try:
         doc = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
         raise ManifestError(f"{path}: not valid YAML ({err}); fix the file") from None
-    if not isinstance(doc, dict) or set(doc) - {"manifest_version", "primary", "models"}:
+    if not isinstance(doc, dict) or set(doc) - set(_TOP_LEVEL):
         raise ManifestError(
-            f"{path}: expected a mapping with keys manifest_version, primary, models; got "
+            f"{path}: expected a mapping with keys {', '.join(_TOP_LEVEL)} (float optional); got "
             f"{sorted(doc) if isinstance(doc, dict) else type(doc).__name__}"
         )
     if doc.get("manifest_version") != MANIFEST_VERSION:
@@ -149,26 +193,45 @@ def load_manifest(directory: Path) -> tuple[dict[str, dict[str, Any]], str | Non
     if not isinstance(models, dict) or not models:
         raise ManifestError(f"{path}: field 'models' must map each bundle directory name to its record")
     for name, entry in models.items():
-        if not isinstance(entry, dict):
-            raise ManifestError(f"{path}: model '{name}': expected a mapping of fields, got {entry!r}")
-        missing = [k for k in _REQUIRED if k not in entry]
-        unknown = sorted(set(entry) - set(_REQUIRED) - set(_OPTIONAL))
-        if missing or unknown:
-            problem = f"field '{missing[0]}' is missing" if missing else f"field '{unknown[0]}' is unknown"
-            raise ManifestError(
-                f"{path}: model '{name}': {problem}; fields: {', '.join(_REQUIRED)} "
-                f"(required), {', '.join(_OPTIONAL)} (optional)"
-            )
-        commands = entry["commands"]
-        if not isinstance(commands, list) or not all(isinstance(c, str) for c in commands):
-            raise ManifestError(f"{path}: model '{name}', field 'commands': expected a list of command lines")
+        _check_fields(path, f"model '{name}'", entry, _REQUIRED, _OPTIONAL)
     primary = doc.get("primary")
     if primary is not None and primary not in models:
         raise ManifestError(
             f"{path}: field 'primary' is {primary!r}, which is not a model of the manifest; "
             f"models: {', '.join(models)}"
         )
-    return models, primary
+    if "float" in doc:
+        _check_fields(path, "float", doc["float"], _FLOAT_REQUIRED, _FLOAT_OPTIONAL)
+    return doc
+
+
+def load_manifest(directory: Path) -> tuple[dict[str, dict[str, Any]], str | None]:
+    """``MANIFEST.yaml`` of ``directory`` as ``({name: entry}, primary)``; empty when there is none."""
+    doc = _read_manifest(directory)
+    if doc is None:
+        return {}, None
+    return doc["models"], doc.get("primary")
+
+
+def float_baseline(directory: Path | None = None) -> FloatBaseline | None:
+    """The manifest's ``float`` record (the QAT models' starting point), or None without one."""
+    directory = Path(directory) if directory is not None else BUNDLES_DIR
+    doc = _read_manifest(directory)
+    if doc is None or "float" not in doc:
+        return None
+    entry = doc["float"]
+    checkpoint = entry.get("checkpoint")
+    if checkpoint and not (directory / checkpoint).is_file():
+        raise ManifestError(
+            f"{directory / MANIFEST_FILE}: float, field 'checkpoint': {directory / checkpoint} does not "
+            "exist; copy the float checkpoint there or set checkpoint: null"
+        )
+    return FloatBaseline(
+        top1_pytorch=entry["top1_pytorch"],
+        commands=tuple(entry["commands"]),
+        checkpoint=(directory / checkpoint) if checkpoint else None,
+        eval_set=entry.get("eval_set"),
+    )
 
 
 def list_bundles(directory: Path | None = None) -> list[PretrainedModel]:

@@ -1,7 +1,8 @@
 """`qat train`: float pre-training, or quantization-aware fine-tuning from a float checkpoint.
 
-Place in the flow: the first step. Writes ``OUT/checkpoint.pt`` (every epoch), ``OUT/best.pt``
-(best test top-1) and ``OUT/metrics.csv``; ``qat eval`` and ``qat export`` read the checkpoints.
+Place in the flow: the first step. Writes ``OUT/checkpoint.pt`` (every epoch; what
+``--resume`` reads), ``OUT/best.pt`` (the model at the best test top-1, without optimizer state) and
+``OUT/metrics.csv``; ``qat eval`` and ``qat export`` read the checkpoints.
 
     qat train --model resnet20 --epochs 200 --out runs/float --data cifar-10-batches-py
     qat train --model resnet20 --quant configs/quant/pact_a4w4.yaml --init runs/float/best.pt \\
@@ -198,8 +199,8 @@ def run(args: argparse.Namespace) -> int:
             init=init,
         )
         save_checkpoint(ckpt_path, payload)
-        if is_best:
-            save_checkpoint(out / "best.pt", payload)
+        if is_best:  # the model only: --resume reads checkpoint.pt, so best.pt leaves out the optimizer
+            save_checkpoint(out / "best.pt", {**payload, "optimizer": None, "scheduler": None})
         write_metrics_csv(out / "metrics.csv", st.metrics)
 
     state = fit(model, train_loader, test_loader, cfg, device, optimizer, scheduler, state, save)

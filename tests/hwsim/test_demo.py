@@ -1,11 +1,10 @@
-"""hwsim demo end to end on small bundles; the bundled models and their manifest; packing a bundle."""
+"""hwsim demo end to end on small bundles, with and without a data set; its hardware and reports/README.md."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
 from bundles import random_resnet20_bundle
@@ -14,8 +13,6 @@ from hwsim.cli import main
 from hwsim.demo import DEMO_HW, reports_readme
 from hwsim.hwconfig import load_hw_config
 from hwsim.ir import load_bundle
-from hwsim.pretrained import ManifestError, list_bundles, primary_model
-from hwsim.pretrained.pack import pack_bundle
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -118,52 +115,6 @@ def test_refuses_to_replace_a_directory_that_is_not_a_demo(
     assert main(["demo", "--bundles", str(bundles_dir), "--out", str(keep), *FAST]) == 2
     assert "no earlier demo report" in capsys.readouterr().err
     assert (keep / "notes.txt").read_text() == "keep me"
-
-
-def test_manifest_errors_name_the_model_and_field(bundles_dir: Path, tmp_path: Path) -> None:
-    d = tmp_path / "b"
-    d.mkdir()
-    (d / "m1").symlink_to(bundles_dir / "r_a4w4")
-    entry = {"title": "M", "method": "x", "w_bits": 4, "a_bits": 4, "config": "c", "commands": []}
-    (d / "MANIFEST.yaml").write_text(
-        yaml.safe_dump({"manifest_version": 1, "models": {"m1": {**entry, "bits": 3}}})
-    )
-    with pytest.raises(ManifestError, match="model 'm1': field 'bits' is unknown"):
-        list_bundles(d)
-    (d / "MANIFEST.yaml").write_text(yaml.safe_dump({"manifest_version": 1, "models": {"m2": entry}}))
-    with pytest.raises(ManifestError, match="model 'm2' has no bundle"):
-        list_bundles(d)
-    (d / "MANIFEST.yaml").write_text(
-        yaml.safe_dump({"manifest_version": 1, "models": {"m1": {**entry, "top1_pytorch": 91}}})
-    )
-    with pytest.raises(ManifestError, match="top1_pytorch"):
-        list_bundles(d)
-    (d / "MANIFEST.yaml").unlink()
-    (model,) = list_bundles(d)  # no manifest: listed from graph.yaml
-    assert model.name == "m1" and not model.in_manifest
-
-
-def test_pack_keeps_every_value(tmp_path: Path) -> None:
-    src = random_resnet20_bundle(tmp_path / "src", 4, 4, seed=3, reference_images=6)
-    dest = pack_bundle(src, "packed", tmp_path / "pkg", reference_images=4)
-    a, b = load_bundle(src), load_bundle(dest)
-    assert a.reference is not None and b.reference is not None
-    assert b.reference.images == 4 and (b.meta.reference is None or b.meta.reference["images"] == 4)
-    assert np.array_equal(a.reference.input_codes[:4], b.reference.input_codes)
-    assert all(np.array_equal(a.reference.codes[k][:4], b.reference.codes[k]) for k in a.reference.codes)
-    assert not b.reference.floats  # each equals codes * scale, so none is stored
-    assert all(np.array_equal(a.consts[k], b.consts[k]) for k in a.consts)
-
-
-def test_bundled_models_load_with_their_manifest() -> None:
-    models = list_bundles()
-    assert models and all(m.in_manifest for m in models)
-    assert primary_model(models) is not None
-    for model in models:
-        bundle = load_bundle(model.path)
-        assert bundle.reference is not None and bundle.reference.eval_predictions is not None
-        assert model.checkpoint is None or model.checkpoint.is_file()
-        assert (REPO / str(model.config)).is_file(), model.config
 
 
 def test_demo_hardware_equals_the_repository_configs() -> None:

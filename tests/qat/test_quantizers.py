@@ -556,11 +556,12 @@ def test_uniform_activation_ema_and_golden() -> None:
 
 # ---------------------------------------------------------------------------------------------- all methods
 
-WEIGHT_CASES = [
-    ("dorefa", b, False) for b in (1, 2, 3, 4, 8)
-] + [("xnor", 1, False), ("ternary", 2, False), ("ternary", 2, True)] + [
-    ("lsq", b, pc) for b in (2, 3, 4, 8) for pc in (False, True)
-] + [("uniform", b, False) for b in (2, 3, 4, 8)]
+WEIGHT_CASES = (
+    [("dorefa", b, False) for b in (1, 2, 3, 4, 8)]
+    + [("xnor", 1, False), ("ternary", 2, False), ("ternary", 2, True)]
+    + [("lsq", b, pc) for b in (2, 3, 4, 8) for pc in (False, True)]
+    + [("uniform", b, False) for b in (2, 3, 4, 8)]
+)
 ACT_CASES = [(m, b) for m in ("dorefa", "pact", "lsq", "uniform") for b in (1, 2, 4, 8)] + [("xnor", 1)]
 
 

@@ -78,6 +78,7 @@ def test_float_then_qat_then_eval_end_to_end(tmp_path: Path, capsys: pytest.Capt
     assert payload["metrics"][-1]["test_acc"] == float(rows[-1]["test_acc"])
     best = read_checkpoint(float_dir / "best.pt")
     assert best["best_top1"] == max(float(r["test_acc"]) for r in rows) == summary["best_top1"]
+    assert payload["optimizer"] is not None and best["optimizer"] is None and best["scheduler"] is None
 
     cfg = REPO / "configs/quant/pact_a4w4.yaml"
     argv = [
