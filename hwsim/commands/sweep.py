@@ -20,7 +20,7 @@ from hwsim import plots
 from hwsim.commands.simulate import select_inputs
 from hwsim.errors import UserError
 from hwsim.fixed import OVERFLOW_MODES
-from hwsim.ir import load_bundle
+from hwsim.ir import Bundle, load_bundle
 from hwsim.report import Report, Row, fmt_value, write_report
 from hwsim.sweep import DEFAULT_RANGES, WHATS, SweepResult, default_jobs, parse_range, sweep_bundle
 
@@ -68,13 +68,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def layer_rows(result: SweepResult) -> list[Row]:
+def bundle_width(bundle: Bundle, what: str, layer: str) -> int:
+    """The width ``layer`` has in the bundle: its weight codes', input codes' or accumulator's."""
+    node = bundle.node(layer)
+    if what == "w_bits":
+        return int(node.weight_format.bits)
+    if what == "a_bits":
+        fmt = bundle.tensors[node.input].fmt
+        assert fmt is not None
+        return int(fmt.bits)
+    return int(bundle.meta.acc_bits)
+
+
+def layer_rows(result: SweepResult, bundle: Bundle) -> list[Row]:
     minimum = result.min_bits()
     agreement, sqnr, top1 = result.grid("agreement"), result.grid("sqnr_db"), result.grid("top1")
     rate = result.grid("overflow_rate")
     rows = []
     for i, name in enumerate(result.layers):
-        row: Row = {"name": name, f"min_{result.what}": minimum[name]}
+        row: Row = {
+            "name": name,
+            f"bundle_{result.what}": bundle_width(bundle, result.what, name),
+            f"min_{result.what}": minimum[name],
+        }
         for j, b in enumerate(result.widths):
             row[f"agreement@{b}"] = float(agreement[i, j])
         for j, b in enumerate(result.widths):
@@ -163,7 +179,15 @@ def run(args: argparse.Namespace) -> int:
         f"each row re-quantizes only that layer's {what}; the others keep the bundle's widths",
         f"min_{what}: the smallest width from which every wider one keeps agreement >= {args.threshold}",
         "sweep.csv lists every (layer, width) point; 'changed' is false where the codes stayed as they were",
+        f"bundle_{what}: the layer's width in the bundle; a min_{what} equal to it means the layer cannot "
+        "lose a bit",
     ]
+    if what in ("w_bits", "a_bits"):
+        notes.append(
+            "widths are the codes' stored two's-complement widths: a signed b-bit code holds "
+            "±(2^(b-1) - 1), so a lattice such as DoReFa's odd k-bit weights (±1, ±3, ..., ±(2^k - 1)) "
+            "is stored in k + 1 bits"
+        )
     if what == "acc_bits":
         notes.append(
             "accumulators wrap (two's complement) at the swept width; overflow rate = exact sums outside it"
@@ -180,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
     }
     title = f"hwsim sweep {what}: {bundle.meta.model}"
     write_report(
-        Report(title, meta, layer_rows(result), totals, notes),
+        Report(title, meta, layer_rows(result, bundle), totals, notes),
         args.report,
         figures,
         extra_files={"sweep.csv": _points_csv(result)},
@@ -190,5 +214,6 @@ def run(args: argparse.Namespace) -> int:
         f"-> {args.report / 'report.html'}"
     )
     for name, b in minimum.items():
-        print(f"  {name}: min {what} {b if b is not None else f'> {bits[-1]}'}")
+        shown = b if b is not None else f"> {bits[-1]}"
+        print(f"  {name}: min {what} {shown} (bundle: {bundle_width(bundle, what, name)})")
     return 0

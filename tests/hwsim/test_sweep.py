@@ -292,6 +292,10 @@ def test_cli_sweep(tmp_path: Path, tiny: Path) -> None:
     doc = json.loads((out / "report.json").read_text())
     assert [r["name"] for r in doc["layers"]] == ["conv1", "conv2", "fc"]
     assert "min_a_bits" in doc["layers"][0]
+    bundle = load_bundle(tiny)
+    for row in doc["layers"]:  # each layer's input width in the bundle, beside its minimum
+        node = bundle.node(row["name"])
+        assert row["bundle_a_bits"] == bundle.tensors[node.input].fmt.bits
     assert (out / "sensitivity_a_bits_agreement.png").is_file() and (out / "sweep.csv").is_file()
     assert (
         main(
