@@ -190,13 +190,18 @@ def unpack_words(words: list[int], lanes: int, fmt: IntFormat) -> np.ndarray:
     return out
 
 
+def _fold_major(x: np.ndarray, width: int) -> np.ndarray:
+    """X [M, L] -> lanes ``[F*M, width]``, ``F = ceil(L / width)``: zero-padded to whole folds, fold-major."""
+    m, length = x.shape
+    folds = math.ceil(length / width)
+    padded = np.zeros((m, folds * width), dtype=np.int64)
+    padded[:, :length] = x
+    return padded.reshape(m, folds, width).transpose(1, 0, 2).reshape(folds * m, width)
+
+
 def abuf_lanes(a: np.ndarray, rows: int) -> np.ndarray:
     """A [M, K] -> abuf words as lanes ``[KF*M, ROWS]`` (K-fold major)."""
-    m, k = a.shape
-    kf = math.ceil(k / rows)
-    padded = np.zeros((m, kf * rows), dtype=np.int64)
-    padded[:, :k] = a
-    return padded.reshape(m, kf, rows).transpose(1, 0, 2).reshape(kf * m, rows)
+    return _fold_major(a, rows)
 
 
 def wbuf_lanes(w: np.ndarray, rows: int, cols: int) -> np.ndarray:
@@ -209,12 +214,8 @@ def wbuf_lanes(w: np.ndarray, rows: int, cols: int) -> np.ndarray:
 
 
 def obuf_lanes(y: np.ndarray, cols: int) -> np.ndarray:
-    """Y [M, N] -> obuf words as lanes ``[NF*M, COLS]``."""
-    m, n = y.shape
-    nf = math.ceil(n / cols)
-    padded = np.zeros((m, nf * cols), dtype=np.int64)
-    padded[:, :n] = y
-    return padded.reshape(m, nf, cols).transpose(1, 0, 2).reshape(nf * m, cols)
+    """Y [M, N] -> obuf words as lanes ``[NF*M, COLS]`` (N-fold major)."""
+    return _fold_major(y, cols)
 
 
 def y_from_obuf(lanes: np.ndarray, m: int, n: int) -> np.ndarray:

@@ -37,24 +37,21 @@ qat_lr() {  # the fine-tune's learning rate for config $1
   esac
 }
 
-train() {  # train OUT ARGS...: start, or resume the run in OUT
-  local out=$1
-  shift
+train() {  # train OUT "START_ARGS" ARGS...: start the run in OUT, or resume it (resume takes no START_ARGS)
+  local out=$1 start=$2
+  shift 2
   if [[ -f $out/checkpoint.pt ]]; then
     "$QAT" train --out "$out" --resume "$@"
   else
-    "$QAT" train --out "$out" "$@"
+    # shellcheck disable=SC2086  # START_ARGS is a list of words
+    "$QAT" train --out "$out" $start "$@"
   fi
 }
 
-train "$RUNS/float" --model resnet20 --epochs "$FLOAT_EPOCHS" --lr 0.1 --schedule cosine --batch-size 128 --seed 0
+train "$RUNS/float" "" --model resnet20 --epochs "$FLOAT_EPOCHS" --lr 0.1 --schedule cosine --batch-size 128 --seed 0
 for cfg in $CONFIGS; do
-  if [[ -f $RUNS/$cfg/checkpoint.pt ]]; then
-    train "$RUNS/$cfg" --epochs "$QAT_EPOCHS" --lr "$(qat_lr "$cfg")" --schedule cosine --seed 0
-  else
-    train "$RUNS/$cfg" --model resnet20 --quant "configs/quant/$cfg.yaml" --init "$RUNS/float/best.pt" \
-      --epochs "$QAT_EPOCHS" --lr "$(qat_lr "$cfg")" --schedule cosine --seed 0
-  fi
+  train "$RUNS/$cfg" "--quant configs/quant/$cfg.yaml --init $RUNS/float/best.pt" \
+    --model resnet20 --epochs "$QAT_EPOCHS" --lr "$(qat_lr "$cfg")" --schedule cosine --seed 0
   "$QAT" export "$RUNS/$cfg/best.pt" --out "$RUNS/$cfg.bundle"
   if [[ $PACK == 1 ]]; then
     "$PY" -m hwsim.pretrained.pack "$RUNS/$cfg.bundle" "$cfg" --checkpoint "$RUNS/$cfg/best.pt"

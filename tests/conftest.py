@@ -1,8 +1,9 @@
-"""Shared pytest fixtures: the real CIFAR-10 directory (when CIFAR10_DIR is set) and hypothesis profiles."""
+"""Shared pytest fixtures: real CIFAR-10 (when CIFAR10_DIR is set), one torch thread, hypothesis profiles."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,18 @@ settings.register_profile("dev", deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """One torch intra-op thread for a module (``pytestmark = pytest.mark.usefixtures(...)``): on two
+    cores shared with other work, more threads stall each other."""
+    import torch  # here, not at the top: the hwsim tests run without importing torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -91,9 +91,17 @@ class PretrainedModel:
     @property
     def bits_label(self) -> str:
         """``w4/a4``, ``w1/a1``, ``mixed``."""
+        return self._bits("w", "a")
+
+    @property
+    def widths_label(self) -> str:
+        """``4/4``, ``2/8``, ``mixed``: weights/activations, for tables with a "w/a" header."""
+        return self._bits("", "")
+
+    def _bits(self, w: str, a: str) -> str:
         if self.w_bits == self.a_bits and isinstance(self.w_bits, str):
             return self.w_bits
-        return f"w{self.w_bits}/a{self.a_bits}"
+        return f"{w}{self.w_bits}/{a}{self.a_bits}"
 
 
 @dataclass(frozen=True)

@@ -113,9 +113,7 @@ def measure(
             ResultRow(
                 name=model.name,
                 title=model.title,
-                bits=model.w_bits
-                if model.w_bits == model.a_bits == "mixed"
-                else f"{model.w_bits}/{model.a_bits}",
+                bits=model.widths_label,
                 top1_pytorch=top1,
                 top1_emulator=test["top1_emulator"],
                 agreement=test["top1_agreement"],

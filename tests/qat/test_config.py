@@ -23,13 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((REPO / "configs" / "quant").glob("*.yaml"))
 
 
-# Two cores shared with other work: one intra-op thread avoids oversubscription stalls.
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 BASE = {"default": {"weight": {"method": "dorefa", "bits": 4}, "activation": {"method": "pact", "bits": 4}}}
