@@ -1,18 +1,19 @@
 """Fixed-point arithmetic: the one arithmetic contract that every part of the flow obeys.
 
-Place in the flow: everything integer goes through here. The export (``qat.export``) calls
-:func:`quantize_multiplier` to turn float64 scales into integer multipliers once; the emulator,
-the MAC-array model and the RTL scoreboards use :class:`IntFormat`, :func:`round_shift`,
-:func:`wrap`, :func:`saturate`, :func:`requantize` (:func:`requantize_sum` and :func:`sign` for the
-``sign`` output function). Nothing here imports torch.
+Place in the flow: everything integer goes through here. The bundle's lowering
+(``hwsim.bundle.lowering``) calls :func:`quantize_multiplier` to turn float64 scales into integer
+multipliers once; the emulator, the MAC-array model and the RTL scoreboards use
+:class:`IntFormat`, :class:`CodeFormat`, :func:`round_shift`, :func:`wrap`, :func:`saturate`,
+:func:`requantize` (:func:`requantize_sum` and :func:`sign` for the ``sign`` output function).
+Nothing here imports torch; ``qat`` uses the same :class:`CodeFormat`.
 
 Conventions (see docs/export-format.md):
 
 * Bit widths are values: ``IntFormat(bits, signed)`` knows its range and says how to fix a
-  value that does not fit.
+  value that does not fit; ``CodeFormat`` adds the lattice of a tensor of codes.
 * Every narrowing is named: :func:`wrap` (two's complement, as most hardware),
-  :func:`saturate` (clamp), :func:`round_shift` (round half up: ``(v + 2**(n-1)) >> n`` with an
-  arithmetic shift).
+  :func:`saturate` (clamp), :func:`round_shift` (an arithmetic right shift by ``n`` with one of
+  :data:`ROUNDING_MODES`, ``half_up`` by default: ``(v + 2**(n-1)) >> n``).
 * All array functions take and return ``np.int64`` arrays; widths up to 64 bits are exact.
 """
 
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -28,6 +29,25 @@ from hwsim.errors import UserError
 
 OverflowMode = Literal["wrap", "saturate"]
 OVERFLOW_MODES: tuple[str, ...] = ("wrap", "saturate")
+
+# How round_shift rounds v / 2^n (n >= 1) to an integer; the index of a mode is its code in the RTL
+# (rtl_models/requant.v's ROUNDING parameter). docs/export-format.md defines each on both ties.
+ROUNDING_MODES: tuple[str, ...] = ("half_up", "half_even", "half_away", "floor", "ceil", "toward_zero")
+DEFAULT_ROUNDING = "half_up"
+ROUNDING_HELP: dict[str, str] = {
+    "half_up": "nearest, ties toward +inf: floor(v/2^n + 1/2) (-2.5 -> -2, 2.5 -> 3)",
+    "half_even": "nearest, ties to the even integer (-2.5 -> -2, 2.5 -> 2, 3.5 -> 4; numpy's round)",
+    "half_away": "nearest, ties away from zero: sign(v) floor(|v|/2^n + 1/2) (-2.5 -> -3, 2.5 -> 3)",
+    "floor": "toward -inf: floor(v/2^n), the plain arithmetic shift (-2.5 -> -3, 2.5 -> 2)",
+    "ceil": "toward +inf: ceil(v/2^n) (-2.5 -> -2, 2.5 -> 3)",
+    "toward_zero": "truncation: trunc(v/2^n) (-2.5 -> -2, 2.5 -> 2)",
+}
+MAX_SHIFT = 62  # the largest right shift of a requantizer (2^(n-1) and the sum stay within int64)
+
+# Exactness limits: every integer of magnitude <= F32_EXACT (F64_EXACT) is a float32 (float64).
+F32_EXACT = 1 << 24
+F64_EXACT = 1 << 53
+I64_MAX = (1 << 63) - 1
 
 
 class FormatError(UserError, ValueError):
@@ -110,6 +130,150 @@ def bits_for_range(lo: int, hi: int, signed: bool) -> int:
     return max(need_lo, need_hi)
 
 
+LATTICES: tuple[str, ...] = ("full", "narrow", "odd", "binary", "ternary")
+# Lattices whose storage width is fixed by the lattice: odd needs nominal_bits + 1, binary/ternary 2.
+_LATTICE_STORAGE = {"binary": 2, "ternary": 2}
+
+
+@dataclass(frozen=True)
+class CodeFormat:
+    """The format of a tensor of codes: storage ``bits``/``signed``, the method's ``nominal_bits``, a lattice.
+
+    The one definition of code formats, for the bundle (graph.yaml's ``format`` mappings) and for
+    ``qat``'s quantizers. Lattices: ``full`` (every integer of the storage format), ``narrow``
+    (signed, symmetric ``[-(2^(b-1)-1), 2^(b-1)-1]``), ``odd`` (odd integers in
+    ``[-(2^k-1), 2^k-1]``, ``k = nominal_bits``, stored in exactly ``k + 1`` bits), ``binary``
+    (``{-1, +1}``) and ``ternary`` (``{-1, 0, +1}``), both stored in exactly 2 signed bits. Codes
+    are held in int64, so an unsigned format has at most 63 bits.
+    """
+
+    bits: int
+    signed: bool
+    nominal_bits: int | None = None
+    lattice: str = "full"
+
+    def __post_init__(self) -> None:
+        IntFormat(self.bits, self.signed)  # validates bits (1..64) and signed (bool)
+        if self.nominal_bits is None:
+            object.__setattr__(self, "nominal_bits", int(self.bits))
+        nominal = self.nominal_bits
+        if not isinstance(nominal, (int, np.integer)) or isinstance(nominal, bool) or not 1 <= nominal <= 64:
+            raise FormatError(f"nominal_bits={nominal!r} is not an int in 1..64")
+        if self.lattice not in LATTICES:
+            raise FormatError(f"lattice {self.lattice!r} is not one of {', '.join(LATTICES)}")
+        if not self.signed and self.bits > 63:
+            raise FormatError("unsigned 64-bit codes do not fit int64; use at most 63 unsigned bits")
+        if self.lattice != "full" and not self.signed:
+            raise FormatError(f"lattice '{self.lattice}' needs a signed format; set signed: true")
+        if self.lattice == "odd":
+            if self.bits != nominal + 1:
+                raise FormatError(
+                    f"lattice 'odd' with nominal_bits={nominal} spans ±{(1 << nominal) - 1} and is stored in "
+                    f"{nominal + 1} bits, but bits={self.bits}; set bits to {nominal + 1}"
+                )
+        elif nominal > self.bits:
+            raise FormatError(f"nominal_bits={nominal} exceeds bits={self.bits}; nominal_bits <= bits")
+        if self.lattice in _LATTICE_STORAGE and self.bits != _LATTICE_STORAGE[self.lattice]:
+            raise FormatError(
+                f"lattice '{self.lattice}' is stored in 2 signed bits, but bits={self.bits}; set bits to 2"
+            )
+        if self.lattice == "narrow" and self.bits < 2:
+            raise FormatError("lattice 'narrow' needs at least 2 signed bits; set bits to 2 or more")
+
+    @property
+    def int_format(self) -> IntFormat:
+        """The storage format (what a register of ``bits`` bits holds)."""
+        return IntFormat(self.bits, self.signed)
+
+    @property
+    def min(self) -> int:
+        """The smallest legal code (lattice-aware)."""
+        if self.lattice == "full":
+            return self.int_format.min
+        return -self.max
+
+    @property
+    def max(self) -> int:
+        """The largest legal code (lattice-aware)."""
+        if self.lattice == "full":
+            return self.int_format.max
+        if self.lattice == "narrow":
+            return (1 << (self.bits - 1)) - 1
+        if self.lattice == "odd":
+            return (1 << int(self.nominal_bits)) - 1  # type: ignore[arg-type]
+        return 1  # binary, ternary
+
+    @property
+    def max_abs(self) -> int:
+        return max(abs(self.min), abs(self.max))
+
+    @property
+    def label(self) -> str:
+        """``int4``, ``int4 narrow``, ``int3 (nominal 2 bits) odd``, ..."""
+        parts = [self.int_format.name]
+        if self.nominal_bits != self.bits:
+            parts.append(f"(nominal {self.nominal_bits} bits)")
+        if self.lattice != "full":
+            parts.append(self.lattice)
+        return " ".join(parts)
+
+    def __str__(self) -> str:
+        if self.lattice == "binary":
+            return f"{self.label} {{-1, +1}}"
+        if self.lattice == "ternary":
+            return f"{self.label} {{-1, 0, +1}}"
+        if self.lattice == "odd":
+            return f"{self.label}: odd integers in [{self.min}, {self.max}]"
+        return f"{self.label} [{self.min}, {self.max}]"
+
+    def violation(self, codes: Any) -> str | None:
+        """Why ``codes`` are not legal codes of this format (dtype, range, lattice), or ``None``.
+
+        Integer arrays are checked as they are; float arrays (a quantizer's codes) must hold
+        finite integers. Anything with ``detach()`` (a torch tensor) is read through numpy.
+        """
+        if hasattr(codes, "detach"):
+            codes = codes.detach().cpu().numpy()
+        arr = np.asarray(codes)
+        if arr.dtype.kind == "f":
+            if arr.size and not bool(np.all(np.isfinite(arr))):
+                return "a code is not finite"
+            if arr.size and not bool(np.all(arr == np.floor(arr))):
+                return "a code is not an integer"
+        elif arr.dtype.kind not in "iu":
+            return f"dtype {arr.dtype} is not an integer dtype"
+        if arr.size == 0:
+            return None
+        lo, hi = arr.min(), arr.max()
+        if lo < self.min or hi > self.max:
+            return f"codes span [{int(lo)}, {int(hi)}] but {self.label} allows [{self.min}, {self.max}]"
+        if self.lattice == "odd" and bool(np.any(arr % 2 == 0)):
+            bad = int(arr[arr % 2 == 0].flat[0])
+            return f"code {bad} is even but {self} holds odd codes only"
+        if self.lattice == "binary" and bool(np.any(arr == 0)):
+            return f"code 0 is not in {self}"
+        return None
+
+    def contains(self, codes: Any) -> bool:
+        """True when every code is an integer inside ``[min, max]`` and on the lattice."""
+        return self.violation(codes) is None
+
+    def check(self, codes: Any, where: str = "codes") -> None:
+        """Raise :class:`FormatError` when ``codes`` break this format (range and lattice)."""
+        problem = self.violation(codes)
+        if problem is not None:
+            raise FormatError(f"{where}: {problem}; bring the codes into {self} (quantize or clamp them)")
+
+    def to_yaml(self) -> dict[str, Any]:
+        """The ``format`` mapping of graph.yaml (``nominal_bits`` and ``lattice`` only where they differ)."""
+        out: dict[str, Any] = {"bits": int(self.bits), "signed": bool(self.signed)}
+        if self.nominal_bits != self.bits:
+            out["nominal_bits"] = int(self.nominal_bits)  # type: ignore[arg-type]
+        if self.lattice != "full":
+            out["lattice"] = self.lattice
+        return out
+
+
 def _as_int64(values: np.ndarray | int) -> np.ndarray:
     arr = np.asarray(values)
     if arr.dtype.kind not in "iub":
@@ -154,18 +318,53 @@ def narrow(values: np.ndarray | int, fmt: IntFormat, mode: OverflowMode) -> tupl
     raise FormatError(f"overflow mode {mode!r} is not one of {OVERFLOW_MODES}")
 
 
-def round_shift(values: np.ndarray | int, shift: np.ndarray | int) -> np.ndarray:
-    """Round half up, then arithmetic right shift: ``(v + 2**(n-1)) >> n``; ``n == 0`` is identity.
+def rounding_code(mode: str) -> int:
+    """The RTL's code of a rounding mode (its index in :data:`ROUNDING_MODES`)."""
+    check_rounding(mode)
+    return ROUNDING_MODES.index(mode)
 
-    ``shift`` broadcasts against ``values`` (per-channel shifts). The caller guarantees that
-    ``v + 2**(n-1)`` fits in int64 (the export proves it for every requantizer).
+
+def check_rounding(mode: Any, where: str = "rounding") -> str:
+    """``mode`` if it is one of :data:`ROUNDING_MODES`, else :class:`FormatError` naming them."""
+    if not isinstance(mode, str) or mode not in ROUNDING_MODES:
+        raise FormatError(f"{where}: {mode!r} is not a rounding mode; use one of {', '.join(ROUNDING_MODES)}")
+    return mode
+
+
+def round_shift(values: np.ndarray | int, shift: np.ndarray | int, rounding: str = DEFAULT_ROUNDING) -> np.ndarray:
+    """``v / 2**n`` rounded to an integer by ``rounding`` (:data:`ROUNDING_MODES`); ``n == 0`` is identity.
+
+    ``shift`` broadcasts against ``values`` (per-channel shifts). With ``q = v >> n`` (floor) and
+    the remainder ``r = v - q * 2**n`` in ``[0, 2**n)``, every mode adds 0 or 1 to ``q``, so no
+    intermediate leaves int64 for any int64 ``v`` (``half_up`` equals ``(v + 2**(n-1)) >> n``):
+
+    * ``half_up``: ``r >= 2^(n-1)``; ``half_even``: ``r > 2^(n-1)``, or ``r == 2^(n-1)`` and ``q`` odd;
+    * ``half_away``: ``r > 2^(n-1)``, or ``r == 2^(n-1)`` and ``v >= 0``;
+    * ``floor``: never; ``ceil``: ``r > 0``; ``toward_zero``: ``r > 0`` and ``v < 0``.
     """
+    check_rounding(rounding)
     v = _as_int64(values)
     n = _as_int64(shift)
-    if n.size and (n.min() < 0 or n.max() > 62):
-        raise FormatError(f"round_shift: shift {int(n.min())}..{int(n.max())} outside 0..62")
-    half = np.where(n > 0, np.left_shift(np.int64(1), np.maximum(n - 1, 0)), np.int64(0))
-    return np.right_shift(v + half, n)
+    if n.size and (n.min() < 0 or n.max() > MAX_SHIFT):
+        raise FormatError(f"round_shift: shift {int(n.min())}..{int(n.max())} outside 0..{MAX_SHIFT}")
+    q = np.right_shift(v, n)
+    if rounding == "floor":
+        return q
+    r = np.bitwise_and(v, np.left_shift(np.int64(1), n) - 1)  # v mod 2^n, in [0, 2^n)
+    if rounding == "ceil":
+        up = r > 0
+    elif rounding == "toward_zero":
+        up = (r > 0) & (v < 0)
+    else:
+        half = np.where(n > 0, np.left_shift(np.int64(1), np.maximum(n - 1, 0)), np.int64(1))
+        if rounding == "half_up":
+            up = r >= half
+        elif rounding == "half_even":
+            up = (r > half) | ((r == half) & (np.bitwise_and(q, 1) == 1))
+        else:  # half_away
+            up = (r > half) | ((r == half) & (v >= 0))
+        up = up & (n > 0)
+    return q + up.astype(np.int64)
 
 
 def round_half_up(x: np.ndarray | float) -> np.ndarray:
@@ -184,7 +383,7 @@ class Multiplier:
         return self.mantissa / float(2**self.shift)
 
 
-def quantize_multiplier(real: float, bits: int = 32, max_shift: int = 62) -> Multiplier:
+def quantize_multiplier(real: float, bits: int = 32, max_shift: int = MAX_SHIFT) -> Multiplier:
     """Approximate a float64 ``real`` by ``mantissa / 2**shift`` with the most precision.
 
     ``mantissa`` is a signed integer with ``|mantissa| <= 2**(bits-1) - 1``; ``shift`` is in
@@ -227,6 +426,7 @@ def requantize_sum(
     channel_axis: int = 1,
     biases: list[np.ndarray | None] | None = None,
     offset: np.ndarray | None = None,
+    rounding: str = DEFAULT_ROUNDING,
 ) -> np.ndarray:
     """The requantizer without its output function: ``round_shift(sum_i (x_i + b_i) M_i + o, n)``.
 
@@ -252,7 +452,7 @@ def requantize_sum(
         total += term * _as_int64(m).reshape(shape)
     if offset is not None:
         total += _as_int64(offset).reshape(shape)
-    return round_shift(total, _as_int64(shift).reshape(shape))
+    return round_shift(total, _as_int64(shift).reshape(shape), rounding)
 
 
 def sign(values: np.ndarray | int) -> np.ndarray:
@@ -269,11 +469,13 @@ def requantize(
     channel_axis: int = 1,
     biases: list[np.ndarray | None] | None = None,
     offset: np.ndarray | None = None,
+    rounding: str = DEFAULT_ROUNDING,
 ) -> tuple[np.ndarray, int]:
-    """The DESIGN.md requantizer: ``clamp(round_shift(sum_i (x_i + b_i[c]) * M_i[c] + o[c], n[c]), out)``.
+    """The requantizer: ``clamp(round_shift(sum_i (x_i + b_i[c]) * M_i[c] + o[c], n[c]), out)``.
 
     ``inputs`` are int64 arrays of equal shape (an accumulator, a residual branch's codes);
     ``multipliers``, ``shift`` and the optional ``biases`` and ``offset`` are per output channel
-    along ``channel_axis`` (see :func:`requantize_sum`). Returns ``(codes, how_many_were_clamped)``.
+    along ``channel_axis`` (see :func:`requantize_sum`); ``rounding`` is the node's mode
+    (:func:`round_shift`). Returns ``(codes, how_many_were_clamped)``.
     """
-    return saturate(requantize_sum(inputs, multipliers, shift, channel_axis, biases, offset), out)
+    return saturate(requantize_sum(inputs, multipliers, shift, channel_axis, biases, offset, rounding), out)

@@ -260,6 +260,7 @@ class RequantNode:
     output: str
     offset: np.ndarray | None = None  # int64 [C], added at the 2^-n scale, or None
     offset_key: str | None = None
+    rounding: str = "half_up"  # one of hwsim.fixed.ROUNDING_MODES
     op: ClassVar[str] = "requant"
 
     @property
