@@ -18,19 +18,17 @@ import tempfile
 import time
 from pathlib import Path
 
+from hwsim.bundle import load_bundle
+from hwsim.bundle.synthetic import random_resnet20_bundle
+from hwsim.emulator import emulate
+from hwsim.gemm import im2col, weight_matrix
+from hwsim.hwconfig import load_hw_config
+from hwsim.mapping import fold_plan, gemm_shape, layer_from_node
+from hwsim.simulate import timing_rows
+from hwsim.systolic import execute_gemm, run_gemm_cycles
+from hwsim.timing import ZERO, fold_cycles
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "hwsim"))
-
-from bundles import random_resnet20_bundle  # noqa: E402
-
-from hwsim.emulator import emulate  # noqa: E402
-from hwsim.gemm import im2col, weight_matrix  # noqa: E402
-from hwsim.hwconfig import load_hw_config  # noqa: E402
-from hwsim.ir import load_bundle  # noqa: E402
-from hwsim.mapping import fold_plan, gemm_shape, layer_from_node  # noqa: E402
-from hwsim.simulate import timing_rows  # noqa: E402
-from hwsim.systolic import execute_gemm, run_gemm_cycles  # noqa: E402
-from hwsim.timing import ZERO, fold_cycles  # noqa: E402
 
 GOLDENS = REPO / "tests" / "hwsim" / "goldens" / "scalesim_resnet20.csv"
 

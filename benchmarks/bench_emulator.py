@@ -25,13 +25,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from hwsim.bundle import load_bundle, quantize_images
+from hwsim.bundle.synthetic import random_resnet20_bundle
+from hwsim.emulator import EmulatorConfig, emulate
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests" / "hwsim"))
-
-from bundles import random_resnet20_bundle  # noqa: E402
-
-from hwsim.emulator import EmulatorConfig, emulate  # noqa: E402
-from hwsim.ir import load_bundle, quantize_images  # noqa: E402
 
 
 def fake_quant(x: torch.Tensor, scale: float, lo: int, hi: int) -> torch.Tensor:

@@ -28,17 +28,12 @@ LAYER = "layer1.0.relu1.conv"
 
 def resnet20_tile(rows: int, work: Path) -> tuple[np.ndarray, np.ndarray, object]:
     """The first ``rows`` output pixels of ResNet20's stage-1 conv (a4w4, K=144, N=16) as a GEMM tile."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("bundles", REPO / "tests" / "hwsim" / "bundles.py")
-    assert spec is not None and spec.loader is not None
-    bundles = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bundles)
+    from hwsim.bundle import load_bundle
+    from hwsim.bundle.synthetic import random_resnet20_bundle
     from hwsim.emulator import emulate
     from hwsim.gemm import im2col, weight_matrix
-    from hwsim.ir import load_bundle
 
-    bundle = load_bundle(bundles.random_resnet20_bundle(work / "bundle", w_bits=4, a_bits=4, seed=3))
+    bundle = load_bundle(random_resnet20_bundle(work / "bundle", w_bits=4, a_bits=4, seed=3))
     image = np.random.default_rng(5).integers(-127, 128, size=(1, 3, 32, 32))
     tensors = emulate(bundle, image).tensors
     node = bundle.node(LAYER)

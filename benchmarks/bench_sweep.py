@@ -24,14 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
+from hwsim.bundle import load_bundle
+from hwsim.bundle.synthetic import random_resnet20_bundle
+from hwsim.emulator import emulate
+from hwsim.sweep import SweepResult, default_jobs, parse_range, sweep_bundle
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "hwsim"))
-
-from bundles import random_resnet20_bundle  # noqa: E402
-
-from hwsim.emulator import emulate  # noqa: E402
-from hwsim.ir import load_bundle  # noqa: E402
-from hwsim.sweep import SweepResult, default_jobs, parse_range, sweep_bundle  # noqa: E402
 
 
 def timed(fn: Callable[[], object]) -> tuple[float, float, object]:

@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from hwsim.bundle import Bundle, Conv2dNode, LinearNode, RequantNode, quantize_images
 from hwsim.emulator import Emulation, EmulatorConfig, LayerStats, emulate, run_nodes
 from hwsim.errors import UserError
-from hwsim.ir import Bundle, Conv2dNode, LinearNode, RequantNode, quantize_images
 from hwsim.report import Report, Row
 
 DIVERGENCE_LSB = 1

@@ -41,11 +41,11 @@ from tqdm import tqdm
 
 from hwsim import demo_plots, plots
 from hwsim.atomic import replace_directory, staging_directory
+from hwsim.bundle import Bundle, load_bundle, quantize_images
 from hwsim.compare import compare_bundle, top1
 from hwsim.emulator import Emulation, EmulatorConfig, emulate
 from hwsim.errors import UserError
 from hwsim.hwconfig import ArrayConfig, HardwareConfig
-from hwsim.ir import Bundle, load_bundle, quantize_images
 from hwsim.pretrained import PretrainedModel, list_bundles, primary_model
 from hwsim.report import (
     COLUMN_HELP,

@@ -1,6 +1,6 @@
 """The bit-accurate emulator: runs a bundle's integer graph on input codes, exactly as the contract says.
 
-Place in the flow: bundle/ (hwsim.ir) -> this module -> codes of every tensor, logits, predictions
+Place in the flow: bundle/ (hwsim.bundle) -> this module -> codes of every tensor, logits, predictions
 and per-layer accumulator statistics -> hwsim.compare (against the PyTorch reference) and the
 MAC-array model (which must produce the same values). Every MAC goes through hwsim.gemm (exact
 GEMM, ``wrap``/``saturate`` accumulator), every requantizer through hwsim.fixed
@@ -25,8 +25,28 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
+from hwsim.bundle import (
+    AvgPoolSumNode,
+    Bundle,
+    Conv2dNode,
+    LinearNode,
+    MacNode,
+    Node,
+    RequantNode,
+    lowering,
+    node_macs,
+)
 from hwsim.errors import UserError
-from hwsim.fixed import OVERFLOW_MODES, IntFormat, bits_for_range, requantize_sum, sign
+from hwsim.fixed import (
+    F32_EXACT,
+    F64_EXACT,
+    I64_MAX,
+    OVERFLOW_MODES,
+    IntFormat,
+    bits_for_range,
+    requantize_sum,
+    sign,
+)
 from hwsim.gemm import (
     GemmResult,
     _patches,
@@ -38,20 +58,7 @@ from hwsim.gemm import (
     output_hw,
     weight_matrix,
 )
-from hwsim.ir import (
-    AvgPoolSumNode,
-    Bundle,
-    Conv2dNode,
-    LinearNode,
-    MacNode,
-    Node,
-    RequantNode,
-    node_macs,
-)
 
-_I64_MAX = (1 << 63) - 1
-_F64_EXACT = 1 << 53
-_F32_EXACT = 1 << 24
 # Images per step of the fast path: as many as keep the largest per-layer operand (the im2col
 # matrix, in float32) near this size, so that im2col, GEMM and requantizer work in cache.
 _TILE_BYTES = 8 << 20
@@ -181,18 +188,7 @@ def worst_case_acc_bits(node: MacNode, bundle: Bundle) -> int:
     """The accumulator width that holds every sum the weights allow for any input of the input format."""
     fmt = bundle.tensors[node.input].fmt
     assert fmt is not None
-    w = node.weight.reshape(node.weight.shape[0], -1)
-    if w.size == 0:
-        return 1
-    wmax = max(abs(int(w.min())), abs(int(w.max())))
-    exact_int64 = wmax * w.shape[1] * max(abs(fmt.min), abs(fmt.max)) <= _I64_MAX
-    wv = w if exact_int64 else w.astype(object)
-    pos = np.where(wv > 0, wv, 0).sum(axis=1)
-    neg = np.where(wv < 0, wv, 0).sum(axis=1)
-    # For x in [lo, hi]: max of w*x is w*hi for w > 0 and w*lo for w < 0; the min mirrors it.
-    hi = max(int(v) for v in pos * fmt.max + neg * fmt.min)
-    lo = min(int(v) for v in pos * fmt.min + neg * fmt.max)
-    return bits_for_range(min(lo, 0), max(hi, 0), True)
+    return lowering.worst_case_acc_bits(node.weight, fmt)
 
 
 class _Runner:
@@ -259,7 +255,7 @@ class _Runner:
         if value.ndim == 4:
             value = value.transpose(0, 2, 3, 1)
         bound = self.bounds[name]
-        dtype = np.float32 if bound <= _F32_EXACT else np.float64 if bound <= _F64_EXACT else np.int64
+        dtype = np.float32 if bound <= F32_EXACT else np.float64 if bound <= F64_EXACT else np.int64
         return np.ascontiguousarray(value, dtype=dtype)
 
     def external(self, value: np.ndarray) -> np.ndarray:
@@ -277,7 +273,7 @@ class _Runner:
             elif isinstance(node, AvgPoolSumNode):
                 x_in = values[node.input]
                 axes = (1, 2) if self.fast else (2, 3)
-                if x_in.dtype.kind == "f" and self.bounds[node.output] <= _F64_EXACT:
+                if x_in.dtype.kind == "f" and self.bounds[node.output] <= F64_EXACT:
                     values[node.output] = x_in.sum(axis=axes, dtype=np.float64)
                 else:
                     values[node.output] = x_in.astype(np.int64).sum(axis=axes)
@@ -333,10 +329,10 @@ class _Runner:
         inputs = [values[i.tensor] for i in node.inputs]
         axis = -1 if self.fast or inputs[0].ndim == 2 else 1
         worst = _requant_bound(node, [self.bounds[i.tensor] for i in node.inputs])
-        if self.fast and worst <= _F64_EXACT:
+        if self.fast and worst <= F64_EXACT:
             rounded = _requantize_sum_f64(node, inputs)
         else:
-            if worst > _I64_MAX:
+            if worst > I64_MAX:
                 self._check_int64(node, inputs, axis)
             rounded = requantize_sum(
                 [x.astype(np.int64, copy=False) for x in inputs],
@@ -345,6 +341,7 @@ class _Runner:
                 channel_axis=axis,
                 biases=[i.bias for i in node.inputs],
                 offset=node.offset,
+                rounding=node.rounding,
             )
         if node.function == "sign":
             return (
@@ -354,7 +351,7 @@ class _Runner:
             )
         fmt = self.bundle.tensors[node.output].fmt
         assert fmt is not None
-        if rounded.dtype.kind == "f" and fmt.max_abs <= _F32_EXACT:
+        if rounded.dtype.kind == "f" and fmt.max_abs <= F32_EXACT:
             # the codes feed the next GEMM: clamp straight into float32 (exact for these codes)
             return np.clip(rounded, fmt.min, fmt.max, out=np.empty(rounded.shape, np.float32))
         return np.clip(rounded, fmt.min, fmt.max)
@@ -376,7 +373,7 @@ class _Runner:
             total = total + np.abs(node.offset.astype(object))
         half = np.array([(1 << (int(n) - 1)) if n > 0 else 0 for n in node.shift], dtype=object)
         worst = max(int(v) for v in total + half)
-        if worst > _I64_MAX:
+        if worst > I64_MAX:
             widths = sorted({self.accs[p.name].bits for p in self.bundle.mac_nodes if p.output in node.reads})
             raise UserError(
                 f"requant node '{node.name}': the sum of (x + bias) * multiplier + offset can reach {worst} "
@@ -429,15 +426,21 @@ def _requant_bound(node: RequantNode, input_bounds: list[int]) -> int:
 def _requantize_sum_f64(node: RequantNode, inputs: list[np.ndarray]) -> np.ndarray:
     """:func:`hwsim.fixed.requantize_sum` in float64, channels-last, for sums proven below 2**53.
 
-    With ``v = sum_i (x_i + b_i) * M_i + o`` and ``h = 2^(n-1)`` (0 for ``n = 0``), round_shift is
-    ``floor((v + h) * 2^-n)``. It is computed as ``floor(sum_i x_i * M_i' + c')`` with
-    ``M_i' = M_i * 2^-n`` and ``c' = (sum_i b_i * M_i + o + h) * 2^-n``: every operand and every partial
-    sum is an integer below 2**53 times the power of two ``2^-n``, so float64 holds each exactly.
+    With ``v = sum_i (x_i + b_i) * M_i + o``, the value ``u = (v + a) * 2^-n`` is computed as
+    ``sum_i x_i * M_i' + c'`` with ``M_i' = M_i * 2^-n`` and ``c' = (sum_i b_i * M_i + o + a) * 2^-n``:
+    every operand and every partial sum is an integer below 2**53 times the power of two ``2^-n``,
+    so float64 holds each exactly. ``a = 2^(n-1)`` for the ``half_*`` modes (0 for ``n = 0``), else 0;
+    :func:`_round_f64` then rounds ``u`` as the node's mode says.
     """
+    half = node.rounding.startswith("half_")
     scale = np.ldexp(1.0, -node.shift)  # 2^-n per channel, exact
-    const = np.where(node.shift > 0, np.ldexp(1.0, np.maximum(node.shift - 1, 0)), 0.0)  # h, exact
+    const = (
+        np.where(node.shift > 0, np.ldexp(1.0, np.maximum(node.shift - 1, 0)), 0.0)  # 2^(n-1), exact
+        if half
+        else np.zeros(node.shift.shape)
+    )
     if node.offset is not None:
-        const = const + node.offset.astype(np.float64)  # |o| + h < 2**53: exact
+        const = const + node.offset.astype(np.float64)  # |o| + 2^(n-1) < 2**53: exact
     total: np.ndarray | None = None
     for item, x in zip(node.inputs, inputs, strict=True):
         mult = item.multiplier.astype(np.float64)
@@ -449,7 +452,28 @@ def _requantize_sum_f64(node: RequantNode, inputs: list[np.ndarray]) -> np.ndarr
             total += np.multiply(x, mult * scale, dtype=np.float64)
     assert total is not None
     total += const * scale
-    return np.floor(total, out=total)
+    return _round_f64(total, node.rounding, node.shift)
+
+
+def _round_f64(u: np.ndarray, rounding: str, shift: np.ndarray) -> np.ndarray:
+    """Round the exact float64 ``u`` of :func:`_requantize_sum_f64` in place (channels on the last axis).
+
+    ``floor``/``ceil``/``toward_zero`` get ``u = v / 2^n``; the ``half_*`` modes ``u = v / 2^n + 1/2``,
+    where ``u`` is an integer exactly at a tie (only for ``n >= 1``): ``half_up`` floors it,
+    ``half_even`` floors and steps an odd result down at a tie, ``half_away`` steps a negative tie
+    (``u < 1/2``) down.
+    """
+    if rounding in ("half_up", "floor"):
+        return np.floor(u, out=u)
+    if rounding == "ceil":
+        return np.ceil(u, out=u)
+    if rounding == "toward_zero":
+        return np.trunc(u, out=u)
+    r = np.floor(u)
+    tie = (r == u) & (shift > 0)
+    if rounding == "half_even":
+        return r - (tie & (np.remainder(r, 2.0) == 1.0))
+    return r - (tie & (u < 0.5))  # half_away
 
 
 def _im2col_nhwc(x: np.ndarray, node: Conv2dNode, spec_order: bool) -> tuple[np.ndarray, tuple[int, int]]:
@@ -522,7 +546,7 @@ def emulate(
     if codes.ndim != 4 or tuple(codes.shape[1:]) != spec.shape:
         raise UserError(
             f"input codes: shape {list(codes.shape)}; expected [N, {', '.join(map(str, spec.shape))}]"
-            " (hwsim.ir.quantize_images makes them from uint8 images)"
+            " (hwsim.bundle.quantize_images makes them from uint8 images)"
         )
     spec.fmt.check(codes, f"input codes of tensor '{spec.name}'")
     return _emulate(bundle, 0, {spec.name: codes}, config, keep, batch_size, progress, int64_only)

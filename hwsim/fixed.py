@@ -175,7 +175,7 @@ class CodeFormat:
             raise FormatError(f"nominal_bits={nominal} exceeds bits={self.bits}; nominal_bits <= bits")
         if self.lattice in _LATTICE_STORAGE and self.bits != _LATTICE_STORAGE[self.lattice]:
             raise FormatError(
-                f"lattice '{self.lattice}' is stored in 2 signed bits, but bits={self.bits}; set bits to 2"
+                f"lattice '{self.lattice}' is stored in 2 bits (signed), but bits={self.bits}; set bits to 2"
             )
         if self.lattice == "narrow" and self.bits < 2:
             raise FormatError("lattice 'narrow' needs at least 2 signed bits; set bits to 2 or more")
@@ -331,7 +331,9 @@ def check_rounding(mode: Any, where: str = "rounding") -> str:
     return mode
 
 
-def round_shift(values: np.ndarray | int, shift: np.ndarray | int, rounding: str = DEFAULT_ROUNDING) -> np.ndarray:
+def round_shift(
+    values: np.ndarray | int, shift: np.ndarray | int, rounding: str = DEFAULT_ROUNDING
+) -> np.ndarray:
     """``v / 2**n`` rounded to an integer by ``rounding`` (:data:`ROUNDING_MODES`); ``n == 0`` is identity.
 
     ``shift`` broadcasts against ``values`` (per-channel shifts). With ``q = v >> n`` (floor) and

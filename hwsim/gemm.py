@@ -21,12 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from hwsim.fixed import OVERFLOW_MODES, FormatError, IntFormat, wrap
-from hwsim.ir import Conv2dNode, LinearNode
+from hwsim.bundle import Conv2dNode, LinearNode
+from hwsim.fixed import F32_EXACT, F64_EXACT, I64_MAX, OVERFLOW_MODES, FormatError, IntFormat, wrap
 
-_F32_EXACT = 1 << 24
-_F64_EXACT = 1 << 53
-_I64_MAX = (1 << 63) - 1
 _SEQ_CHUNK = 1 << 20  # output elements accumulated at once by the sequential saturate path
 
 
@@ -103,7 +100,7 @@ def abs_bound(a_max_abs: int, w: np.ndarray) -> int:
         return 0
     wmax = max(abs(int(w.min())), abs(int(w.max())))
     k = w.shape[-2]
-    if wmax * k < _F64_EXACT:
+    if wmax * k < F64_EXACT:
         col = int(np.abs(w.astype(np.int64)).sum(axis=-2).max())
     else:
         col = max(int(v) for v in np.abs(w.astype(object)).sum(axis=-2).reshape(-1))
@@ -156,11 +153,11 @@ def gemm_exact(
 
 def operand_dtype(bound: int) -> type[np.generic]:
     """The dtype in which a GEMM whose partial sums are bounded by ``bound`` is exact."""
-    if bound <= _F32_EXACT:
+    if bound <= F32_EXACT:
         return np.float32
-    if bound <= _F64_EXACT:
+    if bound <= F64_EXACT:
         return np.float64
-    return np.int64 if bound <= _I64_MAX else np.object_
+    return np.int64 if bound <= I64_MAX else np.object_
 
 
 def gemm_prepared(
@@ -209,7 +206,7 @@ def _saturate_sequential(
     result[safe] = exact[safe].astype(np.int64) if exact.dtype == object else exact[safe]
     gi, mi, ni = np.nonzero(flagged)
     wmax = _max_abs(w)
-    dtype = np.int64 if amax * wmax + max(-acc.min, acc.max) <= _I64_MAX else object
+    dtype = np.int64 if amax * wmax + max(-acc.min, acc.max) <= I64_MAX else object
     lo, hi = (acc.min, acc.max) if dtype is object else (np.int64(acc.min), np.int64(acc.max))
     k = a.shape[-1]
     clamped_total = 0

@@ -3,7 +3,8 @@
 Place in the flow: parsed once, at the edge (``hwsim simulate|sweep --hw HW.yaml``), into frozen
 dataclasses that validate themselves on construction; the array model (``mapping``, ``timing``,
 ``systolic``, ``memory``) reads them, and :func:`verilog_parameters` turns the same object into
-the RTL's parameters (one source of truth). The file looks like::
+the array RTL's parameters (one source of truth); :func:`requant_parameters` does the same for a
+requantizer (rtl_models/requant.v) from its output format and rounding mode. The file looks like::
 
     array: {rows: 16, cols: 16, dataflow: ws}        # ws | os | is
     pe: {acc_bits: 24, overflow: wrap}               # wrap | saturate
@@ -25,12 +26,13 @@ from typing import Any
 import yaml
 
 from hwsim.errors import UserError
-from hwsim.fixed import OVERFLOW_MODES, IntFormat
+from hwsim.fixed import OVERFLOW_MODES, CodeFormat, FormatError, IntFormat, rounding_code
 
 DATAFLOWS: tuple[str, ...] = ("ws", "os", "is")
 TIMINGS: tuple[str, ...] = ("native", "scalesim")
 MAX_PES_PER_SIDE = 4096
 ACC_BITS_RANGE = (2, 64)
+REQUANT_FUNCTIONS: tuple[str, ...] = ("clamp", "sign")
 MAX_BUFFER_KB = 1 << 20
 
 
@@ -295,4 +297,65 @@ def verilog_parameters(
         "A_BITS": a_bits,
         "W_BITS": w_bits,
         "A_SIGNED": int(a_signed),
+    }
+
+
+def requant_parameters(
+    out_fmt: IntFormat | CodeFormat,
+    rounding: str,
+    x_bits: int = 32,
+    mult_bits: int = 32,
+    *,
+    function: str = "clamp",
+) -> dict[str, int]:
+    """requant.v's parameters for one requantizer (the only place that derives them).
+
+    ``out_fmt``: the output's format, an :class:`~hwsim.fixed.IntFormat` or a
+    :class:`~hwsim.fixed.CodeFormat` with its ``lattice`` (``full``, or ``narrow`` for a signed
+    clamp: ``OUT_NARROW=1``, the symmetric range);
+    ``rounding``: one of :data:`hwsim.fixed.ROUNDING_MODES` (``ROUNDING`` is its index);
+    ``x_bits``: the width of the inputs ``x0``/``x1`` (two's complement: an accumulator's
+    ``acc_bits``, one more than the bits of unsigned codes); ``mult_bits``: the bundle's
+    ``mult_bits``; ``function``: ``clamp`` or ``sign`` (``sign`` needs a signed output of 2+ bits).
+
+    >>> requant_parameters(IntFormat(4, False), "half_even", x_bits=24)
+    {'OUT_BITS': 4, 'OUT_SIGNED': 0, 'OUT_NARROW': 0, 'X_BITS': 24, 'MULT_BITS': 32, 'ROUNDING': 1}
+    """
+    bits, signed = getattr(out_fmt, "bits", None), getattr(out_fmt, "signed", None)
+    lattice = getattr(out_fmt, "lattice", "full")
+    if not _is_int(bits) or not isinstance(signed, bool):
+        raise HwConfigError(f"requant out_fmt: expected an integer format (bits, signed), got {out_fmt!r}")
+    _check_int("requant out_fmt.bits", bits, 1, 64 if signed else 63)
+    _check_int("requant x_bits", x_bits, 1, 63)
+    _check_int("requant mult_bits", mult_bits, 2, 63)
+    _check_choice("requant function", function, REQUANT_FUNCTIONS)
+    try:
+        code = rounding_code(rounding)
+    except FormatError as err:
+        raise HwConfigError(f"requant {err}") from None
+    if function == "sign":
+        if not signed or bits < 2:
+            raise HwConfigError(
+                f"requant out_fmt {out_fmt}: the sign function writes -1 and +1, which need a signed "
+                "output of at least 2 bits"
+            )
+        narrow = False
+    elif lattice in ("full", "narrow"):
+        if lattice == "narrow" and (not signed or bits < 2):
+            raise HwConfigError(
+                f"requant out_fmt {out_fmt}: a narrow lattice needs a signed output of 2+ bits"
+            )
+        narrow = lattice == "narrow"
+    else:
+        raise HwConfigError(
+            f"requant out_fmt {out_fmt}: a clamp produces the full or narrow lattice, not {lattice!r}; "
+            "requant.v has no other (use function sign for binary codes)"
+        )
+    return {
+        "OUT_BITS": int(bits),
+        "OUT_SIGNED": int(signed),
+        "OUT_NARROW": int(narrow),
+        "X_BITS": int(x_bits),
+        "MULT_BITS": int(mult_bits),
+        "ROUNDING": code,
     }

@@ -24,9 +24,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from hwsim.bundle import Bundle, Conv2dNode, LinearNode, Node
 from hwsim.errors import UserError
 from hwsim.hwconfig import ArrayConfig
-from hwsim.ir import Bundle, Conv2dNode, LinearNode, Node
 
 
 @dataclass(frozen=True)

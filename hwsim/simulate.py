@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from hwsim.bundle import Bundle, MacNode, RequantNode
 from hwsim.emulator import Emulation, EmulatorConfig, emulate
 from hwsim.fixed import bits_for_range
 from hwsim.gemm import im2col, weight_matrix
 from hwsim.hwconfig import HardwareConfig
-from hwsim.ir import Bundle, MacNode, RequantNode
 from hwsim.mapping import gemm_shape, layer_from_node
 from hwsim.memory import layer_memory
 from hwsim.systolic import execute_gemm

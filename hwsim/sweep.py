@@ -8,12 +8,14 @@ as ``hwsim emulate``. Plots and tables come from ``hwsim.plots`` and ``hwsim.rep
 What "re-quantize layer L at ``b`` bits" means (everything stays in integers, in the layer's
 original units, so the requantizers after L need no change):
 
-* ``w_bits``: per output channel ``c``, drop ``d_c`` low bits of the weight codes with round half
-  up and clamp to the symmetric ``b``-bit range: ``w' = clamp(round_shift(w, d_c), ±(2^(b-1)-1)) << d_c``,
-  where ``d_c`` is the smallest shift that fits ``max|w_c|`` into ``b`` bits (0 leaves it unchanged).
+* ``w_bits``: per output channel ``c``, drop ``d_c`` low bits of the weight codes, rounding half
+  away from zero, and clamp to the symmetric ``b``-bit range:
+  ``w' = clamp(round_shift(w, d_c, half_away), ±(2^(b-1)-1)) << d_c``, where ``d_c`` is the
+  smallest shift that fits ``max|w_c|`` into ``b`` bits (0 leaves it unchanged).
 * ``a_bits``: the same on L's input codes, per tensor, with ``d = bits - b`` of the input's
   format; only L sees the narrowed input (two requantizers inserted before L:
-  ``clamp(round_shift(x, d), b bits)``, then ``<< d``).
+  ``clamp(round_shift(x, d), b bits)``, then ``<< d``), rounding by the mode of the requantizer
+  that produced the input (the bundle's default for the network input).
 * ``acc_bits``: L's accumulator is ``b`` bits wide and narrows by the sweep's overflow mode
   (``wrap`` or ``saturate``; ``EmulatorConfig.acc_bits_per_layer``); the others keep the
   bundle's width. The overflow rate is the fraction of L's outputs that narrowing changed (for
@@ -41,10 +43,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from hwsim.emulator import EmulatorConfig, emulate, emulate_from, live_tensors
-from hwsim.errors import UserError
-from hwsim.fixed import round_shift
-from hwsim.ir import (
+from hwsim.bundle import (
     Bundle,
     CodeFormat,
     Conv2dNode,
@@ -56,6 +55,9 @@ from hwsim.ir import (
     TensorSpec,
     node_macs,
 )
+from hwsim.emulator import EmulatorConfig, emulate, emulate_from, live_tensors
+from hwsim.errors import UserError
+from hwsim.fixed import round_shift
 
 WHATS: tuple[str, ...] = ("w_bits", "a_bits", "acc_bits")
 DEFAULT_RANGES = {"w_bits": (2, 8), "a_bits": (2, 8), "acc_bits": (8, 24)}
@@ -148,10 +150,10 @@ def _replace_node(bundle: Bundle, name: str, new: Node) -> Bundle:
     return replace(bundle, nodes=tuple(new if n.name == name else n for n in bundle.nodes))
 
 
-def narrow_weights(weight: np.ndarray, bits: int) -> np.ndarray:
+def narrow_weights(weight: np.ndarray, bits: int, rounding: str = "half_away") -> np.ndarray:
     """Per output channel: drop the fewest low bits so that ``max|w|`` fits ``bits`` bits, symmetric.
 
-    Magnitudes are rounded half up and the sign reapplied (round half away from zero), so that a
+    Rounded half away from zero by default (magnitudes half up, the sign reapplied), so that a
     lattice whose codes all tie at the dropped bit (DoReFa's odd codes, shifted by one) is not
     biased towards +inf; a peak that rounds up past ``2**(bits-1) - 1`` is clamped there.
     The result is the narrowed codes shifted back to the original scale (multipliers unchanged).
@@ -169,15 +171,16 @@ def narrow_weights(weight: np.ndarray, bits: int) -> np.ndarray:
             break
         shift += over
     d = np.broadcast_to(shift.reshape(-1, *([1] * (w.ndim - 1))), w.shape)
-    magnitude = np.minimum(round_shift(np.abs(w), d), qmax)
-    return np.left_shift(np.sign(w) * magnitude, d)
+    return np.left_shift(np.clip(round_shift(w, d, rounding), -qmax, qmax), d)
 
 
 def _channels(spec: TensorSpec) -> int:
     return int(spec.shape[0])
 
 
-def _requant(name: str, inputs: list[tuple[str, np.ndarray]], shift: np.ndarray, out: str) -> RequantNode:
+def _requant(
+    name: str, inputs: list[tuple[str, np.ndarray]], shift: np.ndarray, out: str, rounding: str
+) -> RequantNode:
     return RequantNode(
         name=name,
         inputs=tuple(
@@ -187,6 +190,7 @@ def _requant(name: str, inputs: list[tuple[str, np.ndarray]], shift: np.ndarray,
         shift_key=f"{name}.shift",
         function="clamp",
         output=out,
+        rounding=rounding,
     )
 
 
@@ -205,8 +209,10 @@ def narrow_layer_input(bundle: Bundle, layer: str, bits: int) -> Bundle | None:
     tensors = dict(bundle.tensors)
     tensors[low] = TensorSpec(low, "codes", spec.shape, narrow_fmt, (spec.scale or 1.0) * 2**drop)
     tensors[back] = TensorSpec(back, "codes", spec.shape, fmt, spec.scale)
-    down = _requant(f"{low}.q", [(node.input, np.ones(c))], np.full(c, drop), low)
-    up = _requant(f"{back}.q", [(low, np.full(c, 1 << drop))], np.zeros(c), back)
+    producer = bundle.producer(node.input)
+    rounding = producer.rounding if isinstance(producer, RequantNode) else bundle.meta.rounding
+    down = _requant(f"{low}.q", [(node.input, np.ones(c))], np.full(c, drop), low, rounding)
+    up = _requant(f"{back}.q", [(low, np.full(c, 1 << drop))], np.zeros(c), back, rounding)
     nodes: list[Node] = []
     for n in bundle.nodes:
         if n.name == layer:

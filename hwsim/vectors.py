@@ -14,6 +14,13 @@ word layout is the one of rtl_models/array_top.v (docs/rtl.md):
 
 with ``KF = ceil(K/ROWS)``; codes outside A, W or Y are 0. Every lane is a two's-complement (or
 unsigned) code of its width, one hex word per line, most significant digit first.
+
+A second kind of set holds one requantizer of a bundle (rtl_models/requant.v):
+:func:`make_requant_vector_set` takes the node's inputs from the emulator's run (accumulators,
+a residual branch's codes) as per-element stimulus of requant.v's ports (:data:`REQUANT_FIELDS`)
+with the emulator's output codes as the expected values; :func:`write_requant_vectors` stores
+them as ``stimulus.npz`` beside the manifest (``"kind": "requant"``), which
+rtl_models/tb_requant.py reads. A manifest without ``kind`` is a GEMM set (``"kind": "gemm"``).
 Nothing here imports torch or cocotb.
 """
 
@@ -23,6 +30,7 @@ import json
 import math
 import os
 import shutil
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,10 +38,12 @@ from typing import Any
 import numpy as np
 
 from hwsim.atomic import replace_directory, staging_directory
+from hwsim.bundle import Bundle, RequantNode
+from hwsim.emulator import EmulatorConfig, emulate
 from hwsim.errors import UserError
-from hwsim.fixed import IntFormat
+from hwsim.fixed import CodeFormat, IntFormat, requantize_sum, sign
 from hwsim.gemm import gemm_exact
-from hwsim.hwconfig import HardwareConfig, verilog_parameters
+from hwsim.hwconfig import HardwareConfig, requant_parameters, verilog_parameters
 from hwsim.mapping import GemmShape
 from hwsim.systolic import execute_gemm, run_gemm_cycles
 from hwsim.timing import native_gemm_cycles
@@ -41,6 +51,10 @@ from hwsim.timing import native_gemm_cycles
 FORMAT = "qnn-verify-rtl-vectors"
 VERSION = 1
 MANIFEST = "manifest.json"
+KINDS: tuple[str, ...] = ("gemm", "requant")  # a manifest's "kind"; one without it is a gemm set
+# requant.v's input ports, one value per element (one element per cycle), in this order
+REQUANT_FIELDS: tuple[str, ...] = ("x0", "b0", "m0", "x1", "b1", "m1", "shift", "func_sign", "offset")
+STIMULUS = "stimulus.npz"
 
 
 class VectorError(UserError):
@@ -251,6 +265,7 @@ def write_vectors(vs: VectorSet, out_dir: str | os.PathLike[str]) -> Path:
     manifest: dict[str, Any] = {
         "format": FORMAT,
         "version": VERSION,
+        "kind": "gemm",
         "name": vs.name,
         "parameters": p,
         "gemm": {"m": m, "k": k, "n": n, "k_folds": kf, "n_folds": nf},
@@ -304,20 +319,39 @@ def read_hex(path: Path, expected_words: int) -> list[int]:
         raise VectorError(f"{path}: not a hex word per line ({err})") from None
 
 
-def read_vectors(directory: str | os.PathLike[str]) -> VectorSet:
-    """Read a directory written by :func:`write_vectors` back into a :class:`VectorSet`."""
-    d = Path(directory)
+def manifest_kind(manifest: dict[str, Any], where: object = MANIFEST) -> str:
+    """The ``kind`` of a parsed manifest: ``gemm`` (also when absent, as in older sets) or ``requant``."""
+    kind = manifest.get("kind", "gemm")
+    if kind not in KINDS:
+        raise VectorError(f"{where}: kind {kind!r} is not one of {', '.join(KINDS)}; regenerate the vectors")
+    return str(kind)
+
+
+def _load_manifest(d: Path) -> dict[str, Any]:
     try:
         manifest = json.loads((d / MANIFEST).read_text())
     except OSError:
         raise VectorError(f"{d}: no {MANIFEST}; pass a directory written by `hwsim vectors`") from None
     except json.JSONDecodeError as err:
         raise VectorError(f"{d / MANIFEST}: not valid JSON ({err})") from None
+    if not isinstance(manifest, dict):
+        raise VectorError(
+            f"{d / MANIFEST}: not a vector set manifest (a JSON object); regenerate the vectors"
+        )
     if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
         raise VectorError(
             f"{d / MANIFEST}: format {manifest.get('format')!r} version {manifest.get('version')!r}, "
             f"expected {FORMAT!r} version {VERSION}"
         )
+    return manifest
+
+
+def read_vectors(directory: str | os.PathLike[str]) -> VectorSet:
+    """Read a directory written by :func:`write_vectors` back into a :class:`VectorSet`."""
+    d = Path(directory)
+    manifest = _load_manifest(d)
+    if manifest_kind(manifest, d / MANIFEST) != "gemm":
+        raise VectorError(f"{d}: a requant vector set, not a GEMM; read it with read_requant_vectors")
     p = {key: int(v) for key, v in manifest["parameters"].items()}
     a_fmt, w_fmt, acc_fmt = formats(p)
     g = manifest["gemm"]
@@ -340,4 +374,253 @@ def read_vectors(directory: str | os.PathLike[str]) -> VectorSet:
     exp = manifest["expected"]
     return VectorSet(
         str(manifest["name"]), p, a, w, y, int(exp["cycles"]), int(exp["overflow_events"]), carry
+    )
+
+
+# --- requantizer sets ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RequantVectorSet:
+    """Stimulus and expected output codes of one requantizer, one element per requant.v cycle.
+
+    Element ``j`` is the output at ``np.unravel_index(j, shape)`` (``shape`` = ``[N, C, ...]``, the
+    node's output over the images run); its channel's constants are in the stimulus beside it.
+    """
+
+    name: str
+    parameters: dict[str, int]  # requant.v's parameters (hwsim.hwconfig.requant_parameters)
+    rounding: str  # one of hwsim.fixed.ROUNDING_MODES
+    function: str  # clamp | sign
+    out_format: CodeFormat  # the node's output format (lattice-aware)
+    inputs: int  # 1 or 2
+    shape: tuple[int, ...]
+    stimulus: dict[str, np.ndarray]  # REQUANT_FIELDS -> int64 [elements]
+    expected: np.ndarray  # int64 [elements]: the output codes
+
+    @property
+    def elements(self) -> int:
+        return int(self.expected.size)
+
+    def fixed_codes(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(codes, clamped)`` that hwsim.fixed computes from the stimulus (each element its own channel)."""
+        s = self.stimulus
+        v = requantize_sum(
+            [s["x0"], s["x1"]],
+            [s["m0"], s["m1"]],
+            s["shift"],
+            channel_axis=0,
+            biases=[s["b0"], s["b1"]],
+            offset=s["offset"],
+            rounding=self.rounding,
+        )
+        clipped = np.clip(v, self.out_format.min, self.out_format.max)
+        is_sign = s["func_sign"] != 0
+        return np.where(is_sign, sign(v), clipped), (clipped != v) & ~is_sign
+
+    @property
+    def clamped(self) -> int:
+        """How many elements the clamp changed."""
+        return int(self.fixed_codes()[1].sum())
+
+
+def _input_bits(bundle: Bundle, tensor: str, config: EmulatorConfig) -> int:
+    """Two's-complement width of a requantizer input: its accumulator's, or its codes' (+1 if unsigned)."""
+    spec = bundle.tensors[tensor]
+    if spec.kind == "acc":
+        producer = bundle.producer(tensor)
+        assert producer is not None
+        return config.layer_acc_formats(bundle)[producer.name].bits
+    assert spec.fmt is not None
+    return int(spec.fmt.bits) + (0 if spec.fmt.signed else 1)
+
+
+def make_requant_vector_set(
+    bundle: Bundle,
+    node: str,
+    input_codes: np.ndarray,
+    config: EmulatorConfig | None = None,
+    *,
+    name: str | None = None,
+) -> RequantVectorSet:
+    """The requantizer ``node`` of ``bundle`` on the emulator's run of ``input_codes`` ``[N, C, H, W]``.
+
+    The stimulus is what the node reads in that run (accumulators narrowed as ``config`` says,
+    a residual branch's codes) with each element's channel constants (bias, multiplier, shift,
+    offset; 0 where the node has none); the expected codes are the emulator's output of the node,
+    which must equal hwsim.fixed's requantizer on the stimulus with the node's rounding mode
+    (checked here). requant.v takes one or two inputs; a node with more is refused.
+    """
+    config = config or EmulatorConfig()
+    requants = [n.name for n in bundle.nodes if isinstance(n, RequantNode)]
+    if node not in requants:
+        raise UserError(f"no requant node named {node!r}; requant nodes: {', '.join(requants) or '(none)'}")
+    rq = bundle.node(node)
+    assert isinstance(rq, RequantNode)
+    label = name or rq.name
+    if len(rq.inputs) not in (1, 2):
+        raise UserError(
+            f"requant node {rq.name!r} has {len(rq.inputs)} inputs; requant.v adds one or two "
+            "(x0, x1), so this node has no vector set"
+        )
+    out_fmt = bundle.tensors[rq.output].fmt
+    assert out_fmt is not None
+    x_bits = max(_input_bits(bundle, i.tensor, config) for i in rq.inputs)
+    params = requant_parameters(
+        out_fmt, rq.rounding, x_bits=x_bits, mult_bits=bundle.meta.mult_bits, function=rq.function
+    )
+    run = emulate(bundle, input_codes, config, keep=[*rq.reads, rq.output])
+    shape = tuple(int(d) for d in run.tensors[rq.output].shape)
+    channel = np.broadcast_to(np.arange(shape[1]).reshape((1, -1) + (1,) * (len(shape) - 2)), shape).reshape(
+        -1
+    )
+    zeros = np.zeros(channel.size, dtype=np.int64)
+
+    def per_element(values: np.ndarray | None) -> np.ndarray:
+        return zeros.copy() if values is None else np.asarray(values, dtype=np.int64)[channel]
+
+    s: dict[str, np.ndarray] = {}
+    for k, item in enumerate(rq.inputs):
+        s[f"x{k}"] = run.tensors[item.tensor].astype(np.int64).reshape(-1)
+        s[f"b{k}"] = per_element(item.bias)
+        s[f"m{k}"] = per_element(item.multiplier)
+    for k in range(len(rq.inputs), 2):
+        s[f"x{k}"], s[f"b{k}"], s[f"m{k}"] = zeros.copy(), zeros.copy(), zeros.copy()
+    s["shift"] = per_element(rq.shift)
+    s["func_sign"] = np.full(channel.size, int(rq.function == "sign"), dtype=np.int64)
+    s["offset"] = per_element(rq.offset)
+    stimulus = {key: s[key] for key in REQUANT_FIELDS}
+    for key, fmt in (
+        ("x0", IntFormat(x_bits, True)),
+        ("x1", IntFormat(x_bits, True)),
+        ("b0", IntFormat(32, True)),
+        ("b1", IntFormat(32, True)),
+        ("m0", IntFormat(params["MULT_BITS"], True)),
+        ("m1", IntFormat(params["MULT_BITS"], True)),
+    ):
+        if stimulus[key].size and not fmt.contains(stimulus[key]):
+            raise UserError(f"{label}: {key} leaves {fmt}, the width requant.v is built with")
+    vs = RequantVectorSet(
+        label,
+        params,
+        rq.rounding,
+        rq.function,
+        out_fmt,
+        len(rq.inputs),
+        shape,
+        stimulus,
+        run.tensors[rq.output].astype(np.int64).reshape(-1),
+    )
+    fixed, _ = vs.fixed_codes()
+    if not np.array_equal(fixed, vs.expected):
+        bad = np.flatnonzero(fixed != vs.expected)
+        j = int(bad[0])
+        raise RuntimeError(
+            f"{label}: hwsim's levels disagree: the emulator's codes of {rq.output!r} differ from "
+            f"hwsim.fixed's requantizer (rounding {rq.rounding}) at {bad.size} of {vs.elements} elements; "
+            f"first at {tuple(int(i) for i in np.unravel_index(j, shape))}: "
+            f"{int(vs.expected[j])} vs {int(fixed[j])}"
+        )
+    return vs
+
+
+def write_requant_vectors(vs: RequantVectorSet, out_dir: str | os.PathLike[str]) -> Path:
+    """Write ``vs`` to ``out_dir`` (``manifest.json`` and ``stimulus.npz``, replaced as a whole)."""
+    out = Path(out_dir)
+    manifest: dict[str, Any] = {
+        "format": FORMAT,
+        "version": VERSION,
+        "kind": "requant",
+        "name": vs.name,
+        "parameters": vs.parameters,
+        "rounding": vs.rounding,
+        "function": vs.function,
+        "inputs": vs.inputs,
+        "formats": {"out": vs.out_format.to_yaml()},
+        "shape": list(vs.shape),
+        "elements": vs.elements,
+        "files": {"stimulus": {"path": STIMULUS, "fields": [*REQUANT_FIELDS, "expected", "shape"]}},
+        "expected": {"clamped": vs.clamped},
+    }
+    tmp = staging_directory(out)
+    try:
+        with (tmp / STIMULUS).open("wb") as f:
+            np.savez(f, **vs.stimulus, expected=vs.expected, shape=np.array(vs.shape, dtype=np.int64))
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        replace_directory(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def read_requant_stimulus(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """A stimulus .npz: :data:`REQUANT_FIELDS` (``offset`` 0 when absent), ``expected`` and ``shape``
+    when present, each field int64 ``[elements]``; a missing field or a length mismatch is a VectorError."""
+    p = Path(path)
+    try:
+        with np.load(p) as data:
+            arrays = {key: np.asarray(data[key]) for key in data.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as err:
+        raise VectorError(f"{p}: cannot read the stimulus ({err}); regenerate the vectors") from None
+    arrays.setdefault("offset", np.zeros_like(arrays.get("x0", np.zeros(0, dtype=np.int64))))
+    missing = [key for key in REQUANT_FIELDS if key not in arrays]
+    if missing:
+        raise VectorError(f"{p}: no {', '.join(missing)}; a stimulus holds {', '.join(REQUANT_FIELDS)}")
+    out: dict[str, np.ndarray] = {}
+    for key in (*REQUANT_FIELDS, "expected"):
+        if key not in arrays:
+            continue
+        arr = arrays[key]
+        if arr.dtype.kind not in "iu" or arr.ndim != 1 or arr.shape != arrays["x0"].shape:
+            raise VectorError(
+                f"{p}: {key} is {arr.dtype} {list(arr.shape)}; every field is an integer vector of "
+                f"{arrays['x0'].size} elements"
+            )
+        out[key] = arr.astype(np.int64)
+    if "shape" in arrays:
+        out["shape"] = np.asarray(arrays["shape"], dtype=np.int64).reshape(-1)
+    return out
+
+
+def read_requant_vectors(directory: str | os.PathLike[str]) -> RequantVectorSet:
+    """Read a directory written by :func:`write_requant_vectors` back into a :class:`RequantVectorSet`."""
+    d = Path(directory)
+    manifest = _load_manifest(d)
+    if manifest_kind(manifest, d / MANIFEST) != "requant":
+        raise VectorError(f"{d}: a GEMM vector set, not a requantizer's; read it with read_vectors")
+    try:
+        params = {key: int(v) for key, v in manifest["parameters"].items()}
+        out_format = CodeFormat(**manifest["formats"]["out"])
+        shape = tuple(int(v) for v in manifest["shape"])
+        path = d / manifest["files"]["stimulus"]["path"]
+        rounding, function, inputs = (
+            str(manifest["rounding"]),
+            str(manifest["function"]),
+            int(manifest["inputs"]),
+        )
+        elements = int(manifest["elements"])
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise VectorError(
+            f"{d / MANIFEST}: a requant manifest without a valid {err}; regenerate it"
+        ) from None
+    data = read_requant_stimulus(path)
+    if "expected" not in data:
+        raise VectorError(f"{path}: no expected codes; regenerate the vectors")
+    if data["expected"].size != elements or math.prod(shape) != elements:
+        raise VectorError(
+            f"{path}: {data['expected'].size} elements, the manifest says {elements} (shape {list(shape)}); "
+            "regenerate the vectors"
+        )
+    stimulus = {key: data[key] for key in REQUANT_FIELDS}
+    return RequantVectorSet(
+        str(manifest["name"]),
+        params,
+        rounding,
+        function,
+        out_format,
+        inputs,
+        shape,
+        stimulus,
+        data["expected"],
     )

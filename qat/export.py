@@ -1,8 +1,10 @@
 """Export: a trained QAT model -> the integer bundle (graph.yaml, tensors.npz, reference.npz).
 
 Place in the flow: ``checkpoint.pt --(qat export, this module)--> bundle/ --> hwsim``. The bundle
-is docs/export-format.md; the arithmetic is /work/shared/DESIGN.md's contract, and the way every
-constant is derived is written down in docs/export-format.md, "How qat export computes the constants".
+and its arithmetic are docs/export-format.md, which also says how every constant is derived
+("How qat export computes the constants"). This module keeps what needs torch (the torch.fx walk,
+calibration, the reference capture); the bundle is built with :class:`hwsim.bundle.BundleBuilder`
+and its integers come from :mod:`hwsim.bundle.lowering`.
 
 How it works:
 
@@ -13,11 +15,11 @@ How it works:
    residual add) only change the affine form, a ``QAct``/``LogitQuant`` turns the form into one
    ``requant`` node (``clamp``, or ``sign`` for XNOR), avgpool -> ``avgpool_sum`` with scale
    ``s / (H*W)``. Node and tensor names are the PyTorch module names.
-2. :func:`requant_constants` is the one function that turns the float64 affine forms into integer
-   multipliers, an int64 offset (clamp) or an int32 threshold bias (sign), and one shift per
-   channel, proving that the int64 sum cannot overflow.
+2. :func:`hwsim.bundle.lowering.requant_constants` is the one function that turns the float64
+   affine forms into integer multipliers, an int64 offset (clamp) or an int32 threshold bias
+   (sign), and one shift per channel, proving that the int64 sum cannot overflow.
 3. The model runs in eval mode on the reference images with hooks on every quantizer; what they
-   saw becomes reference.npz. Everything is written through :mod:`hwsim.ir` and loaded back.
+   saw becomes reference.npz. The bundle is validated by the loader and written atomically.
 
 Float layers (bits 32) have no integer form: the export refuses them with the fix, unless
 ``calibrate_float`` quantizes them (weights per channel from their max, activations from the
@@ -26,36 +28,23 @@ reference images' max), which the report and graph.yaml's ``quantization`` secti
 
 from __future__ import annotations
 
-import math
 import operator
-import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from hwsim.atomic import replace_directory, staging_directory
+from hwsim.bundle import Bundle, BundleBuilder, Conv2dNode, LinearNode, Reference, RequantNode, save_bundle
+from hwsim.bundle.build import compact_int_dtype
+from hwsim.bundle.lowering import DEFAULT_MULT_BITS, RequantTerm, mac_range, requant_constants
 from hwsim.errors import UserError
-from hwsim.fixed import FormatError, bits_for_range, quantize_multiplier, requantize_sum, sign
-from hwsim.ir import (
-    FORMAT_VERSION,
-    ROUNDING,
-    Bundle,
-    CodeFormat,
-    Conv2dNode,
-    LinearNode,
-    RequantNode,
-    load_bundle,
-    write_bundle_files,
-)
+from hwsim.fixed import CodeFormat, FormatError, bits_for_range, requantize_sum, sign
 from qat.data import Normalization, loader_from_arrays
 from qat.layers import InputQuant, LogitQuant, QAct, QConv2d, QLinear
 from qat.quantizers import (
@@ -66,11 +55,7 @@ from qat.quantizers import (
     XNORActQuantizer,
 )
 
-DEFAULT_MULT_BITS = 32
 DEFAULT_REFERENCE_IMAGES = 64
-INT32_MAX = (1 << 31) - 1
-INT64_MAX = (1 << 63) - 1
-MAX_SHIFT = 62
 INPUT_TENSOR = "input"
 LEAF_TYPES: tuple[type[nn.Module], ...] = (
     QConv2d,
@@ -87,272 +72,6 @@ LEAF_TYPES: tuple[type[nn.Module], ...] = (
 
 class ExportError(UserError):
     """A model that cannot be exported as it is; the message names the layer and the fix."""
-
-
-# ----------------------------------------------------------------------------------------------
-# Constants: float64 affine forms -> integer multipliers, biases, shifts (the one place)
-# ----------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RequantTerm:
-    """One input of a requantizer in real numbers: ``unit[c] * x + offset[c]`` (float64, per channel).
-
-    ``bound[c]`` is the largest ``|x|`` any legal input can produce (worst case, from the weights
-    and the input format). ``has_bias``: the input is an accumulator and may carry an int32 bias;
-    a codes input has none (its offset must be 0).
-    """
-
-    tensor: str
-    unit: np.ndarray
-    offset: np.ndarray
-    bound: tuple[int, ...]
-    has_bias: bool
-
-
-@dataclass(frozen=True)
-class RequantConstants:
-    """The integers of one requant node: ``M_i[c]``, ``b_i[c]`` (``None``: no bias), ``o[c]``, ``n[c]``.
-
-    ``offset``: int64 per channel, added after the multiplications (``clamp``); ``None`` for
-    ``sign``, whose constant is an exact threshold bias on one accumulator.
-    ``max_error``: worst case, over channels and legal inputs, of ``|integer sum / 2^n - real value|``
-    before rounding; in output LSBs for ``clamp``; for ``sign`` in steps of the accumulator that
-    carries the threshold (the decision is exact while that stays below the distance to zero).
-    ``saturated``: ``sign`` channels whose BN scale is ~0 (a constant decision; see :func:`_sign_channel`).
-    ``sum_bound``: the proven bound on ``|sum_i (x_i + b_i) M_i + o| + 2^(n-1)`` (``<= 2^63 - 1``).
-    """
-
-    multipliers: tuple[np.ndarray, ...]
-    biases: tuple[np.ndarray | None, ...]
-    shift: np.ndarray
-    max_error: float
-    saturated: tuple[int, ...]
-    sum_bound: int
-    offset: np.ndarray | None = None
-
-
-@dataclass
-class _Channel:
-    mults: list[int]
-    biases: list[int | None]
-    shift: int
-    error: float
-    saturated: bool
-    sum_bound: int
-    offset: int = 0
-
-
-def _float_up(x: Fraction) -> float:
-    """The float nearest ``x`` from above (an error bound must not be rounded down)."""
-    f = float(x)
-    return f if Fraction(f) >= x else math.nextafter(f, math.inf)
-
-
-def _round_half_up(x: float) -> int:
-    return int(math.floor(x + 0.5))
-
-
-def _sum_bound(
-    mults: Sequence[int], biases: Sequence[int | None], bounds: Sequence[int], shift: int, offset: int = 0
-) -> int:
-    total = sum(abs(m) * (b + abs(bias or 0)) for m, bias, b in zip(mults, biases, bounds, strict=True))
-    return total + abs(offset) + ((1 << (shift - 1)) if shift > 0 else 0)
-
-
-def _offset_at(const: Fraction, shift: int) -> int:
-    """``round_half_up(const * 2^shift)``, exactly."""
-    return math.floor(const * (1 << shift) + Fraction(1, 2))
-
-
-def _fit_shift(
-    reals: Sequence[float], bounds: Sequence[int], bits: int, const: Fraction
-) -> tuple[list[int], int, int]:
-    """The largest shared shift such that every ``|M_i| <= 2^(bits-1) - 1`` and the int64 sum is safe.
-
-    ``const`` is the node's constant in output LSBs (exact); returns the multipliers, the shift and
-    the offset ``round_half_up(const * 2^shift)``.
-    """
-    shift = MAX_SHIFT
-    for m in reals:
-        if m != 0.0:
-            shift = min(shift, quantize_multiplier(m, bits).shift)
-    if all(m == 0.0 for m in reals) and const == 0:
-        shift = 0
-    biases = [None] * len(reals)
-    while True:
-        quantized = [quantize_multiplier(m, bits, max_shift=shift) for m in reals]
-        lowest = min((q.shift for q, m in zip(quantized, reals, strict=True) if m != 0.0), default=shift)
-        if lowest < shift:  # a mantissa rounded up past the limit: retry one shift lower
-            shift = lowest
-            continue
-        mults = [q.mantissa for q in quantized]
-        offset = _offset_at(const, shift)
-        if _sum_bound(mults, biases, bounds, shift, offset) <= INT64_MAX:
-            return mults, shift, offset
-        if shift == 0:
-            raise FormatError(
-                f"requant: even with shift 0 the int64 sum can overflow (multipliers {mults}, offset "
-                f"{offset}, input bounds {list(bounds)}); lower --mult-bits"
-            )
-        shift -= 1
-
-
-def _clamp_channel(terms: Sequence[RequantTerm], c: int, out_scale: float, bits: int) -> _Channel:
-    """Requantize to codes of scale ``out_scale``: ``M_i/2^n ~ unit_i/s``, ``o/2^n ~ sum_i offset_i/s``.
-
-    The constant is carried by the offset at the ``2^-n`` scale (not in accumulator units), so it is
-    as exact as the multipliers. The error is computed exactly (rationals), then rounded up to a float.
-    """
-    scale = Fraction(out_scale)
-    reals = [float(t.unit[c]) / out_scale for t in terms]
-    const = sum((Fraction(float(t.offset[c])) for t in terms), Fraction(0)) / scale
-    bounds = [t.bound[c] for t in terms]
-    mults, shift, offset = _fit_shift(reals, bounds, bits, const)
-    step = Fraction(1, 2**shift)
-    error = abs(offset * step - const)  # exact: |o/2^n - sum offset/s| + |M/2^n - unit/s| * bound per input
-    for t, m, bound in zip(terms, mults, bounds, strict=True):
-        error += bound * abs(m * step - Fraction(float(t.unit[c])) / scale)
-    total = _sum_bound(mults, [None] * len(terms), bounds, shift, offset)
-    return _Channel(mults, [None] * len(terms), shift, _float_up(error), False, total, offset)
-
-
-def _sign_channel(terms: Sequence[RequantTerm], c: int, bits: int) -> _Channel:
-    """``+1`` where ``sum_i unit_i x_i + offset_i >= 0``; only the sign of the sum matters.
-
-    The constant (every offset) is carried by one accumulator, the *anchor*: with ``b`` the integer
-    just below (gamma > 0) or above (gamma < 0) ``C / unit`` and ``f in (0, 1]`` the rest, the
-    anchor's multiplier is ``2^(n-1) / f``, so the rounding addend ``2^(n-1)`` of ``round_shift``
-    supplies the fraction: ``(x + b) M + 2^(n-1) >= 0`` is exactly ``x + C/unit >= 0``.
-    """
-    limit = (1 << (bits - 1)) - 1
-    k = len(terms)
-    bounds = [t.bound[c] for t in terms]
-    units = [float(t.unit[c]) for t in terms]
-    total = sum(float(t.offset[c]) for t in terms)
-    anchor = next((i for i, t in enumerate(terms) if t.has_bias and units[i] != 0.0), None)
-    biases: list[int | None] = [0 if t.has_bias else None for t in terms]
-    if anchor is None:
-        if total != 0.0:  # only accumulators with unit 0 carry the constant: a constant decision
-            i = next(i for i, t in enumerate(terms) if t.has_bias)
-            mults = [0] * k
-            mults[i] = 1
-            biases[i] = INT32_MAX if total > 0 else -INT32_MAX
-            return _Channel(mults, biases, 0, 0.0, True, _sum_bound(mults, biases, bounds, 0))
-        biggest = max((abs(u) for u in units), default=0.0)
-        scale = limit / biggest if biggest else 0.0
-        mults = [_round_half_up(u * scale) for u in units]  # shift 0: no rounding addend at all
-        error = (
-            sum(b * abs(m / scale - u) / biggest for m, u, b in zip(mults, units, bounds, strict=True))
-            if biggest
-            else 0.0
-        )
-        return _Channel(mults, biases, 0, error, False, _sum_bound(mults, biases, bounds, 0))
-    a = units[anchor]
-    b_real = total / a
-    others = sum(abs(u) * b for i, (u, b) in enumerate(zip(units, bounds, strict=True)) if i != anchor)
-    if abs(b_real) >= INT32_MAX - 1:
-        if abs(total) <= abs(a) * bounds[anchor] + others:
-            raise FormatError(
-                f"sign requant, channel {c}: the threshold {b_real:.6g} (accumulator units) does not fit "
-                "int32 but the decision is not constant; the BN scale of this channel is too small"
-            )
-        mults = [0] * k
-        mults[anchor] = 1 if a > 0 else -1
-        biases[anchor] = INT32_MAX if (total > 0) == (a > 0) else -INT32_MAX
-        return _Channel(mults, biases, 0, 0.0, True, _sum_bound(mults, biases, bounds, 0))
-    threshold = Fraction(total) / Fraction(a)  # exact, so a tiny fraction is not lost to float64
-    if a > 0:
-        b = math.ceil(threshold) - 1
-        frac = threshold - b
-    else:
-        b = math.floor(threshold) + 1
-        frac = b - threshold
-    biases[anchor] = b
-    sign_a = 1 if a > 0 else -1
-    # The largest shift whose anchor multiplier M = ceil(2^(n-1)/f) stays <= cap. Rounding M up
-    # keeps f' = 2^(n-1)/M in (0, f]: no integer lies between f' and f, so with the anchor alone
-    # the decision is exact however small f is; the rest is counted in the error.
-    cap = int(limit * abs(a) / max(abs(u) for u in units))  # every other |M_i| stays <= limit
-    if cap < 1:
-        raise FormatError(f"sign requant, channel {c}: input units {units} span more than {bits} bits")
-    room = cap * frac  # n - 1 <= log2(cap * f)
-    shift = 1 if room < 1 else min(MAX_SHIFT, (room.numerator // room.denominator).bit_length())
-    while shift >= 1:
-        m_anchor = max(1, min(cap, math.ceil(Fraction(2 ** (shift - 1)) / frac)))
-        per_unit = m_anchor / abs(a)
-        mults = [_round_half_up(u * per_unit) for u in units]
-        mults[anchor] = sign_a * m_anchor
-        if max(abs(m) for m in mults) <= limit and _sum_bound(mults, biases, bounds, shift) <= INT64_MAX:
-            exact = abs(Fraction(2 ** (shift - 1), m_anchor) - frac)
-            per = Fraction(m_anchor) / abs(Fraction(a))
-            exact += sum(
-                bd * abs(Fraction(m) / per - Fraction(u)) / abs(Fraction(a))
-                for i, (m, u, bd) in enumerate(zip(mults, units, bounds, strict=True))
-                if i != anchor
-            )
-            error = _float_up(exact)
-            return _Channel(mults, biases, shift, error, False, _sum_bound(mults, biases, bounds, shift))
-        shift -= 1
-    raise FormatError(
-        f"sign requant, channel {c}: no shift keeps the multipliers within {bits} bits; raise --mult-bits"
-    )
-
-
-def requant_constants(
-    terms: Sequence[RequantTerm], out_scale: float, function: str, mult_bits: int = DEFAULT_MULT_BITS
-) -> RequantConstants:
-    """The integer constants of one requant node, computed once, in float64 (docs/export-format.md).
-
-    ``clamp``: real multiplier ``m_i[c] = unit_i[c] / out_scale``; no bias; offset ``o[c] =
-    round_half_up(sum_i offset_i[c] / out_scale * 2^n[c])`` (int64, added after the
-    multiplications); one shift ``n[c]`` for all inputs (one rounding), the largest for which every
-    ``|M_i| <= 2^(mult_bits-1) - 1`` and ``sum_i |M_i| bound_i + |o| + 2^(n-1) <= 2^63 - 1``. A
-    channel with BN gamma ~ 0 simply gets multipliers ~ 0 and its constant in ``o``.
-    ``sign``: see :func:`_sign_channel` (an exact int32 threshold bias, no offset).
-    """
-    if function not in ("clamp", "sign"):
-        raise ValueError(f"requant function {function!r}")
-    if not terms:
-        raise ValueError("requant_constants: no inputs")
-    channels = len(terms[0].unit)
-    for t in terms:
-        if not t.has_bias and np.any(t.offset != 0):
-            raise ValueError(f"requant input {t.tensor}: a codes input cannot carry an offset")
-    per_channel = [
-        _clamp_channel(terms, c, out_scale, mult_bits)
-        if function == "clamp"
-        else _sign_channel(terms, c, mult_bits)
-        for c in range(channels)
-    ]
-    mults = tuple(np.array([ch.mults[i] for ch in per_channel], dtype=np.int64) for i in range(len(terms)))
-    biases = tuple(
-        np.array([ch.biases[i] or 0 for ch in per_channel], dtype=np.int32)
-        if t.has_bias and function == "sign"
-        else None
-        for i, t in enumerate(terms)
-    )
-    return RequantConstants(
-        multipliers=mults,
-        biases=biases,
-        shift=np.array([ch.shift for ch in per_channel], dtype=np.int64),
-        max_error=max(ch.error for ch in per_channel),
-        saturated=tuple(c for c, ch in enumerate(per_channel) if ch.saturated),
-        sum_bound=max(ch.sum_bound for ch in per_channel),
-        offset=np.array([ch.offset for ch in per_channel], dtype=np.int64) if function == "clamp" else None,
-    )
-
-
-def mac_range(weight: np.ndarray, fmt: CodeFormat) -> tuple[np.ndarray, np.ndarray]:
-    """Per output channel, the smallest and largest accumulator any input in ``fmt`` can produce.
-
-    For ``x`` in ``[lo, hi]`` the extremes of ``w*x`` are at ``x = lo`` or ``x = hi``: the sum of
-    positive weights times ``hi`` plus the negative ones times ``lo``, and the mirror (exact ints).
-    """
-    w = weight.reshape(weight.shape[0], -1).astype(object)
-    pos = np.where(w > 0, w, 0).sum(axis=1)
-    neg = np.where(w < 0, w, 0).sum(axis=1)
-    return pos * fmt.min + neg * fmt.max, pos * fmt.max + neg * fmt.min
 
 
 # ----------------------------------------------------------------------------------------------
@@ -406,13 +125,10 @@ class CalibratedSite:
 
 @dataclass
 class ExportPlan:
-    """Everything the walk found: graph.yaml's tensors and nodes, the arrays, and what the hooks need."""
+    """Everything the walk found: the bundle's nodes (in a builder) and what the hooks need."""
 
-    tensors: dict[str, dict[str, Any]] = field(default_factory=dict)
-    nodes: list[dict[str, Any]] = field(default_factory=list)
-    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    builder: BundleBuilder
     summary: list[NodeSummary] = field(default_factory=list)
-    acc_bits: int = 1
     output: str | None = None
     requant_modules: dict[str, nn.Module] = field(default_factory=dict)  # tensor -> QAct/LogitQuant
     input_module: InputQuant | None = None
@@ -429,12 +145,6 @@ class _Tracer(fx.Tracer):
         return isinstance(m, LEAF_TYPES) or super().is_leaf_module(m, qualname)
 
 
-def _codes_format(fmt: Any) -> CodeFormat:
-    """A quantizer's ``CodeFormat`` as the bundle's (``hwsim.ir.CodeFormat``)."""
-    d = fmt.to_dict()
-    return CodeFormat(int(d["bits"]), bool(d["signed"]), int(d["nominal_bits"]), str(d["lattice"]))
-
-
 def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().numpy()
 
@@ -445,15 +155,6 @@ def _channels(scale: torch.Tensor, count: int) -> np.ndarray:
     return np.full(count, s[0]) if s.size == 1 else s
 
 
-def _fmt_name(fmt: CodeFormat) -> str:
-    text = fmt.int_format.name
-    if fmt.lattice != "full":
-        text += f" {fmt.lattice}"
-    if fmt.nominal_bits != fmt.bits:
-        text += f" (nominal {fmt.nominal_bits} bits)"
-    return text
-
-
 class _Walker:
     """Interprets the traced graph once, building the bundle's tensors, nodes and arrays."""
 
@@ -461,7 +162,7 @@ class _Walker:
         self.gm = gm
         self.modules = dict(gm.named_modules())
         self.mult_bits = mult_bits
-        self.plan = ExportPlan()
+        self.plan = ExportPlan(BundleBuilder(mult_bits=mult_bits))
 
     def run(self) -> ExportPlan:
         env: dict[fx.Node, Any] = {}
@@ -557,14 +258,9 @@ class _Walker:
     def _input(self, mod: InputQuant, shape: tuple[int, ...]) -> _Codes:
         self.plan.input_module = mod
         self.plan.mean, self.plan.std = tuple(mod.mean), tuple(mod.std)
-        fmt = _codes_format(mod.fmt)
+        fmt = mod.fmt
         scale = float(_np(mod.scale))
-        self.plan.tensors[INPUT_TENSOR] = {
-            "shape": list(shape),
-            "kind": "codes",
-            "format": fmt.to_yaml(),
-            "scale": scale,
-        }
+        self.plan.builder.input(fmt, scale, shape, self.plan.mean, self.plan.std, name=INPUT_TENSOR)
         return _Codes(INPUT_TENSOR, scale, fmt, shape)
 
     def _mac(self, name: str, mod: QConv2d | QLinear, x: Any, shape: tuple[int, ...]) -> _Affine:
@@ -580,25 +276,11 @@ class _Walker:
             raise ExportError(
                 f"layer '{name}': weight codes are not integers; the weight quantizer is broken"
             )
-        fmt = _codes_format(qt.fmt)
+        fmt = qt.fmt
         c_out = weight.shape[0]
         w_scale = _channels(qt.scale, c_out)
         lo, hi = mac_range(weight, x.fmt)
-        self.plan.acc_bits = max(
-            self.plan.acc_bits, bits_for_range(min(int(lo.min()), 0), max(int(hi.max()), 0), True)
-        )
         bound = tuple(max(abs(int(a)), abs(int(b))) for a, b in zip(lo, hi, strict=True))
-        self.plan.arrays[f"{name}.weight"] = weight.astype(_int_dtype(int(weight.min()), int(weight.max())))
-        self.plan.arrays[f"{name}.weight_scale"] = w_scale
-        entry: dict[str, Any] = {
-            "name": name,
-            "op": "conv2d" if isinstance(mod, QConv2d) else "linear",
-            "input": x.tensor,
-            "output": name,
-            "weight": f"{name}.weight",
-            "weight_format": fmt.to_yaml(),
-            "weight_scale": f"{name}.weight_scale",
-        }
         if isinstance(mod, QConv2d):
             if mod.padding_mode != "zeros" or isinstance(mod.padding, str) or tuple(mod.dilation) != (1, 1):
                 raise ExportError(
@@ -608,21 +290,20 @@ class _Walker:
                 )
             if len(x.shape) != 3:
                 raise ExportError(f"layer '{name}': input shape {list(x.shape)} is not [C, H, W]")
-            entry.update(
-                stride=[int(v) for v in mod.stride],
-                padding=[int(v) for v in mod.padding],
-                groups=int(mod.groups),
+            stride, padding = tuple(int(v) for v in mod.stride), tuple(int(v) for v in mod.padding)
+            self.plan.builder.conv2d(
+                name, x.tensor, weight, fmt, w_scale, stride, padding, int(mod.groups), output=name
             )
         elif len(x.shape) != 1:
             raise ExportError(f"layer '{name}': input shape {list(x.shape)} is not [F]; flatten before it")
-        self.plan.nodes.append(entry)
-        self.plan.tensors[name] = {"shape": list(shape), "kind": "acc"}
+        else:
+            self.plan.builder.linear(name, x.tensor, weight, fmt, w_scale, output=name)
         acc_bits = bits_for_range(min(int(lo.min()), 0), max(int(hi.max()), 0), True)
         self.plan.summary.append(
             NodeSummary(
                 name,
-                entry["op"],
-                f"weights {_fmt_name(fmt)}, input {x.tensor}, worst-case accumulator {acc_bits} bits",
+                "conv2d" if isinstance(mod, QConv2d) else "linear",
+                f"weights {fmt.label}, input {x.tensor}, worst-case accumulator {acc_bits} bits",
             )
         )
         offset = np.zeros(c_out)
@@ -658,7 +339,7 @@ class _Walker:
     def _requant(self, name: str, mod: QAct | LogitQuant, x: Any, shape: tuple[int, ...]) -> _Codes:
         quant = mod.quant if isinstance(mod, QAct) else mod
         probe = quant.quantize(torch.zeros(1, device=_np_device(mod)))
-        fmt = _codes_format(probe.fmt)
+        fmt = probe.fmt
         scale = float(_np(probe.scale).reshape(-1)[0])
         function = "sign" if isinstance(quant, XNORActQuantizer) else "clamp"
         if isinstance(x, _Codes):
@@ -673,34 +354,10 @@ class _Walker:
             consts = requant_constants(terms, scale, function, self.mult_bits)
         except FormatError as err:
             raise ExportError(f"requant node '{name}': {err}") from None
-        inputs = []
-        for i, t in enumerate(terms):
-            item: dict[str, Any] = {"tensor": t.tensor, "multiplier": f"{name}.mult{i}"}
-            self.plan.arrays[f"{name}.mult{i}"] = consts.multipliers[i]
-            bias = consts.biases[i]
-            if bias is not None:
-                item["bias"] = f"{name}.bias{i}"
-                self.plan.arrays[f"{name}.bias{i}"] = bias
-            inputs.append(item)
-        self.plan.arrays[f"{name}.shift"] = consts.shift
-        entry: dict[str, Any] = {
-            "name": name,
-            "op": "requant",
-            "function": function,
-            "inputs": inputs,
-            "shift": f"{name}.shift",
-            "output": name,
-        }
-        if consts.offset is not None:
-            entry["offset"] = f"{name}.offset"
-            self.plan.arrays[f"{name}.offset"] = consts.offset
-        self.plan.nodes.append(entry)
-        self.plan.tensors[name] = {
-            "shape": list(shape),
-            "kind": "codes",
-            "format": fmt.to_yaml(),
-            "scale": scale,
-        }
+        sources = [(t.tensor, consts.multipliers[i], consts.biases[i]) for i, t in enumerate(terms)]
+        self.plan.builder.requant(
+            name, sources, consts.shift, fmt, scale, function, offset=consts.offset, output=name
+        )
         self.plan.requant_modules[name] = mod
         self.plan.terms[name] = (tuple(terms), scale)
         if consts.saturated:
@@ -711,7 +368,7 @@ class _Walker:
             NodeSummary(
                 name,
                 "requant",
-                f"{function} to {_fmt_name(fmt)} (scale {scale:.6g}) "
+                f"{function} to {fmt.label} (scale {scale:.6g}) "
                 f"from {' + '.join(t.tensor for t in terms)}; "
                 f"shift {lo}..{hi}; constants off by <= {consts.max_error:.3g} {unit} (worst case)"
                 + (f"; {len(consts.saturated)} channel(s) with BN scale ~0" if consts.saturated else ""),
@@ -734,17 +391,16 @@ class _Walker:
                 f"pool '{name}': only a global average pool (output 1x1) maps to the bundle's avgpool_sum"
             )
         area = h * w
-        lo, hi = x.fmt.min * area, x.fmt.max * area
-        fmt = CodeFormat(bits_for_range(lo, hi, x.fmt.signed), x.fmt.signed)
-        scale = x.scale / area
-        self.plan.nodes.append({"name": name, "op": "avgpool_sum", "input": x.tensor, "output": name})
-        self.plan.tensors[name] = {"shape": [c], "kind": "codes", "format": fmt.to_yaml(), "scale": scale}
+        self.plan.builder.avgpool_sum(name, x.tensor, output=name)
+        spec = self.plan.builder.spec(name)
+        assert spec.fmt is not None and spec.scale is not None
+        fmt, scale = spec.fmt, spec.scale
         self.plan.avgpools[name] = (mod, x.tensor)
         self.plan.summary.append(
             NodeSummary(
                 name,
                 "avgpool_sum",
-                f"sum over {h}x{w} to {_fmt_name(fmt)}; 1/{area} folded into the next multiplier",
+                f"sum over {h}x{w} to {fmt.label}; 1/{area} folded into the next multiplier",
             )
         )
         return _Codes(name, scale, fmt, (c,))
@@ -758,15 +414,6 @@ def _np_device(mod: nn.Module) -> torch.device:
     for t in list(mod.parameters()) + list(mod.buffers()):
         return t.device
     return torch.device("cpu")
-
-
-def _int_dtype(lo: int, hi: int) -> np.dtype:
-    """The smallest numpy integer dtype holding ``[lo, hi]``."""
-    for dt in (np.uint8, np.int8, np.uint16, np.int16, np.int32, np.int64):
-        info = np.iinfo(dt)
-        if info.min <= lo and hi <= info.max:
-            return np.dtype(dt)
-    raise ValueError(f"no integer dtype holds [{lo}, {hi}]")
 
 
 def trace(model: nn.Module, sample: torch.Tensor) -> fx.GraphModule:
@@ -884,7 +531,7 @@ def _compact(codes: np.ndarray) -> np.ndarray:
     as_int = codes.astype(np.int64)
     if as_int.size == 0:
         return as_int
-    return as_int.astype(_int_dtype(int(as_int.min()), int(as_int.max())))
+    return as_int.astype(compact_int_dtype(int(as_int.min()), int(as_int.max())))
 
 
 def capture_reference(
@@ -1033,22 +680,6 @@ class ExportReport:
         return out
 
 
-def graph_text(graph: dict[str, Any]) -> str:
-    """graph.yaml as text: keys in the spec's order, small mappings and lists inline, plain numbers."""
-    return yaml.safe_dump(graph, sort_keys=False, default_flow_style=None, width=120)
-
-
-def _plain(value: Any) -> Any:
-    """Numpy scalars and tuples as plain Python (graph.yaml holds no numpy reprs)."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
 def export_model(
     model: nn.Module,
     out: str | Path,
@@ -1107,49 +738,25 @@ def export_model(
             )
             for s in calibrated
         }
-    graph: dict[str, Any] = {
-        "format_version": FORMAT_VERSION,
-        "model": model_name,
-        "rounding": ROUNDING,
-        "acc_bits": min(64, plan.acc_bits),
-        "mult_bits": mult_bits,
-        "input": {
-            "tensor": INPUT_TENSOR,
-            "mean": [float(v) for v in plan.mean],
-            "std": [float(v) for v in plan.std],
-        },
-        "output": plan.output,
-        "quantization": quant,
-        "reference": {
-            "device": device.type,
-            "images": int(input_codes.shape[0]),
-            "source": references.source,
-        },
-        "tensors": plan.tensors,
-        "nodes": plan.nodes,
-    }
+    builder = plan.builder
+    builder.model = model_name
+    builder.quantization = quant
+    eval_labels = None if eval_pred is None else np.asarray(references.eval_labels, dtype=np.int64)
+    reference = Reference(input_codes, labels, codes, floats, eval_pred, eval_labels, device.type)
+    info: dict[str, Any] = {"source": references.source}
     if eval_pred is not None:
-        graph["reference"]["eval_images"] = len(eval_pred)
-    reference: dict[str, np.ndarray] = {"input_codes": input_codes, "labels": labels}
-    reference.update({f"codes/{t}": v for t, v in codes.items()})
-    reference.update({f"float/{t}": v for t, v in floats.items()})
-    if eval_pred is not None:
-        reference["eval_predictions"] = eval_pred
-        reference["eval_labels"] = np.asarray(references.eval_labels, dtype=np.int64)
-    reference["device"] = np.array(device.type)
-
-    out = Path(out)
-    staging = staging_directory(out)
-    try:  # write beside the target, validate with the bundle loader, then move into place
-        written = write_bundle_files(staging / "bundle", graph_text(_plain(graph)), plan.arrays, reference)
-        load_bundle(written)
-        replace_directory(written, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        info["eval_images"] = len(eval_pred)
+    builder.reference(reference, info)
+    assert plan.output is not None
+    try:
+        bundle = builder.build(plan.output)
+    except UserError as err:
+        raise ExportError(f"the exported bundle breaks the format: {err}") from None
+    out = save_bundle(bundle, out)  # written beside out, checked by the loader, then moved into place
     return ExportReport(
         out,
         model_name,
-        int(graph["acc_bits"]),
+        bundle.meta.acc_bits,
         mult_bits,
         tuple(plan.summary),
         tuple(calibrated),

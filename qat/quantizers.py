@@ -52,13 +52,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from hwsim.errors import UserError
-from hwsim.fixed import IntFormat
+from hwsim.fixed import CodeFormat
 from qat.ste import round_half_up, straight_through
 
 METHODS: tuple[str, ...] = ("float", "dorefa", "pact", "xnor", "ternary", "lsq", "uniform")
 WEIGHT_METHODS: tuple[str, ...] = ("float", "dorefa", "xnor", "ternary", "lsq", "uniform")
 ACT_METHODS: tuple[str, ...] = ("float", "dorefa", "pact", "xnor", "lsq", "uniform")
-LATTICES: tuple[str, ...] = ("full", "narrow", "odd", "binary", "ternary")
 FLOAT_BITS = 32
 MAX_CODE_BITS = 24  # float32 holds every integer code exactly up to 24 bits
 MIN_SCALE = 2.0**-32  # floor for every scale, step and PACT alpha (keeps them > 0)
@@ -118,78 +117,6 @@ class QuantSpec:
 
 
 FLOAT_SPEC = QuantSpec()
-
-
-@dataclass(frozen=True)
-class CodeFormat:
-    """The integer format of a tensor's codes, as in the bundle (docs/export-format.md)."""
-
-    bits: int  # storage width
-    signed: bool
-    nominal_bits: int  # the width the method is named by
-    lattice: str = "full"  # full | narrow | odd | binary | ternary
-
-    def __post_init__(self) -> None:
-        self.int_format()  # validates bits and signed
-        if self.lattice not in LATTICES:
-            raise UserError(f"CodeFormat.lattice={self.lattice!r} is not one of {', '.join(LATTICES)}")
-        if not 1 <= self.nominal_bits <= self.bits:
-            raise UserError(f"CodeFormat.nominal_bits={self.nominal_bits} must be in 1..bits={self.bits}")
-        if self.lattice != "full" and not self.signed:
-            raise UserError(f"CodeFormat: lattice {self.lattice!r} is signed; set signed: true")
-        expected = {"odd": self.nominal_bits + 1, "binary": 2, "ternary": 2}.get(self.lattice)
-        if expected is not None and self.bits != expected:
-            raise UserError(
-                f"CodeFormat: lattice {self.lattice!r} is stored in {expected} bits, got bits={self.bits}"
-            )
-        if self.lattice == "narrow" and self.bits < 2:
-            raise UserError("CodeFormat: a narrow lattice needs at least 2 bits")
-
-    def int_format(self) -> IntFormat:
-        """The storage format (what the MAC and the accumulator-width proofs see)."""
-        return IntFormat(self.bits, self.signed)
-
-    @property
-    def min(self) -> int:
-        """Smallest legal code of the lattice."""
-        if self.lattice == "narrow":
-            return -self.int_format().max
-        if self.lattice == "odd":
-            return -((1 << self.nominal_bits) - 1)
-        if self.lattice in ("binary", "ternary"):
-            return -1
-        return self.int_format().min
-
-    @property
-    def max(self) -> int:
-        """Largest legal code of the lattice."""
-        if self.lattice == "odd":
-            return (1 << self.nominal_bits) - 1
-        if self.lattice in ("binary", "ternary"):
-            return 1
-        return self.int_format().max
-
-    def contains(self, codes: torch.Tensor) -> bool:
-        """True when every code is an integer inside ``[min, max]`` and on the lattice."""
-        c = torch.as_tensor(codes).detach().to(torch.float64)
-        if c.numel() == 0:
-            return True
-        ok = bool(torch.isfinite(c).all()) and bool((c == torch.floor(c)).all())
-        ok = ok and bool(c.min() >= self.min) and bool(c.max() <= self.max)
-        if self.lattice == "odd":
-            ok = ok and bool((torch.remainder(c, 2) == 1).all())
-        if self.lattice == "binary":
-            ok = ok and bool((c != 0).all())
-        return ok
-
-    def to_dict(self) -> dict[str, object]:
-        """The ``format`` mapping of graph.yaml."""
-        return {
-            "bits": int(self.bits),
-            "signed": bool(self.signed),
-            "nominal_bits": int(self.nominal_bits),
-            "lattice": self.lattice,
-        }
 
 
 def broadcast_scale(scale: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

@@ -1,16 +1,26 @@
-"""Run vector sets of ``hwsim vectors`` on an array RTL (the project's or yours) under cocotb: pass or fail.
+"""Run vector sets of ``hwsim vectors`` on the RTL (the project's or yours) under cocotb: pass or fail.
 
-Place in the flow: ``hwsim vectors`` writes the sets -> this command builds ``array_top`` with
-the sets' parameters on Icarus Verilog or Verilator (``rtl_models.sim``) and runs the
-``tb_array_top`` testbench, which compares every output word, the cycle counter and the
-overflow count with the values hwsim computed. ``--sources`` builds your Verilog instead; its
-top module must be ``array_top`` with the ports and parameters of docs/rtl.md::
+Place in the flow: ``hwsim vectors`` writes the sets -> this command builds the design the sets
+were made for on Icarus Verilog or Verilator (``rtl_models.sim``) and runs its testbench, which
+compares every output with the values hwsim computed:
+
+* GEMM sets (``"kind": "gemm"``, also sets without ``kind``): ``array_top`` with the sets'
+  parameters and ``tb_array_top``: every output word, the cycle counter and the overflow count;
+  all GEMM sets of one call must share their parameters (one build, ``ADDR_BITS`` the largest);
+* requant sets (``"kind": "requant"``): ``requant`` and ``tb_requant``: every output code (and
+  clamp flag) of the requantizer's elements; one build per distinct parameter set (output
+  format, rounding mode, widths), so one call checks a whole network's requantizers.
+
+``--sources`` builds your Verilog instead; its top module must be ``array_top`` (GEMM sets) or
+``requant`` (requant sets) with the ports and parameters of docs/rtl.md::
 
     python -m rtl_models.check vectors/l1 --sim verilator
     python -m rtl_models.check vectors/l1 vectors/l2 --sim icarus --sources my_pe.v my_array.v my_top.v
+    python -m rtl_models.check vectors/act1 vectors/act2 --sim verilator --sources my_requant.v
 
 Exit status: 0 when every set matched, 1 when the design disagreed (the mismatches are printed),
-2 for bad input (a missing or foreign manifest, sets made for different parameters).
+2 for bad input (a missing or foreign manifest, GEMM sets made for different parameters,
+``--sources`` with sets of both kinds).
 """
 
 from __future__ import annotations
@@ -18,18 +28,22 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hwsim.errors import UserError
-from rtl_models.sim import SIMULATORS, run_testbench
+from hwsim.fixed import ROUNDING_MODES
+from hwsim.hwconfig import requant_parameters
+from hwsim.vectors import manifest_kind, read_requant_vectors
+from rtl_models.sim import SIMULATORS, SimResult, run_testbench
 
 MANIFEST = "manifest.json"
 VECTORS_FORMAT = "qnn-verify-rtl-vectors"
 
 
 def read_manifest(directory: Path) -> dict[str, Any]:
-    """The manifest.json of a vector set directory, checked to be one."""
+    """The manifest.json of a vector set directory, checked to be one (of a known ``kind``)."""
     path = directory / MANIFEST
     if not path.is_file():
         raise UserError(f"{directory}: no {MANIFEST}; pass a directory written by `hwsim vectors --out`")
@@ -39,11 +53,12 @@ def read_manifest(directory: Path) -> dict[str, Any]:
         raise UserError(f"{path}: not valid JSON ({err.msg}, line {err.lineno})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != VECTORS_FORMAT:
         raise UserError(f"{path}: not a vector set (format is not {VECTORS_FORMAT!r}); regenerate it")
+    manifest_kind(manifest, path)
     return manifest
 
 
 def build_parameters(manifests: list[tuple[Path, dict[str, Any]]]) -> dict[str, int]:
-    """One parameter set for every vector set, with ADDR_BITS large enough for the largest."""
+    """One parameter set for every GEMM vector set, with ADDR_BITS large enough for the largest."""
     (first_dir, first), *rest = manifests
     for directory, manifest in rest:
         if manifest["parameters"] != first["parameters"]:
@@ -54,43 +69,133 @@ def build_parameters(manifests: list[tuple[Path, dict[str, Any]]]) -> dict[str, 
     return {**first["parameters"], "ADDR_BITS": max(int(m["addr_bits"]) for _, m in manifests)}
 
 
+def requant_parameter_sets(
+    manifests: list[tuple[Path, dict[str, Any]]],
+) -> list[tuple[dict[str, int], list[tuple[Path, dict[str, Any]]]]]:
+    """Requant sets grouped by their parameters (one build each), in the order first named.
+
+    Each set is read back (stimulus and manifest) and its parameters must be those that
+    hwsim.hwconfig.requant_parameters derives from its output format and rounding mode.
+    """
+    groups: dict[tuple[tuple[str, int], ...], tuple[dict[str, int], list[tuple[Path, dict[str, Any]]]]] = {}
+    for directory, manifest in manifests:
+        vs = read_requant_vectors(directory)
+        params = vs.parameters
+        try:
+            derived = requant_parameters(
+                vs.out_format,
+                vs.rounding,
+                x_bits=params["X_BITS"],
+                mult_bits=params["MULT_BITS"],
+                function=vs.function,
+            )
+        except KeyError as err:
+            raise UserError(f"{directory / MANIFEST}: parameters without {err}; regenerate the set") from None
+        if derived != params:
+            raise UserError(
+                f"{directory / MANIFEST}: parameters {params}, but its format and rounding "
+                f"{vs.rounding!r} give {derived}; regenerate the set"
+            )
+        key = tuple(sorted(params.items()))
+        groups.setdefault(key, (params, []))[1].append((directory, manifest))
+    return list(groups.values())
+
+
+@dataclass
+class _Run:
+    """One build and testbench run: which sets, on which top, with what."""
+
+    kind: str
+    sets: list[tuple[Path, dict[str, Any]]]
+    top: str
+    params: dict[str, int]
+    test_module: str
+    config: dict[str, Any]
+    testcase: str | None = None
+    result: SimResult | None = None
+
+    @property
+    def names(self) -> str:
+        return ", ".join(str(m.get("name")) for _, m in self.sets)
+
+
+def plan(manifests: list[tuple[Path, dict[str, Any]]], sources: list[Path] | None) -> list[_Run]:
+    """The builds that check ``manifests``: one for the GEMM sets, one per requant parameter set."""
+    gemm = [(d, m) for d, m in manifests if manifest_kind(m) == "gemm"]
+    requant = [(d, m) for d, m in manifests if manifest_kind(m) == "requant"]
+    if sources and gemm and requant:
+        raise UserError(
+            "--sources replaces one design: pass GEMM sets (top array_top) or requant sets "
+            "(top requant), not both in one call"
+        )
+    runs: list[_Run] = []
+    if gemm:
+        config = {"vectors": [str(d.resolve()) for d, _ in gemm]}
+        runs.append(_Run("gemm", gemm, "array_top", build_parameters(gemm), "tb_array_top", config))
+    for params, sets in requant_parameter_sets(requant):
+        stimulus = [str((d / m["files"]["stimulus"]["path"]).resolve()) for d, m in sets]
+        config = {"stimulus": stimulus, "rounding": ROUNDING_MODES[params["ROUNDING"]]}
+        runs.append(_Run("requant", sets, "requant", params, "tb_requant", config, "requant_stimulus_file"))
+    return runs
+
+
+def _report(run: _Run, sim: str) -> str:
+    assert run.result is not None
+    if run.kind == "gemm":
+        if run.result.passed:
+            cycles = sum(int(m["expected"]["cycles"]) for _, m in run.sets)
+            return (
+                f"PASS on {sim}: {len(run.sets)} vector set(s) ({run.names}), {cycles} cycles, every output "
+                "word, cycle count and overflow count equal to hwsim's"
+            )
+        return f"FAIL on {sim}: {run.result.summary()}"
+    params = ", ".join(f"{k}={v}" for k, v in run.params.items())
+    what = (
+        f"{len(run.sets)} requant vector set(s) ({run.names}) on requant ({params}, {run.config['rounding']})"
+    )
+    if run.result.passed:
+        elements = sum(int(m["elements"]) for _, m in run.sets)
+        return f"PASS on {sim}: {what}: {elements} elements, every output code equal to hwsim's"
+    return f"FAIL on {sim}: {what}: {run.result.summary()}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m rtl_models.check",
-        description="run hwsim vector sets on array_top (or your RTL) under cocotb and compare with hwsim",
+        description="run hwsim vector sets on array_top or requant (or your RTL) under cocotb and "
+        "compare with hwsim",
     )
     parser.add_argument("vectors", nargs="+", type=Path, help="directories written by `hwsim vectors`")
     parser.add_argument(
         "--sim", choices=SIMULATORS, default="verilator", help="simulator (default verilator)"
     )
     parser.add_argument(
-        "--sources", nargs="+", type=Path, help="your Verilog files (top module array_top) instead of ours"
+        "--sources",
+        nargs="+",
+        type=Path,
+        help="your Verilog files instead of ours (top array_top for GEMM sets, requant for requant sets)",
     )
     args = parser.parse_args(argv)
     try:
         manifests = [(d, read_manifest(d)) for d in args.vectors]
-        params = build_parameters(manifests)
-        result = run_testbench(
-            "array_top",
-            args.sim,
-            params,
-            "tb_array_top",
-            config={"vectors": [str(d.resolve()) for d in args.vectors]},
-            sources=args.sources,
-        )
+        runs = plan(manifests, args.sources)
+        for run in runs:
+            run.result = run_testbench(
+                run.top,
+                args.sim,
+                run.params,
+                run.test_module,
+                config=run.config,
+                testcase=run.testcase,
+                sources=args.sources,
+                name="check" if run.kind == "requant" else "results",
+            )
     except UserError as err:
         print(f"rtl_models.check: error: {err}", file=sys.stderr)
         return 2
-    names = ", ".join(str(m.get("name")) for _, m in manifests)
-    if result.passed:
-        cycles = sum(int(m["expected"]["cycles"]) for _, m in manifests)
-        print(
-            f"PASS on {args.sim}: {len(manifests)} vector set(s) ({names}), {cycles} cycles, every output "
-            "word, cycle count and overflow count equal to hwsim's"
-        )
-        return 0
-    print(f"FAIL on {args.sim}: {result.summary()}")
-    return 1
+    for run in runs:
+        print(_report(run, args.sim))
+    return 0 if all(run.result is not None and run.result.passed for run in runs) else 1
 
 
 if __name__ == "__main__":

@@ -9,10 +9,10 @@ import argparse
 import os
 from pathlib import Path
 
+from hwsim.bundle import load_bundle
 from hwsim.commands import add_emulator_arguments
 from hwsim.compare import compare_bundle
 from hwsim.emulator import EmulatorConfig
-from hwsim.ir import load_bundle
 from hwsim.report import fmt_value, write_report
 
 HELP = "compare the emulator with the PyTorch reference per layer and write a report"

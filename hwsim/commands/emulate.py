@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 
 from hwsim.atomic import write_atomic
+from hwsim.bundle import load_bundle, quantize_images
 from hwsim.commands import add_emulator_arguments
 from hwsim.compare import top1
 from hwsim.emulator import EmulatorConfig, emulate
 from hwsim.errors import UserError
-from hwsim.ir import load_bundle, quantize_images
 from hwsim.report import fmt_value
 
 HELP = "run a bundle bit-accurately and print per-layer overflow counts, peak |acc| and top-1"

@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 
 from hwsim import plots
+from hwsim.bundle import Bundle, load_bundle
 from hwsim.compare import compare_bundle
 from hwsim.emulator import EmulatorConfig
 from hwsim.errors import UserError
 from hwsim.hwconfig import HardwareConfig, load_hw_config
-from hwsim.ir import Bundle, load_bundle
 from hwsim.report import PlotFn, Report, Row, write_report
 from hwsim.simulate import Simulation, simulate_bundle
 
@@ -107,8 +107,8 @@ def select_inputs(bundle: Bundle, images: int, data: Path | None) -> tuple[np.nd
     if images < 1:
         raise UserError(f"--images {images}: expected at least 1")
     if data is not None:
+        from hwsim.bundle import quantize_images
         from hwsim.cifar10 import load_cifar10
-        from hwsim.ir import quantize_images
 
         pixels, labels = load_cifar10(data, "test")
         if images > pixels.shape[0]:

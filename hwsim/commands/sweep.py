@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from hwsim import plots
+from hwsim.bundle import Bundle, load_bundle
 from hwsim.commands.simulate import select_inputs
 from hwsim.errors import UserError
 from hwsim.fixed import OVERFLOW_MODES
-from hwsim.ir import Bundle, load_bundle
 from hwsim.report import Report, Row, fmt_value, write_report
 from hwsim.sweep import DEFAULT_RANGES, WHATS, SweepResult, default_jobs, parse_range, sweep_bundle
 

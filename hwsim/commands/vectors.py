@@ -1,7 +1,9 @@
-"""`hwsim vectors`: write one layer's GEMM as RTL test vectors ($readmemh hex files + manifest.json).
+"""`hwsim vectors`: write one layer as RTL test vectors: a GEMM ($readmemh hex files) or a requantizer.
 
-Place in the flow: bundle/ -> emulator (the layer's input codes) -> hwsim.vectors -> DIR, which
-rtl_models/tb_array_top.py (or any simulator's testbench, see docs/rtl.md) runs against RTL.
+Place in the flow: bundle/ -> emulator (the layer's inputs) -> hwsim.vectors -> DIR, which
+rtl_models/tb_array_top.py (a conv2d or linear node's GEMM) or rtl_models/tb_requant.py (a requant
+node: its accumulators in, its codes out) runs against RTL through ``python -m rtl_models.check``
+(see docs/rtl.md).
 """
 
 from __future__ import annotations
@@ -11,23 +13,35 @@ from pathlib import Path
 
 import numpy as np
 
+from hwsim.bundle import Bundle, Conv2dNode, LinearNode, RequantNode, load_bundle
 from hwsim.emulator import EmulatorConfig, emulate
 from hwsim.errors import UserError
 from hwsim.fixed import IntFormat
 from hwsim.gemm import im2col, weight_matrix
-from hwsim.hwconfig import load_hw_config
-from hwsim.ir import Conv2dNode, LinearNode, load_bundle
-from hwsim.vectors import make_vector_set, write_vectors
+from hwsim.hwconfig import HardwareConfig, load_hw_config
+from hwsim.vectors import make_requant_vector_set, make_vector_set, write_requant_vectors, write_vectors
 
-HELP = "write a layer's GEMM (stimulus, expected outputs, cycles) as $readmemh test vectors for RTL"
+HELP = (
+    "write a layer's GEMM (stimulus, expected outputs, cycles) or a requantizer (inputs, expected "
+    "codes) as test vectors for RTL"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bundle", type=Path, help="bundle directory written by qat export")
     parser.add_argument(
-        "--layer", required=True, metavar="NAME", help="a conv2d or linear node of the bundle"
+        "--layer",
+        required=True,
+        metavar="NAME",
+        help="a conv2d or linear node (its GEMM on the array) or a requant node with one or two inputs",
     )
-    parser.add_argument("--hw", type=Path, required=True, metavar="HW.yaml", help="hardware description (ws)")
+    parser.add_argument(
+        "--hw",
+        type=Path,
+        required=True,
+        metavar="HW.yaml",
+        help="hardware description (ws; its accumulator width and overflow also feed a requant node)",
+    )
     parser.add_argument(
         "--out", type=Path, required=True, metavar="DIR", help="directory to write (replaced)"
     )
@@ -45,16 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    bundle = load_bundle(args.bundle)
-    hw = load_hw_config(args.hw)
-    names = [n.name for n in bundle.mac_nodes]
-    if args.layer not in names:
-        raise UserError(
-            f"{args.bundle}: no conv2d or linear node named {args.layer!r}; choose one of {', '.join(names)}"
-        )
-    node = bundle.node(args.layer)
-    assert isinstance(node, (Conv2dNode, LinearNode))
+def _image(bundle: Bundle, args: argparse.Namespace) -> np.ndarray:
+    """The reference image ``--image``, else a random one from ``--seed``: codes ``[1, C, H, W]``."""
     spec = bundle.input_spec
     assert spec.fmt is not None
     if bundle.reference is not None:
@@ -63,11 +69,27 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(
                 f"--image {args.image}: reference.npz holds {len(codes)} images; pick 0..{len(codes) - 1}"
             )
-        image = codes[args.image : args.image + 1]
-    else:
-        rng = np.random.default_rng(args.seed)
-        image = rng.integers(spec.fmt.min, spec.fmt.max, size=(1, *spec.shape), endpoint=True)
-    emulation = emulate(bundle, image, EmulatorConfig(acc_bits=hw.pe.acc_bits, overflow=hw.pe.overflow))
+        return codes[args.image : args.image + 1]
+    rng = np.random.default_rng(args.seed)
+    return rng.integers(spec.fmt.min, spec.fmt.max, size=(1, *spec.shape), endpoint=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    bundle = load_bundle(args.bundle)
+    hw = load_hw_config(args.hw)
+    names = [n.name for n in bundle.mac_nodes] + [n.name for n in bundle.nodes if isinstance(n, RequantNode)]
+    if args.layer not in names:
+        raise UserError(
+            f"{args.bundle}: no conv2d, linear or requant node named {args.layer!r}; "
+            f"choose one of {', '.join(names)}"
+        )
+    node = bundle.node(args.layer)
+    image = _image(bundle, args)
+    config = EmulatorConfig(acc_bits=hw.pe.acc_bits, overflow=hw.pe.overflow)
+    if isinstance(node, RequantNode):
+        return _requant(bundle, node, image, config, hw, args)
+    assert isinstance(node, (Conv2dNode, LinearNode))
+    emulation = emulate(bundle, image, config)
     a = im2col(emulation.tensors[node.input], node)
     w = weight_matrix(node)
     if not 0 <= args.group < a.shape[0]:
@@ -91,4 +113,28 @@ def run(args: argparse.Namespace) -> int:
         f"{vs.cycles} cycles, {vs.overflow_events} overflow events; needs ADDR_BITS >= {vs.addr_bits}"
     )
     print(f"wrote {out}/manifest.json, abuf.hex, wbuf.hex, expected_obuf.hex")
+    return 0
+
+
+def _requant(
+    bundle: Bundle,
+    node: RequantNode,
+    image: np.ndarray,
+    config: EmulatorConfig,
+    hw: HardwareConfig,
+    args: argparse.Namespace,
+) -> int:
+    if args.group != 0:
+        raise UserError(
+            f"--group {args.group}: {node.name!r} is a requant node; --group picks a conv's group"
+        )
+    vs = make_requant_vector_set(bundle, node.name, image, config)
+    out = write_requant_vectors(vs, args.out)
+    params = ", ".join(f"{k}={v}" for k, v in vs.parameters.items())
+    print(
+        f"{node.name}: requant of {vs.inputs} input(s), {vs.function}, rounding {vs.rounding}, "
+        f"{vs.elements} elements ({vs.clamped} clamped) on the accumulators of {hw.label}; "
+        f"requant.v with {params}"
+    )
+    print(f"wrote {out}/manifest.json, stimulus.npz")
     return 0

@@ -39,8 +39,8 @@ from typing import Any
 
 import yaml
 
+from hwsim.bundle import GRAPH_FILE
 from hwsim.errors import UserError
-from hwsim.ir import GRAPH_FILE
 
 BUNDLES_DIR = Path(__file__).resolve().parent / "bundles"
 MANIFEST_FILE = "MANIFEST.yaml"

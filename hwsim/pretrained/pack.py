@@ -31,8 +31,8 @@ import numpy as np
 import yaml
 
 from hwsim.atomic import replace_directory, staging_directory
+from hwsim.bundle import GRAPH_FILE, REFERENCE_FILE, TENSORS_FILE, Bundle, load_bundle
 from hwsim.errors import UserError
-from hwsim.ir import GRAPH_FILE, REFERENCE_FILE, TENSORS_FILE, Bundle, load_bundle
 from hwsim.pretrained import BUNDLES_DIR, MANIFEST_FILE
 
 DEFAULT_REFERENCE_IMAGES = 32

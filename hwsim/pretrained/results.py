@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hwsim.atomic import write_atomic
+from hwsim.bundle import load_bundle
 from hwsim.demo import evaluate_test_set, weight_bits
 from hwsim.errors import UserError
-from hwsim.ir import load_bundle
 from hwsim.pretrained import BUNDLES_DIR, FloatBaseline, PretrainedModel, float_baseline, list_bundles
 
 BEGIN = "<!-- results-table: begin (python -m hwsim.pretrained.results --write docs/results.md) -->"

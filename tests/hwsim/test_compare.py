@@ -10,13 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bundles import GraphBuilder, fmt, reference_from_emulator, tiny_bundle, tiny_inputs
 
+from hwsim.bundle import load_bundle, quantize_images
+from hwsim.bundle.synthetic import builder, fmt, reference_from_emulator, tiny_bundle, tiny_inputs
 from hwsim.cli import main as hwsim_main
 from hwsim.compare import compare_bundle, sqnr_db
 from hwsim.emulator import EmulatorConfig, emulate
 from hwsim.fixed import requantize_sum, sign
-from hwsim.ir import load_bundle, quantize_images
 
 
 def perturbed_tiny(tmp_path: Path) -> tuple[Path, dict[str, np.ndarray]]:
@@ -150,8 +150,8 @@ def test_emulate_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
 def cifar_net(path: Path) -> Path:
     """3x32x32 -> conv 3x3 stride 2 -> uint4 -> avgpool_sum -> fc -> int16 logits (small, fast)."""
     rng = np.random.default_rng(5)
-    b = GraphBuilder((3, 32, 32), fmt(8, True, "narrow"), 2.2 / 127, model="cifar-small")
-    acc = b.conv(
+    b = builder((3, 32, 32), fmt(8, True, "narrow"), 2.2 / 127, model="cifar-small")
+    acc = b.conv2d(
         "conv", "input", rng.integers(-7, 8, size=(8, 3, 3, 3)), fmt(4, True, "narrow"), stride=2, padding=1
     )
     b.requant(
@@ -161,10 +161,10 @@ def cifar_net(path: Path) -> Path:
         fmt(4, False),
         0.1,
     )
-    b.avgpool("pool", "act")
+    b.avgpool_sum("pool", "act")
     fc = b.linear("fc", "pool", rng.integers(-7, 8, size=(10, 8)), fmt(4, True, "narrow"))
     b.requant("logits", [(fc, np.full(10, 1 << 20), None)], np.full(10, 24), fmt(16, True), 0.01)
-    return b.write(path, "logits")
+    return b.save(path, "logits")
 
 
 def test_whole_test_set_agreement(tmp_path: Path, cifar10_dir: Path) -> None:
@@ -176,7 +176,7 @@ def test_whole_test_set_agreement(tmp_path: Path, cifar10_dir: Path) -> None:
     own = emulate(bundle, quantize_images(images, bundle), keep=False).predictions
     flipped = own.copy()
     flipped[:25] = (flipped[:25] + 1) % 10  # 25 predictions the emulator does not make
-    ref = reference_from_emulator(bundle, quantize_images(images[:8], bundle), labels[:8])
+    ref = reference_from_emulator(bundle, quantize_images(images[:8], bundle), labels[:8]).to_npz()
     ref["eval_predictions"], ref["eval_labels"] = flipped, labels
     np.savez(path / "reference.npz", **ref)
     result = compare_bundle(load_bundle(path), data_dir=cifar10_dir)

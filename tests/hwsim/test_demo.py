@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from bundles import random_resnet20_bundle
 
+from hwsim.bundle import load_bundle
+from hwsim.bundle.synthetic import random_resnet20_bundle
 from hwsim.cli import main
 from hwsim.demo import DEMO_HW, reports_readme
 from hwsim.hwconfig import load_hw_config
-from hwsim.ir import load_bundle
 
 REPO = Path(__file__).resolve().parents[2]
 

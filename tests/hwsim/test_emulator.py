@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bundles import GraphBuilder, fmt, random_resnet20_bundle, tiny_bundle, tiny_inputs
 
+from hwsim.bundle import AvgPoolSumNode, Bundle, Conv2dNode, LinearNode, RequantNode, load_bundle
+from hwsim.bundle.synthetic import builder, fmt, random_resnet20_bundle, tiny_bundle, tiny_inputs
 from hwsim.emulator import EmulatorConfig, _Runner, emulate, emulate_from, live_tensors
 from hwsim.errors import UserError
-from hwsim.ir import AvgPoolSumNode, Bundle, Conv2dNode, LinearNode, RequantNode, load_bundle
 
 
 def python_ints_reference(
@@ -142,13 +142,13 @@ def test_tiny_net_exercises_ties_negatives_and_saturation(tmp_path: Path) -> Non
 
 
 def test_literal_golden_requantizer(tmp_path: Path) -> None:
-    b = GraphBuilder((1, 2, 2), fmt(8, True), 0.5, model="golden")
+    b = builder((1, 2, 2), fmt(8, True), 0.5, model="golden")
     b.requant("y", [("input", np.array([3]), None)], np.array([2]), fmt(3, True), 0.375)
     b.requant(
         "s", [("input", np.array([3]), None)], np.array([2]), fmt(2, True, "binary"), 1.0, function="sign"
     )
-    b.avgpool("pool", "y")
-    bundle = load_bundle(b.write(tmp_path / "golden", "pool"))
+    b.avgpool_sum("pool", "y")
+    bundle = load_bundle(b.save(tmp_path / "golden", "pool"))
     run = emulate(bundle, np.array([[[[-6, -2], [0, 5]]]]))
     # Derivation by hand: 3x = [-18, -6, 0, 15]; round_shift(v, 2) = floor((v + 2) / 4):
     #   -18 -> -16/4 = -4 (-4.5 rounds half up to -4), -6 -> -4/4 = -1 (-1.5 -> -1), 0 -> 0,

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bundles import GraphBuilder, fmt
 
+from hwsim.bundle import Bundle, load_bundle
+from hwsim.bundle.synthetic import builder, fmt
 from hwsim.emulator import emulate, run_nodes
 from hwsim.errors import UserError
-from hwsim.ir import Bundle, load_bundle
 
 IMAGES = 3
 SHAPE = (3, 4, 4)
@@ -29,8 +29,8 @@ def offset_bundle(path: Path, act_mult: np.ndarray, act_shift: int, act_offset: 
     """input int8 [3,4,4] -> conv 3x3 p1 -> act = clamp_int8(conv (+bias) and input residual, offset)
     -> sgn = sign(conv, offset) -> pool -> fc -> logits = clamp_int16(fc, offset)."""
     rng = np.random.default_rng(5)
-    b = GraphBuilder(SHAPE, fmt(8, True, "narrow"), 0.02)
-    acc = b.conv(
+    b = builder(SHAPE, fmt(8, True, "narrow"), 0.02)
+    acc = b.conv2d(
         "conv", "input", rng.integers(-127, 128, size=(3, 3, 3, 3)), fmt(8, True, "narrow"), padding=1
     )
     b.requant(
@@ -50,12 +50,12 @@ def offset_bundle(path: Path, act_mult: np.ndarray, act_shift: int, act_offset: 
         function="sign",
         offset=np.array([-40000, 123, 77777]),
     )
-    pool = b.avgpool("pool", "act")
+    pool = b.avgpool_sum("pool", "act")
     fc = b.linear("fc", pool, rng.integers(-127, 128, size=(2, 3)), fmt(8, True, "narrow"))
     b.requant(
         "logits", [(fc, np.array([7, -3]), None)], np.array([2, 0]), fmt(16, True), 0.1, offset=[-999, 4321]
     )
-    return b.write(path, "logits")
+    return b.save(path, "logits")
 
 
 def python_reference(bundle: Bundle, codes: np.ndarray) -> dict[str, list[list[int]]]:

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hwsim.bundle import CodeFormat, Conv2dNode, LinearNode
 from hwsim.fixed import IntFormat
 from hwsim.gemm import abs_bound, gemm_exact, im2col, operand_dtype, weight_matrix
-from hwsim.ir import CodeFormat, Conv2dNode, LinearNode
 
 
 def naive_gemm(a: np.ndarray, w: np.ndarray, acc: IntFormat, mode: str) -> tuple[list[int], int, int]:

@@ -1,4 +1,4 @@
-"""hwsim.ir: the loader accepts the hand-built bundles, round-trips them, and rejects every broken rule
+"""hwsim.bundle: the loader accepts the hand-built bundles, round-trips them, and rejects every broken rule
 with a BundleError naming the file, node/tensor and field (and the CLI turns it into exit status 2)."""
 
 from __future__ import annotations
@@ -10,10 +10,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from bundles import tiny_builder, tiny_bundle
 
-from hwsim.cli import main as hwsim_main
-from hwsim.ir import (
+from hwsim.bundle import (
     BundleError,
     CodeFormat,
     load_bundle,
@@ -21,6 +19,8 @@ from hwsim.ir import (
     save_bundle,
     write_bundle_files,
 )
+from hwsim.bundle.synthetic import tiny_builder, tiny_bundle
+from hwsim.cli import main as hwsim_main
 
 
 def node(graph: dict[str, Any], name: str) -> dict[str, Any]:
@@ -28,9 +28,8 @@ def node(graph: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def broken(tmp_path: Path, mutate: Callable[[dict[str, Any], dict[str, np.ndarray]], None]) -> Path:
-    b = tiny_builder()
-    graph, arrays = copy.deepcopy(b.graph), dict(b.arrays)
-    graph["output"] = "logits"
+    graph, arrays, _ = tiny_builder().parts("logits")
+    graph, arrays = copy.deepcopy(graph), {k: v.copy() for k, v in arrays.items()}
     mutate(graph, arrays)
     return write_bundle_files(tmp_path / "bad", graph, arrays)
 
@@ -49,10 +48,10 @@ def test_tiny_bundle_loads_and_round_trips(tmp_path: Path) -> None:
 
 
 def test_offset_loads_and_round_trips(tmp_path: Path) -> None:
-    b = tiny_builder()
-    node(b.graph, "act1")["offset"] = "act1.offset"
-    b.arrays["act1.offset"] = np.array([-(2**62), 0, 2**62 - 1], dtype=np.int64)
-    bundle = load_bundle(b.write(tmp_path / "b", "logits"))
+    graph, arrays, _ = tiny_builder().parts("logits")
+    node(graph, "act1")["offset"] = "act1.offset"
+    arrays["act1.offset"] = np.array([-(2**62), 0, 2**62 - 1], dtype=np.int64)
+    bundle = load_bundle(write_bundle_files(tmp_path / "b", graph, arrays))
     act1 = bundle.node("act1")
     assert act1.offset is not None and act1.offset.dtype == np.int64
     assert act1.offset.tolist() == [-(2**62), 0, 2**62 - 1] and act1.offset_key == "act1.offset"
@@ -172,8 +171,14 @@ CASES: list[tuple[str, Callable[[dict[str, Any], dict[str, np.ndarray]], None], 
         lambda g, a: a.__setitem__("act1.shift", np.zeros(2, np.int64)),
         r"field 'shift': shape",
     ),
-    ("unsupported format_version", lambda g, a: g.__setitem__("format_version", 2), r"format_version"),
-    ("unsupported rounding", lambda g, a: g.__setitem__("rounding", "half_even"), r"field 'rounding'"),
+    ("unsupported format_version", lambda g, a: g.__setitem__("format_version", 3), r"format_version"),
+    ("unsupported rounding", lambda g, a: g.__setitem__("rounding", "half_odd"), r"field 'rounding'"),
+    (
+        "unsupported rounding in version 1",
+        lambda g, a: (g.__setitem__("format_version", 1), g.__setitem__("rounding", "half_even"),
+                      [n.pop("rounding", None) for n in g["nodes"]]),
+        r"field 'rounding'.*format_version 1",
+    ),
     (
         "bad lattice",
         lambda g, a: node(g, "conv1")["weight_format"].__setitem__("lattice", "prime"),
@@ -262,7 +267,7 @@ def test_code_format_lattices() -> None:
 
 
 def test_quantize_images_follows_the_float32_recipe(tmp_path: Path) -> None:
-    from bundles import random_resnet20_bundle
+    from hwsim.bundle.synthetic import random_resnet20_bundle
 
     bundle = load_bundle(random_resnet20_bundle(tmp_path / "r", 4, 4))
     images = np.random.default_rng(0).integers(0, 256, size=(3, 32, 32, 3), dtype=np.uint8)

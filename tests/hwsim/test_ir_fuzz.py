@@ -1,4 +1,4 @@
-"""Fuzzing hwsim.ir.load_bundle: mutated graph.yaml values and keys, dropped or replaced npz arrays,
+"""Fuzzing hwsim.bundle.load_bundle: mutated graph.yaml values and keys, dropped or replaced npz arrays,
 corrupted bytes. The loader must raise BundleError or succeed, never anything else; a bundle it
 accepts must then emulate (or fail with a UserError)."""
 
@@ -12,11 +12,11 @@ from typing import Any
 
 import numpy as np
 import yaml
-from bundles import tiny_builder
 
+from hwsim.bundle import GRAPH_FILE, TENSORS_FILE, BundleError, load_bundle, write_bundle_files
+from hwsim.bundle.synthetic import tiny_builder
 from hwsim.emulator import emulate
 from hwsim.errors import UserError
-from hwsim.ir import GRAPH_FILE, TENSORS_FILE, BundleError, load_bundle, write_bundle_files
 
 ITERATIONS = 300
 JUNK: list[Any] = [
@@ -117,6 +117,8 @@ def _mutate(rng: random.Random, graph: dict[str, Any], arrays: dict[str, np.ndar
         elif choice < 0.85 and arrays:
             key = rng.choice(sorted(arrays))
             arr = np.array(arrays[key])
+            if arr.dtype.kind in "iu" and arr.dtype.itemsize < 4:  # compact weight codes: room for 2^31
+                arr = arr.astype(np.int32)
             if arr.size:
                 arr.flat[rng.randrange(arr.size)] = rng.choice([-(2**31), -9, -1, 0, 1, 9, 2**31 - 1])
             arrays[key] = arr
@@ -133,11 +135,10 @@ def _mutate(rng: random.Random, graph: dict[str, Any], arrays: dict[str, np.ndar
 
 def test_loader_raises_bundle_error_or_succeeds(tmp_path: Path) -> None:
     rng = random.Random(20240601)
-    base = tiny_builder()
-    base.graph["output"] = "logits"
+    base_graph, base_arrays, _ = tiny_builder().parts("logits")
     outcomes = {"rejected": 0, "accepted": 0}
     for i in range(ITERATIONS):
-        graph, arrays = copy.deepcopy(base.graph), {k: v.copy() for k, v in base.arrays.items()}
+        graph, arrays = copy.deepcopy(base_graph), {k: v.copy() for k, v in base_arrays.items()}
         text = _mutate(rng, graph, arrays)
         path = write_bundle_files(tmp_path / f"b{i % 4}", text if text is not None else graph, arrays)
         if rng.random() < 0.1:  # corrupt the archive's bytes

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bundles import random_resnet20_bundle, tiny_bundle
 from hypothesis import given
 from hypothesis import strategies as st
 
+from hwsim.bundle import load_bundle
+from hwsim.bundle.synthetic import random_resnet20_bundle, tiny_bundle
 from hwsim.errors import UserError
 from hwsim.hwconfig import ArrayConfig
-from hwsim.ir import load_bundle
 from hwsim.mapping import (
     GemmShape,
     LayerShape,

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from bundles import random_resnet20_bundle
 
+from hwsim.bundle import load_bundle
+from hwsim.bundle.synthetic import random_resnet20_bundle
 from hwsim.errors import UserError
-from hwsim.ir import load_bundle
 from hwsim.pretrained import ManifestError, float_baseline, list_bundles, primary_model
 from hwsim.pretrained.pack import pack_bundle
 from hwsim.pretrained.results import (

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from bundles import random_resnet20_bundle, tiny_bundle, tiny_inputs
 
+from hwsim.bundle import load_bundle
+from hwsim.bundle.synthetic import random_resnet20_bundle, tiny_bundle, tiny_inputs
 from hwsim.cli import main
 from hwsim.emulator import EmulatorConfig, emulate
 from hwsim.hwconfig import ArrayConfig, HardwareConfig, PEConfig, load_hw_config
-from hwsim.ir import load_bundle
 from hwsim.mapping import gemm_shape, layer_from_node
 from hwsim.simulate import simulate_bundle, timing_rows
 from hwsim.timing import native_gemm_cycles

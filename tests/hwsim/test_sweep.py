@@ -12,15 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bundles import random_resnet20_bundle, tiny_bundle, tiny_inputs
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hwsim.cli import main
-from hwsim.emulator import EmulatorConfig, emulate
-from hwsim.errors import UserError
-from hwsim.fixed import round_shift
-from hwsim.ir import (
+from hwsim.bundle import (
     Bundle,
     CodeFormat,
     Conv2dNode,
@@ -31,6 +26,11 @@ from hwsim.ir import (
     TensorSpec,
     load_bundle,
 )
+from hwsim.bundle.synthetic import random_resnet20_bundle, tiny_bundle, tiny_inputs
+from hwsim.cli import main
+from hwsim.emulator import EmulatorConfig, emulate
+from hwsim.errors import UserError
+from hwsim.fixed import round_shift
 from hwsim.sweep import (
     SweepPoint,
     SweepResult,

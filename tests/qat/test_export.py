@@ -33,20 +33,19 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hwsim.bundle import RequantNode, load_bundle, quantize_images
+from hwsim.bundle.lowering import RequantTerm, requant_constants
 from hwsim.cifar10 import synthetic_cifar10
 from hwsim.emulator import emulate
 from hwsim.fixed import requantize_sum, round_shift, sign
-from hwsim.ir import RequantNode, load_bundle, quantize_images
 from qat.config import config_from_dict, load_config
 from qat.data import Normalization
 from qat.export import (
     ExportError,
     ReferenceSet,
-    RequantTerm,
     build_plan,
     export_model,
     isolated_codes,
-    requant_constants,
 )
 from qat.layers import LogitQuant, QAct
 from qat.models import build_model
@@ -182,8 +181,9 @@ def test_every_method_exports_and_reproduces_pytorch(name: str, tmp_path: Path) 
         to_boundary = np.abs(t_exact - np.floor(t_exact) - 0.5)
         assert np.all(to_boundary[const_explained] <= stated * (1 + 1e-9) + 1e-9), node.name
         unexplained = (diff != 0) & ~float32_explained & ~const_explained
+        # every difference is explained above; no rate is asserted (on the 80 logits of the batch one
+        # legitimate float32 boundary case, which depends on the CPU's BLAS kernels, is 1.25 %)
         assert not unexplained.any(), (node.name, int(unexplained.sum()))
-        assert np.mean(diff == 0) >= 0.999 or stated >= 0.01, (node.name, histogram(diff))
         assert np.abs(diff).max() <= 1, (node.name, histogram(diff))
         print(
             f"  {node.name:16s} clamp  {histogram(diff)}  (float32 at a boundary: "

@@ -126,7 +126,7 @@ def test_input_quant_scale_golden_cifar() -> None:
     expected = torch.tensor((1 - 0.4822) / 0.2435 / 127, dtype=torch.float32)
     exact(q.scale, expected)
     assert q.fmt == CodeFormat(bits=8, signed=True, nominal_bits=8, lattice="narrow")
-    assert q.fmt.to_dict() == {"bits": 8, "signed": True, "nominal_bits": 8, "lattice": "narrow"}
+    assert q.fmt.to_yaml() == {"bits": 8, "signed": True, "lattice": "narrow"}
     # every normalized pixel value in [0, 1] lands inside [-127, 127], the extreme one exactly on 127
     pixels = torch.arange(256, dtype=torch.float32) / 255.0
     normed = (pixels - torch.tensor(mean[1])) / torch.tensor(std[1])
@@ -183,7 +183,7 @@ def test_logit_quant_golden_and_ema() -> None:
     big = torch.tensor([1000.0, -1000.0, 0.0])
     exact(q.quantize(big).codes, torch.tensor([7.0, -7.0, 0.0]))  # saturates into the narrow range
     exact(q(big), q.quantize(big).dequantize())
-    assert LogitQuant().fmt.to_dict() == {"bits": 16, "signed": True, "nominal_bits": 16, "lattice": "narrow"}
+    assert LogitQuant().fmt == CodeFormat(bits=16, signed=True, nominal_bits=16, lattice="narrow")
     zero = LogitQuant()
     out = zero(torch.zeros(2, 10))  # all-zero logits: scale stays positive, no NaN
     assert torch.isfinite(out).all() and float(zero.scale) > 0

@@ -126,8 +126,8 @@ def test_code_format_ranges_and_dict() -> None:
     # odd, k = 2: the odd integers in [-(2^2-1), 2^2-1] = {-3, -1, 1, 3}, stored in 3 bits.
     odd = CodeFormat(bits=3, signed=True, nominal_bits=2, lattice="odd")
     assert (odd.min, odd.max) == (-3, 3)
-    assert odd.int_format() == IntFormat(3, True)
-    assert odd.to_dict() == {"bits": 3, "signed": True, "nominal_bits": 2, "lattice": "odd"}
+    assert odd.int_format == IntFormat(3, True)
+    assert odd.to_yaml() == {"bits": 3, "signed": True, "nominal_bits": 2, "lattice": "odd"}
     assert odd.contains(t(-3, -1, 1, 3)) and not odd.contains(t(0.0)) and not odd.contains(t(5.0))
     narrow = CodeFormat(bits=8, signed=True, nominal_bits=8, lattice="narrow")  # [-127, 127]
     assert (narrow.min, narrow.max) == (-127, 127)
@@ -174,7 +174,7 @@ def test_code_format_rejects_inconsistent(kwargs: dict, word: str) -> None:
 )
 def test_formats_per_method(role: str, spec: QuantSpec, expected: dict) -> None:
     q = make_weight_quantizer(spec) if role == "w" else make_act_quantizer(spec)
-    assert q.fmt is not None and q.fmt.to_dict() == expected
+    assert q.fmt is not None and q.fmt == CodeFormat(**expected)
 
 
 def test_float_has_no_format_and_no_codes() -> None:

@@ -64,16 +64,3 @@ def assert_passed(result: SimResult) -> None:
         pytest.fail(result.summary(), pytrace=False)
 
 
-def bundles_module() -> Any:
-    """tests/hwsim/bundles.py (the ResNet20-shaped bundle builder), imported by its path."""
-    import importlib.util
-    import sys
-
-    if "bundles" in sys.modules:
-        return sys.modules["bundles"]
-    spec = importlib.util.spec_from_file_location("bundles", REPO / "tests" / "hwsim" / "bundles.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bundles"] = module
-    spec.loader.exec_module(module)
-    return module

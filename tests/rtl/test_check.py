@@ -1,4 +1,8 @@
-"""python -m rtl_models.check: vector sets of hwsim on the project's array_top and on other sources."""
+"""python -m rtl_models.check: hwsim's vector sets on the project's array_top and requant, and on yours.
+
+Requant sets come from the tiny bundle with a different rounding mode per requantizer
+(test_vectors.requant_sets): one call builds requant once per parameter set.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,11 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import require_simulator
 from test_array_top import CASES, _case, vector_sets, write_sets
+from test_vectors import requant_sets
 
 from rtl_models.check import main
 from rtl_models.sim import RTL_DIR
@@ -45,3 +51,77 @@ def test_bad_input_exits_2(sets: list[str], tmp_path: Path, capsys: pytest.Captu
     assert "one run builds one design" in capsys.readouterr().err
     assert main([sets[0], "--sources", str(tmp_path / "nope.v")]) == 2
     assert "nope.v" in capsys.readouterr().err
+
+
+@pytest.fixture
+def rq_sets(tmp_path: Path) -> list[str]:
+    return requant_sets(tmp_path / "requant")
+
+
+@pytest.mark.rtl
+@pytest.mark.parametrize("sim", ["icarus", "verilator"])
+def test_requant_sets_in_mixed_rounding_modes_pass(
+    sim: str, rq_sets: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    require_simulator(sim)
+    assert main([*rq_sets, "--sim", sim]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    # act1 and act1.b share their parameters: one build; act2, sgn and logits one each
+    assert len(lines) == 4 and all(line.startswith(f"PASS on {sim}: ") for line in lines)
+    assert "2 requant vector set(s) (act1, act1.b)" in lines[0] and "toward_zero" in lines[0]
+    assert any("(sgn)" in line and "ROUNDING=3, floor" in line for line in lines)
+
+
+@pytest.mark.rtl
+def test_requant_set_with_a_wrong_expected_code_fails(
+    rq_sets: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    require_simulator("icarus")
+    logits = Path(rq_sets[3])
+    with np.load(logits / "stimulus.npz") as data:
+        arrays = dict(data)
+    arrays["expected"][5] += 1 if arrays["expected"][5] < 127 else -1
+    np.savez(logits / "stimulus.npz", **arrays)
+    assert main([rq_sets[0], str(logits), "--sim", "icarus"]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("PASS on icarus: 1 requant vector set(s) (act1)")
+    assert "FAIL on icarus: 1 requant vector set(s) (logits)" in out
+    assert "element 5 at (1, 1)" in out and "not the set's value" in out
+
+
+@pytest.mark.rtl
+def test_requant_rtl_that_ignores_rounding_is_rejected(
+    rq_sets: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    require_simulator("icarus")
+    source = (RTL_DIR / "requant.v").read_text()
+    assert source.count("(ROUNDING == 0) ?") == 1
+    broken = tmp_path / "requant.v"  # always rounds half up, whatever ROUNDING says
+    broken.write_text(source.replace("(ROUNDING == 0) ?", "1'b1 ?"))
+    assert main([*rq_sets, "--sim", "icarus", "--sources", str(broken)]) == 1
+    out = capsys.readouterr().out
+    assert "PASS on icarus: 1 requant vector set(s) (act2)" in out  # act2 is half_up
+    for name, mode in (("act1, act1.b", "toward_zero"), ("sgn", "floor"), ("logits", "half_even")):
+        assert f"FAIL on icarus: {2 if ',' in name else 1} requant vector set(s) ({name})" in out
+        assert f"rounding {mode}): expected" in out
+
+
+def test_bad_requant_input_exits_2(
+    sets: list[str], rq_sets: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = tmp_path / "other"
+    shutil.copytree(rq_sets[0], other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["parameters"]["ROUNDING"] = 0  # made for toward_zero
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    assert main([str(other)]) == 2
+    assert "its format and rounding 'toward_zero' give" in capsys.readouterr().err
+    manifest["kind"] = "conv"
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    assert main([str(other)]) == 2
+    assert "kind 'conv' is not one of gemm, requant" in capsys.readouterr().err
+    (Path(rq_sets[1]) / "stimulus.npz").unlink()
+    assert main([rq_sets[1]]) == 2
+    assert "stimulus.npz: cannot read the stimulus" in capsys.readouterr().err
+    assert main([sets[0], rq_sets[0], "--sources", str(RTL_DIR / "requant.v")]) == 2
+    assert "not both in one call" in capsys.readouterr().err

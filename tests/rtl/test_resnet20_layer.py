@@ -1,7 +1,7 @@
 """A complete ResNet20 stage-1 3x3 conv at a4w4 through the RTL, fold by fold: codes and cycles equal hwsim's.
 
 The layer (``layer1.0.relu1.conv``: M = 32*32 = 1024 output pixels, K = 16*3*3 = 144, N = 16) comes
-from a random but valid ResNet20-shaped bundle (tests/hwsim/bundles.py) run by the emulator on one
+from a random but valid ResNet20-shaped bundle (hwsim.bundle.synthetic) run by the emulator on one
 random image. array_top (8x8, acc24 wrap, configs/hw/ws_8x8.yaml) computes its accumulators from
 the im2col'd input codes in 2 N-folds x 18 K-folds; they must equal hwsim's array model and the emulator's
 accumulators, the RTL cycle counter must equal hwsim's cycle count, and requant.v must turn the
@@ -14,13 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import HW_DIR, assert_passed, bundles_module, require_simulator
+from conftest import HW_DIR, assert_passed, require_simulator
 
+from hwsim.bundle import Conv2dNode, RequantNode, load_bundle
+from hwsim.bundle.synthetic import random_resnet20_bundle
 from hwsim.emulator import EmulatorConfig, emulate
 from hwsim.fixed import IntFormat
 from hwsim.gemm import im2col, weight_matrix
-from hwsim.hwconfig import load_hw_config
-from hwsim.ir import Conv2dNode, RequantNode, load_bundle
+from hwsim.hwconfig import load_hw_config, requant_parameters
 from hwsim.vectors import make_vector_set, write_vectors
 from rtl_models.sim import run_testbench
 
@@ -35,7 +36,7 @@ def layer(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """The layer's GEMM, the emulator's accumulators and codes, and its requantizer constants."""
     where = tmp_path_factory.mktemp("resnet20")
     bundle = load_bundle(
-        bundles_module().random_resnet20_bundle(where / "bundle", w_bits=4, a_bits=4, seed=3)
+        random_resnet20_bundle(where / "bundle", w_bits=4, a_bits=4, seed=3)
     )
     hw = load_hw_config(HW_DIR / HW)
     image = np.random.default_rng(5).integers(-127, 128, size=(1, 3, 32, 32))
@@ -63,6 +64,7 @@ def layer(tmp_path_factory: pytest.TempPathFactory) -> dict:
         "a_fmt": in_fmt,
         "w_fmt": IntFormat(conv.weight_format.bits, True),
         "out_fmt": out_fmt,
+        "mult_bits": bundle.meta.mult_bits,
         "requant": requant,
     }
 
@@ -110,8 +112,7 @@ def test_resnet20_stage1_conv(sim: str, layer: dict, tmp_path: Path) -> None:
         func_sign=zeros,
         expected=layer["codes"].reshape(-1),
     )
-    out_fmt = layer["out_fmt"]
-    rq_params = {"OUT_BITS": out_fmt.bits, "OUT_SIGNED": int(out_fmt.signed), "X_BITS": 32}
+    rq_params = requant_parameters(layer["out_fmt"], rq.rounding, x_bits=32, mult_bits=layer["mult_bits"])
     result = run_testbench(
         "requant",
         sim,

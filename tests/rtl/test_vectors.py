@@ -1,22 +1,64 @@
-"""`hwsim vectors` and hwsim.vectors: files, manifest and round trip (no simulator needed)."""
+"""`hwsim vectors` and hwsim.vectors: files, manifest and round trip (no simulator needed).
+
+GEMM sets (a conv2d or linear node) and requant sets (a requant node's inputs and codes); the
+requant sets come from the tiny bundle with a different rounding mode per requantizer
+(:func:`mixed_rounding_bundle`, also used by tests/rtl/test_check.py).
+"""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from conftest import HW_DIR, bundles_module
+import pytest
+from conftest import HW_DIR
 
+from hwsim.bundle import Bundle, RequantNode, load_bundle
+from hwsim.bundle.synthetic import tiny_builder, tiny_bundle, tiny_inputs
 from hwsim.cli import main
+from hwsim.emulator import EmulatorConfig, emulate
+from hwsim.errors import UserError
 from hwsim.fixed import IntFormat
-from hwsim.hwconfig import load_hw_config
+from hwsim.hwconfig import load_hw_config, requant_parameters
 from hwsim.systolic import run_gemm_cycles
-from hwsim.vectors import make_vector_set, read_vectors, write_vectors
+from hwsim.vectors import (
+    VectorError,
+    make_requant_vector_set,
+    make_vector_set,
+    read_requant_vectors,
+    read_vectors,
+    write_requant_vectors,
+    write_vectors,
+)
+
+# The tiny bundle's requantizers, each in its own mode: one input (act1, logits), two inputs
+# (act2: an accumulator plus act1's codes), the sign function (sgn); 8 images make ties in each.
+MODES = {"act1": "toward_zero", "act2": "half_up", "sgn": "floor", "logits": "half_even"}
+IMAGES = 8
+
+
+def mixed_rounding_bundle(modes: dict[str, str] = MODES) -> Bundle:
+    """The tiny bundle (hwsim.bundle.synthetic) in memory, each requant node with its mode of ``modes``."""
+    bundle = tiny_builder().build("logits")
+    nodes = tuple(
+        replace(n, rounding=modes[n.name]) if isinstance(n, RequantNode) and n.name in modes else n
+        for n in bundle.nodes
+    )
+    return replace(bundle, nodes=nodes)
+
+
+def requant_sets(where: Path) -> list[str]:
+    """A requant set per node of :data:`MODES`, plus ``act1.b`` (other images, act1's parameters)."""
+    bundle = mixed_rounding_bundle()
+    sets = [make_requant_vector_set(bundle, node, tiny_inputs(IMAGES)) for node in MODES]
+    sets.append(make_requant_vector_set(bundle, "act1", tiny_inputs(IMAGES, seed=1), name="act1.b"))
+    return [str(write_requant_vectors(vs, where / vs.name)) for vs in sets]
 
 
 def test_cli_writes_a_layer_that_reads_back(tmp_path: Path, capsys) -> None:
-    bundle = bundles_module().tiny_bundle(tmp_path / "bundle")
+    bundle = tiny_bundle(tmp_path / "bundle")
     out = tmp_path / "vec"
     rc = main(
         ["vectors", str(bundle), "--layer", "conv1", "--hw", str(HW_DIR / "ws_8x8.yaml"), "--out", str(out)]
@@ -36,7 +78,7 @@ def test_cli_writes_a_layer_that_reads_back(tmp_path: Path, capsys) -> None:
 
 
 def test_cli_rejects_an_unknown_layer(tmp_path: Path, capsys) -> None:
-    bundle = bundles_module().tiny_bundle(tmp_path / "bundle")
+    bundle = tiny_bundle(tmp_path / "bundle")
     rc = main(
         [
             "vectors",
@@ -98,3 +140,79 @@ def test_accumulating_set_round_trips_with_its_carry(tmp_path: Path) -> None:
     back = read_vectors(out)
     assert back.carry is not None and np.array_equal(back.carry, carry)
     assert np.array_equal(back.expected, vs.expected)
+
+
+def test_requant_sets_hold_the_emulator_codes_in_each_mode_and_round_trip(tmp_path: Path) -> None:
+    bundle = mixed_rounding_bundle()
+    images = tiny_inputs(IMAGES)
+    run = emulate(bundle, images)
+    for node, mode in MODES.items():
+        rq = bundle.node(node)
+        assert isinstance(rq, RequantNode) and rq.rounding == mode
+        vs = make_requant_vector_set(bundle, node, images)
+        out_fmt = bundle.tensors[rq.output].fmt
+        assert out_fmt is not None
+        assert vs.parameters == requant_parameters(
+            out_fmt, mode, x_bits=32, mult_bits=32, function=rq.function
+        )
+        assert np.array_equal(vs.expected, run.tensors[rq.output].reshape(-1))
+        assert vs.shape == (IMAGES, *bundle.tensors[rq.output].shape) and vs.inputs == len(rq.inputs)
+        if mode != "half_up":  # the mode matters on these elements: RTL that ignores it fails
+            half_up, _ = replace(vs, rounding="half_up").fixed_codes()
+            assert not np.array_equal(half_up, vs.expected), node
+        out = write_requant_vectors(vs, tmp_path / node)
+        manifest = json.loads((out / "manifest.json").read_text())
+        assert (manifest["kind"], manifest["rounding"], manifest["elements"]) == (
+            "requant",
+            mode,
+            vs.elements,
+        )
+        back = read_requant_vectors(out)
+        assert back.parameters == vs.parameters and back.out_format == vs.out_format
+        assert np.array_equal(back.expected, vs.expected)
+        assert all(np.array_equal(back.stimulus[k], vs.stimulus[k]) for k in vs.stimulus)
+        with pytest.raises(VectorError, match="read_requant_vectors"):
+            read_vectors(out)
+
+
+def test_cli_writes_a_requant_node_on_the_hw_accumulators(tmp_path: Path, capsys) -> None:
+    bundle_dir = tiny_bundle(tmp_path / "bundle")
+    out = tmp_path / "act2"
+    hw = HW_DIR / "ws_8x8.yaml"
+    assert main(["vectors", str(bundle_dir), "--layer", "act2", "--hw", str(hw), "--out", str(out)]) == 0
+    assert "requant of 2 input(s)" in capsys.readouterr().out
+    vs = read_requant_vectors(out)
+    acc = load_hw_config(hw).pe
+    assert vs.parameters["X_BITS"] == acc.acc_bits and vs.inputs == 2  # 24-bit accumulators
+    # the expected codes are the emulator's, on the hardware's accumulators, for the first (random) image
+    bundle = load_bundle(bundle_dir)
+    image = np.random.default_rng(0).integers(-8, 7, size=(1, 2, 4, 4), endpoint=True)
+    run = emulate(bundle, image, EmulatorConfig(acc_bits=acc.acc_bits, overflow=acc.overflow))
+    assert np.array_equal(vs.expected, run.tensors["act2"].reshape(-1))
+    assert np.array_equal(vs.stimulus["x1"], run.tensors["act1"].reshape(-1))  # the residual input
+
+
+def test_requant_node_with_three_inputs_is_refused() -> None:
+    bundle = tiny_builder().build("logits")
+    act2 = bundle.node("act2")
+    assert isinstance(act2, RequantNode)
+    three = replace(act2, inputs=(*act2.inputs, act2.inputs[1]))
+    bundle = replace(bundle, nodes=tuple(three if n is act2 else n for n in bundle.nodes))
+    with pytest.raises(UserError, match="'act2' has 3 inputs; requant.v adds one or two"):
+        make_requant_vector_set(bundle, "act2", tiny_inputs(1))
+    with pytest.raises(UserError, match="no requant node named 'conv1'"):
+        make_requant_vector_set(bundle, "conv1", tiny_inputs(1))
+
+
+def test_a_manifest_without_kind_is_a_gemm_set(tmp_path: Path) -> None:
+    hw = load_hw_config(HW_DIR / "ws_8x8.yaml").with_overrides(rows=2, cols=2)
+    vs = make_vector_set(
+        np.ones((3, 3)), np.ones((3, 2)), hw, a_fmt=IntFormat(4, False), w_fmt=IntFormat(4, True)
+    )
+    out = write_vectors(vs, tmp_path / "old")
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest.pop("kind") == "gemm"
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    assert np.array_equal(read_vectors(out).expected, vs.expected)
+    with pytest.raises(VectorError, match="read it with read_vectors"):
+        read_requant_vectors(out)

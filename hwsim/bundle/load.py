@@ -1,399 +1,75 @@
-"""The integer bundle in memory: load and validate a bundle directory, save one, quantize images for it.
+"""Validation: read a bundle directory (or a graph mapping and arrays in memory) and check every rule.
 
-Place in the flow: ``qat export`` writes ``bundle/`` (docs/export-format.md, normative); this module
-turns it into frozen dataclasses (:class:`Bundle`) that the emulator, the MAC-array model and
-``hwsim compare`` read. Every rule of the format is checked here, once; anything malformed raises
-:class:`BundleError` naming the file, the node (or tensor), the field, what was wrong, what was
-expected and the fix. Nothing downstream re-validates.
+Place in the flow: ``qat export`` (and any other producer, through ``hwsim.bundle.build``) writes
+``bundle/`` (docs/export-format.md, normative); :func:`load_bundle` turns it into the frozen
+dataclasses of ``hwsim.bundle.graph`` that the emulator, the MAC-array model and ``hwsim compare``
+read. Every rule of the format is checked here, once; anything malformed raises
+:class:`~hwsim.bundle.graph.BundleError` naming the file, the node (or tensor), the field, what was
+wrong, what was expected and the fix. Nothing downstream re-validates. The keys of every mapping
+come from ``hwsim.bundle.schema``.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import shutil
 import zipfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import yaml
 
-from hwsim.atomic import replace_directory, staging_directory
-from hwsim.errors import UserError
-from hwsim.fixed import FormatError, IntFormat
-
-FORMAT_VERSION = 1
-ROUNDING = "half_up"
-GRAPH_FILE = "graph.yaml"
-TENSORS_FILE = "tensors.npz"
-REFERENCE_FILE = "reference.npz"
-LATTICES: tuple[str, ...] = ("full", "narrow", "odd", "binary", "ternary")
-TENSOR_KINDS: tuple[str, ...] = ("codes", "acc")
-REQUANT_FUNCTIONS: tuple[str, ...] = ("clamp", "sign")
-OPS: tuple[str, ...] = ("conv2d", "linear", "requant", "avgpool_sum")
-MAX_SHIFT = 62
+from hwsim.bundle.graph import (
+    AvgPoolSumNode,
+    Bundle,
+    BundleError,
+    BundleMeta,
+    Conv2dNode,
+    LinearNode,
+    Node,
+    Reference,
+    RequantInput,
+    RequantNode,
+    TensorSpec,
+)
+from hwsim.bundle.lowering import worst_case_acc_bits
+from hwsim.bundle.schema import (
+    FORMAT_KEYS,
+    FORMAT_VERSIONS,
+    GRAPH_FILE,
+    INPUT_KEYS,
+    NODE_KEYS,
+    OPS,
+    REFERENCE_FILE,
+    REQUANT_FUNCTIONS,
+    REQUANT_INPUT_KEYS,
+    TENSOR_KEYS,
+    TENSOR_KINDS,
+    TENSORS_FILE,
+    TOP_KEYS,
+    required_and_optional,
+)
+from hwsim.fixed import (
+    DEFAULT_ROUNDING,
+    LATTICES,
+    MAX_SHIFT,
+    ROUNDING_MODES,
+    CodeFormat,
+    FormatError,
+    IntFormat,
+)
 
 _FIX_GRAPH = "fix graph.yaml or re-export the bundle"
 _FIX_TENSORS = "fix tensors.npz or re-export the bundle"
 _FIX_REFERENCE = "fix reference.npz or re-export the bundle (reference.npz is optional for hwsim emulate)"
-
-
-class BundleError(UserError):
-    """A malformed bundle: ``<file>: node '<name>', field '<field>': <problem>; expected <...>; <fix>``."""
-
-
-# ----------------------------------------------------------------------------------------------
-# Integer formats of codes (lattice-aware)
-# ----------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CodeFormat:
-    """The format of a tensor of codes: storage ``bits``/``signed``, the method's ``nominal_bits``, a lattice.
-
-    Lattices: ``full`` (every integer of the storage format), ``narrow`` (signed, symmetric
-    ``[-(2^(b-1)-1), 2^(b-1)-1]``), ``odd`` (odd integers in ``[-(2^k-1), 2^k-1]``, ``k = nominal_bits``),
-    ``binary`` (``{-1, +1}``), ``ternary`` (``{-1, 0, +1}``). Codes are held in int64, so an unsigned
-    format has at most 63 bits.
-    """
-
-    bits: int
-    signed: bool
-    nominal_bits: int | None = None
-    lattice: str = "full"
-
-    def __post_init__(self) -> None:
-        IntFormat(self.bits, self.signed)  # validates bits (1..64) and signed (bool)
-        if self.nominal_bits is None:
-            object.__setattr__(self, "nominal_bits", int(self.bits))
-        nominal = self.nominal_bits
-        if not isinstance(nominal, (int, np.integer)) or isinstance(nominal, bool) or not 1 <= nominal <= 64:
-            raise FormatError(f"nominal_bits={nominal!r} is not an int in 1..64")
-        if self.lattice not in LATTICES:
-            raise FormatError(f"lattice {self.lattice!r} is not one of {', '.join(LATTICES)}")
-        if not self.signed and self.bits > 63:
-            raise FormatError("unsigned 64-bit codes do not fit int64; use at most 63 unsigned bits")
-        if self.lattice != "full" and not self.signed:
-            raise FormatError(f"lattice '{self.lattice}' needs a signed format; set signed: true")
-        if self.lattice == "odd":
-            if nominal + 1 > self.bits:
-                raise FormatError(
-                    f"lattice 'odd' with nominal_bits={nominal} spans ±{(1 << nominal) - 1} and needs "
-                    f"{nominal + 1} storage bits, but bits={self.bits}; set bits to {nominal + 1}"
-                )
-        elif nominal > self.bits:
-            raise FormatError(f"nominal_bits={nominal} exceeds bits={self.bits}; nominal_bits <= bits")
-        if self.lattice in ("narrow", "binary", "ternary") and self.bits < 2:
-            raise FormatError(f"lattice '{self.lattice}' needs at least 2 signed bits; set bits to 2 or more")
-
-    @property
-    def int_format(self) -> IntFormat:
-        """The storage format (what a register of ``bits`` bits holds)."""
-        return IntFormat(self.bits, self.signed)
-
-    @property
-    def min(self) -> int:
-        """The smallest legal code (lattice-aware)."""
-        if self.lattice == "full":
-            return self.int_format.min
-        return -self.max
-
-    @property
-    def max(self) -> int:
-        """The largest legal code (lattice-aware)."""
-        if self.lattice == "full":
-            return self.int_format.max
-        if self.lattice == "narrow":
-            return (1 << (self.bits - 1)) - 1
-        if self.lattice == "odd":
-            return (1 << int(self.nominal_bits)) - 1  # type: ignore[arg-type]
-        return 1  # binary, ternary
-
-    @property
-    def max_abs(self) -> int:
-        return max(abs(self.min), abs(self.max))
-
-    @property
-    def label(self) -> str:
-        """``int4``, ``int4 narrow``, ``int3 (nominal 2 bits) odd``, ..."""
-        parts = [self.int_format.name]
-        if self.nominal_bits != self.bits:
-            parts.append(f"(nominal {self.nominal_bits} bits)")
-        if self.lattice != "full":
-            parts.append(self.lattice)
-        return " ".join(parts)
-
-    def __str__(self) -> str:
-        if self.lattice == "binary":
-            return f"{self.label} {{-1, +1}}"
-        if self.lattice == "ternary":
-            return f"{self.label} {{-1, 0, +1}}"
-        if self.lattice == "odd":
-            return f"{self.label}: odd integers in [{self.min}, {self.max}]"
-        return f"{self.label} [{self.min}, {self.max}]"
-
-    def violation(self, codes: np.ndarray) -> str | None:
-        """Why ``codes`` are not legal codes of this format (dtype, range, lattice), or ``None``."""
-        arr = np.asarray(codes)
-        if arr.dtype.kind not in "iu":
-            return f"dtype {arr.dtype} is not an integer dtype"
-        if arr.size == 0:
-            return None
-        lo, hi = int(arr.min()), int(arr.max())
-        if lo < self.min or hi > self.max:
-            return f"codes span [{lo}, {hi}] but {self.label} allows [{self.min}, {self.max}]"
-        if self.lattice == "odd" and bool(np.any(arr % 2 == 0)):
-            bad = int(arr[arr % 2 == 0].flat[0])
-            return f"code {bad} is even but {self} holds odd codes only"
-        if self.lattice == "binary" and bool(np.any(arr == 0)):
-            return f"code 0 is not in {self}"
-        return None
-
-    def check(self, codes: np.ndarray, where: str = "codes") -> None:
-        """Raise :class:`FormatError` when ``codes`` break this format (range and lattice)."""
-        problem = self.violation(codes)
-        if problem is not None:
-            raise FormatError(f"{where}: {problem}; bring the codes into {self} (quantize or clamp them)")
-
-    def to_yaml(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"bits": int(self.bits), "signed": bool(self.signed)}
-        if self.nominal_bits != self.bits:
-            out["nominal_bits"] = int(self.nominal_bits)  # type: ignore[arg-type]
-        if self.lattice != "full":
-            out["lattice"] = self.lattice
-        return out
-
-
-# ----------------------------------------------------------------------------------------------
-# Graph dataclasses
-# ----------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """A tensor between nodes: ``codes`` (with format and scale) or ``acc`` (a MAC accumulator)."""
-
-    name: str
-    kind: str
-    shape: tuple[int, ...]
-    fmt: CodeFormat | None
-    scale: float | None
-
-
-@dataclass(frozen=True, eq=False)
-class Conv2dNode:
-    """``conv2d``: input codes ``[C, H, W]`` -> accumulator ``[C_out, H_out, W_out]``."""
-
-    name: str
-    input: str
-    output: str
-    weight: np.ndarray  # int64 [C_out, C_in/groups, kh, kw]
-    weight_key: str
-    weight_format: CodeFormat
-    weight_scale: np.ndarray  # float64 [C_out] (informational)
-    weight_scale_key: str
-    stride: tuple[int, int]
-    padding: tuple[int, int]
-    groups: int
-    op: ClassVar[str] = "conv2d"
-
-    @property
-    def reads(self) -> tuple[str, ...]:
-        return (self.input,)
-
-    @property
-    def kernel(self) -> tuple[int, int]:
-        return int(self.weight.shape[2]), int(self.weight.shape[3])
-
-    @property
-    def out_channels(self) -> int:
-        return int(self.weight.shape[0])
-
-
-@dataclass(frozen=True, eq=False)
-class LinearNode:
-    """``linear``: input codes ``[F]`` -> accumulator ``[N]`` (a 1x1 conv on a 1x1 map)."""
-
-    name: str
-    input: str
-    output: str
-    weight: np.ndarray  # int64 [N, F]
-    weight_key: str
-    weight_format: CodeFormat
-    weight_scale: np.ndarray
-    weight_scale_key: str
-    op: ClassVar[str] = "linear"
-    groups: ClassVar[int] = 1
-
-    @property
-    def reads(self) -> tuple[str, ...]:
-        return (self.input,)
-
-    @property
-    def out_channels(self) -> int:
-        return int(self.weight.shape[0])
-
-
-@dataclass(frozen=True, eq=False)
-class RequantInput:
-    """One input of a requantizer: a tensor, its per-channel multiplier and optional int32 bias."""
-
-    tensor: str
-    multiplier: np.ndarray  # int64 [C]
-    multiplier_key: str
-    bias: np.ndarray | None  # int64 [C] (int32 range) or None
-    bias_key: str | None
-
-
-@dataclass(frozen=True, eq=False)
-class RequantNode:
-    """``requant``: ``f(round_shift(sum_i (x_i + b_i) * M_i + o, n))`` with ``f`` = ``clamp`` or ``sign``."""
-
-    name: str
-    inputs: tuple[RequantInput, ...]
-    shift: np.ndarray  # int64 [C] in 0..62
-    shift_key: str
-    function: str
-    output: str
-    offset: np.ndarray | None = None  # int64 [C], added at the 2^-n scale, or None
-    offset_key: str | None = None
-    rounding: str = "half_up"  # one of hwsim.fixed.ROUNDING_MODES
-    op: ClassVar[str] = "requant"
-
-    @property
-    def reads(self) -> tuple[str, ...]:
-        return tuple(i.tensor for i in self.inputs)
-
-
-@dataclass(frozen=True, eq=False)
-class AvgPoolSumNode:
-    """``avgpool_sum``: integer sum over H and W of codes ``[C, H, W]`` -> codes ``[C]``."""
-
-    name: str
-    input: str
-    output: str
-    op: ClassVar[str] = "avgpool_sum"
-
-    @property
-    def reads(self) -> tuple[str, ...]:
-        return (self.input,)
-
-
-Node = Conv2dNode | LinearNode | RequantNode | AvgPoolSumNode
-MacNode = Conv2dNode | LinearNode
-
-
-@dataclass(frozen=True, eq=False)
-class BundleMeta:
-    """The scalar fields of graph.yaml."""
-
-    format_version: int
-    model: str
-    rounding: str
-    acc_bits: int
-    mult_bits: int
-    input_tensor: str
-    input_mean: tuple[float, ...]
-    input_std: tuple[float, ...]
-    output: str
-    quantization: dict[str, Any] = field(default_factory=dict)
-    reference: dict[str, Any] | None = None
-
-    @property
-    def acc_format(self) -> IntFormat:
-        return IntFormat(self.acc_bits, True)
-
-
-@dataclass(frozen=True, eq=False)
-class Reference:
-    """reference.npz: what the PyTorch model produced for a batch of inputs."""
-
-    input_codes: np.ndarray  # int64 [N, C, H, W]
-    labels: np.ndarray  # int64 [N], -1 where unknown
-    codes: dict[str, np.ndarray]  # tensor -> int64 [N, ...]
-    floats: dict[str, np.ndarray]  # tensor -> float32 [N, ...]
-    eval_predictions: np.ndarray | None = None
-    eval_labels: np.ndarray | None = None
-    device: str = "unknown"
-
-    @property
-    def images(self) -> int:
-        return int(self.input_codes.shape[0])
-
-    def to_npz(self) -> dict[str, np.ndarray]:
-        out: dict[str, np.ndarray] = {"input_codes": self.input_codes, "labels": self.labels}
-        out.update({f"codes/{k}": v for k, v in self.codes.items()})
-        out.update({f"float/{k}": v for k, v in self.floats.items()})
-        if self.eval_predictions is not None and self.eval_labels is not None:
-            out["eval_predictions"] = self.eval_predictions
-            out["eval_labels"] = self.eval_labels
-        out["device"] = np.array(self.device)
-        return out
-
-
-@dataclass(frozen=True, eq=False)
-class Bundle:
-    """A loaded, validated bundle. ``consts`` holds tensors.npz as read; nodes hold int64 views of it."""
-
-    path: Path | None
-    meta: BundleMeta
-    tensors: dict[str, TensorSpec]
-    nodes: tuple[Node, ...]
-    consts: dict[str, np.ndarray]
-    reference: Reference | None = None
-
-    def node(self, name: str) -> Node:
-        for n in self.nodes:
-            if n.name == name:
-                return n
-        raise KeyError(f"no node named {name!r} in the bundle; nodes: {[n.name for n in self.nodes]}")
-
-    def producer(self, tensor: str) -> Node | None:
-        """The node that writes ``tensor`` (``None`` for the network input)."""
-        for n in self.nodes:
-            if n.output == tensor:
-                return n
-        return None
-
-    @property
-    def input_spec(self) -> TensorSpec:
-        return self.tensors[self.meta.input_tensor]
-
-    @property
-    def output_spec(self) -> TensorSpec:
-        return self.tensors[self.meta.output]
-
-    @property
-    def acc_format(self) -> IntFormat:
-        return self.meta.acc_format
-
-    @property
-    def mac_nodes(self) -> tuple[MacNode, ...]:
-        return tuple(n for n in self.nodes if isinstance(n, (Conv2dNode, LinearNode)))
-
-    def macs(self, name: str) -> int:
-        """Multiply-accumulates per image of node ``name`` (0 for nodes without MACs)."""
-        return node_macs(self.node(name), self)
-
-    @property
-    def total_macs(self) -> int:
-        return sum(node_macs(n, self) for n in self.nodes)
-
-
-def node_macs(node: Node, bundle: Bundle) -> int:
-    """MACs per image: output elements times the K of the GEMM (``C_in/groups * kh * kw``)."""
-    if isinstance(node, (Conv2dNode, LinearNode)):
-        k = int(np.prod(node.weight.shape[1:]))
-        return math.prod(bundle.tensors[node.output].shape) * k
-    return 0
-
-
-# ----------------------------------------------------------------------------------------------
-# Loading
-# ----------------------------------------------------------------------------------------------
+# Integer dtypes the spec allows for multipliers and biases (docs/export-format.md, tensors.npz)
+_MULTIPLIER_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
+_BIAS_DTYPES = (np.dtype(np.int32),)
+# An avgpool_sum's scale is scale_in / (H*W) up to the decimal printing of graph.yaml
+_SCALE_RTOL = 1e-9
 
 
 @dataclass(frozen=True)
@@ -481,7 +157,7 @@ def _int_pair(value: Any, where: _Where, fld: str, lo: int) -> tuple[int, int]:
 
 def _code_format(value: Any, where: _Where, fld: str) -> CodeFormat:
     fmt = _mapping(value, where, fld, "bits, signed, nominal_bits?, lattice?")
-    _keys(fmt, where, {"bits", "signed"}, {"nominal_bits", "lattice"}, prefix=f"{fld}.")
+    _keys(fmt, where, *required_and_optional(FORMAT_KEYS), prefix=f"{fld}.")
     bits = _int(fmt["bits"], where, f"{fld}.bits", 1, 64)
     if not isinstance(fmt["signed"], bool):
         raise where.error(f"{fld}.signed", f"got {_describe(fmt['signed'])}", "true or false")
@@ -496,15 +172,20 @@ def _code_format(value: Any, where: _Where, fld: str) -> CodeFormat:
         raise where.error(fld, str(err), "a consistent integer format (docs/export-format.md)") from None
 
 
-class _Npz:
-    """tensors.npz (or reference.npz) read fully into memory, with errors mapped to BundleError."""
+class _Arrays:
+    """The arrays of tensors.npz (or reference.npz) by key, with errors mapped to BundleError."""
 
-    def __init__(self, path: Path, fix: str) -> None:
-        self.file = str(path)
+    def __init__(self, arrays: Mapping[str, Any], file: str, fix: str) -> None:
+        self.file = file
         self.fix = fix
+        self.arrays: dict[str, np.ndarray] = {str(k): np.asarray(v) for k, v in arrays.items()}
+
+    @staticmethod
+    def read(path: Path, fix: str) -> _Arrays:
+        """The whole archive at ``path``, read into memory."""
         try:
             with np.load(path, allow_pickle=False) as data:
-                self.arrays: dict[str, np.ndarray] = {str(k): np.asarray(data[k]) for k in data.files}
+                arrays = {str(k): np.asarray(data[k]) for k in data.files}
         except FileNotFoundError:
             raise BundleError(
                 f"{path}: missing; expected an .npz archive (numpy.savez); re-export the bundle"
@@ -519,6 +200,7 @@ class _Npz:
                 f"{path}: corrupt .npz archive ({type(err).__name__}: {err}); "
                 f"expected a numpy.savez archive; {fix}"
             ) from None
+        return _Arrays(arrays, str(path), fix)
 
     def get(self, key: Any, where: _Where, fld: str) -> np.ndarray:
         if not isinstance(key, str) or not key:
@@ -544,7 +226,19 @@ def _check_range(arr: np.ndarray, where: _Where, fld: str, lo: int, hi: int, exp
         raise where.error(fld, f"value {bad} is out of range", f"{expected} ([{lo}, {hi}])", _FIX_TENSORS)
 
 
-def _weight_scale(npz: _Npz, raw: Mapping[str, Any], where: _Where, channels: int) -> tuple[np.ndarray, str]:
+def _dtype(arr: np.ndarray, where: _Where, fld: str, allowed: tuple[np.dtype, ...], expected: str) -> None:
+    if arr.dtype not in allowed:
+        raise where.error(
+            fld,
+            f"dtype {arr.dtype}",
+            f"{expected} (docs/export-format.md, tensors.npz)",
+            f"store the array as {' or '.join(d.name for d in allowed)}",
+        )
+
+
+def _weight_scale(
+    npz: _Arrays, raw: Mapping[str, Any], where: _Where, channels: int
+) -> tuple[np.ndarray, str]:
     key = raw["weight_scale"]
     arr = npz.get(key, where, "weight_scale")
     if arr.dtype.kind != "f":
@@ -561,7 +255,7 @@ def _weight_scale(npz: _Npz, raw: Mapping[str, Any], where: _Where, channels: in
 
 
 def _weights(
-    npz: _Npz, raw: Mapping[str, Any], where: _Where, shape: tuple[int, ...] | None, rank: int
+    npz: _Arrays, raw: Mapping[str, Any], where: _Where, shape: tuple[int, ...] | None, rank: int
 ) -> tuple[np.ndarray, str, CodeFormat]:
     fmt = _code_format(raw["weight_format"], where, "weight_format")
     key = raw["weight"]
@@ -590,10 +284,7 @@ def _tensor_spec(name: str, raw: Any, file: str) -> TensorSpec:
     kind = spec.get("kind")
     if kind not in TENSOR_KINDS:
         raise where.error("kind", f"got {_describe(kind)}", f"one of {', '.join(TENSOR_KINDS)}")
-    if kind == "codes":
-        _keys(spec, where, {"shape", "kind", "format", "scale"}, set())
-    else:
-        _keys(spec, where, {"shape", "kind"}, set())
+    _keys(spec, where, *required_and_optional(TENSOR_KEYS[kind]))
     shape = spec["shape"]
     if not isinstance(shape, list) or not shape or not all(_is_int(v) and v >= 1 for v in shape):
         raise where.error("shape", f"got {_describe(shape)}", "a non-empty list of positive integers")
@@ -607,34 +298,27 @@ def _tensor_spec(name: str, raw: Any, file: str) -> TensorSpec:
 class _Loader:
     """One pass over graph.yaml in execution order, resolving arrays and checking every rule."""
 
-    def __init__(self, directory: Path) -> None:
-        self.dir = directory
-        self.gfile = str(directory / GRAPH_FILE)
-        self.top = _Where(self.gfile)
+    def __init__(self, gfile: str, graph: Any, arrays: _Arrays) -> None:
+        self.gfile = gfile
+        self.top = _Where(gfile)
+        self.raw = graph
+        self.npz = arrays
 
-    def load(self) -> Bundle:
-        graph = self._read_yaml()
-        _keys(
-            graph,
-            self.top,
-            {"format_version", "rounding", "acc_bits", "mult_bits", "input", "output", "tensors", "nodes"},
-            {"model", "quantization", "reference"},
+    def load(self, directory: Path | None) -> Bundle:
+        graph = _mapping(
+            self.raw, self.top, None, "the top level of graph.yaml: format_version, tensors, nodes, ..."
         )
-        version = graph["format_version"]
-        if not _is_int(version) or version != FORMAT_VERSION:
+        version = graph.get("format_version")
+        if not _is_int(version) or version not in FORMAT_VERSIONS:
             raise self.top.error(
                 "format_version",
-                f"unsupported version {_describe(version)}",
-                f"{FORMAT_VERSION}",
+                f"unsupported version {_describe(version)}" if "format_version" in graph else "missing",
+                f"one of {', '.join(map(str, FORMAT_VERSIONS))}",
                 "re-export the bundle with this version of qat export",
             )
-        if graph["rounding"] != ROUNDING:
-            raise self.top.error(
-                "rounding",
-                f"unsupported rounding {_describe(graph['rounding'])}",
-                f"'{ROUNDING}' (the only rule of format_version 1)",
-                _FIX_GRAPH,
-            )
+        self.version = int(version)
+        _keys(graph, self.top, *required_and_optional(TOP_KEYS, self.version))
+        self.rounding = self._rounding(graph["rounding"], self.top)
         self.acc_bits = _int(graph["acc_bits"], self.top, "acc_bits", 1, 64)
         self.mult_bits = _int(graph["mult_bits"], self.top, "mult_bits", 2, 63)
         model = graph.get("model", "")
@@ -653,7 +337,7 @@ class _Loader:
 
         in_where = _Where(self.gfile, "input")
         inp = _mapping(graph["input"], self.top, "input", "tensor, mean, std")
-        _keys(inp, in_where, {"tensor", "mean", "std"}, set())
+        _keys(inp, in_where, *required_and_optional(INPUT_KEYS, self.version))
         input_tensor = self._declared(_str(inp["tensor"], in_where, "tensor"), in_where, "tensor")
         in_spec = self.tensors[input_tensor]
         if in_spec.kind != "codes" or len(in_spec.shape) != 3:
@@ -674,7 +358,6 @@ class _Loader:
                 "a codes tensor of shape [classes]",
             )
 
-        self.npz = _Npz(self.dir / TENSORS_FILE, _FIX_TENSORS)
         raw_nodes = graph["nodes"]
         if not isinstance(raw_nodes, list) or not raw_nodes:
             raise self.top.error("nodes", f"got {_describe(raw_nodes)}", "a non-empty list of nodes")
@@ -696,10 +379,11 @@ class _Loader:
                 f"tensor '{output}' is not produced by any node",
                 "the output of a node (the logits)",
             )
+        self._check_acc_bits(nodes)
         meta = BundleMeta(
-            FORMAT_VERSION,
+            self.version,
             model,
-            ROUNDING,
+            self.rounding,
             self.acc_bits,
             self.mult_bits,
             input_tensor,
@@ -709,50 +393,45 @@ class _Loader:
             quant,
             ref_info,
         )
-        bundle = Bundle(self.dir, meta, self.tensors, tuple(nodes), dict(self.npz.arrays), None)
-        ref_path = self.dir / REFERENCE_FILE
-        if ref_path.exists():
-            bundle = Bundle(
-                self.dir,
-                meta,
-                self.tensors,
-                tuple(nodes),
-                dict(self.npz.arrays),
-                _load_reference(ref_path, bundle),
-            )
-        return bundle
+        return Bundle(directory, meta, self.tensors, tuple(nodes), dict(self.npz.arrays), None)
 
-    def _read_yaml(self) -> Mapping[str, Any]:
-        path = self.dir / GRAPH_FILE
-        if not self.dir.is_dir():
-            raise BundleError(
-                f"{self.dir}: not a directory; expected a bundle directory holding "
-                f"{GRAPH_FILE} and {TENSORS_FILE}; pass the directory that qat export wrote"
+    def _rounding(self, value: Any, where: _Where, fld: str = "rounding") -> str:
+        if self.version == 1:
+            if value != DEFAULT_ROUNDING:
+                raise where.error(
+                    fld,
+                    f"unsupported rounding {_describe(value)}",
+                    f"'{DEFAULT_ROUNDING}' (the only rule of format_version 1)",
+                    "set rounding: half_up, or format_version: 2 for the other modes",
+                )
+            return DEFAULT_ROUNDING
+        if not isinstance(value, str) or value not in ROUNDING_MODES:
+            raise where.error(
+                fld,
+                f"unknown rounding mode {_describe(value)}",
+                f"one of {', '.join(ROUNDING_MODES)} (docs/export-format.md, Rounding)",
             )
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise BundleError(
-                f"{path}: missing; expected the graph of the bundle (docs/export-format.md); "
-                "pass the directory that qat export wrote"
-            ) from None
-        except (OSError, UnicodeDecodeError) as err:
-            raise BundleError(
-                f"{path}: unreadable ({err}); expected UTF-8 YAML; re-export the bundle"
-            ) from None
-        try:
-            graph = yaml.safe_load(text)
-        except yaml.YAMLError as err:
-            raise BundleError(
-                f"{path}: not valid YAML ({str(err).splitlines()[0]}); expected a YAML mapping; {_FIX_GRAPH}"
-            ) from None
-        except (ValueError, TypeError, OverflowError, RecursionError) as err:  # e.g. a malformed timestamp
-            raise BundleError(
-                f"{path}: YAML value that cannot be read ({err}); expected a YAML mapping; {_FIX_GRAPH}"
-            ) from None
-        return _mapping(
-            graph, self.top, None, "the top level of graph.yaml: format_version, tensors, nodes, ..."
-        )
+        return value
+
+    def _check_acc_bits(self, nodes: list[Node]) -> None:
+        """``acc_bits`` must hold every accumulator the weights allow for legal inputs (capped at 64)."""
+        worst, where = 0, ""
+        for node in nodes:
+            if isinstance(node, (Conv2dNode, LinearNode)):
+                fmt = self.tensors[node.input].fmt
+                assert fmt is not None
+                bits = worst_case_acc_bits(node.weight, fmt)
+                if bits > worst:
+                    worst, where = bits, node.name
+        need = min(worst, 64)
+        if self.acc_bits < need:
+            raise self.top.error(
+                "acc_bits",
+                f"{self.acc_bits} is narrower than the {need}-bit accumulator that node '{where}' can reach "
+                "(worst case over its weights and every legal input code)",
+                f"acc_bits >= {need}, the widest worst-case accumulator of the bundle",
+                f"set acc_bits: {need} (a narrower accumulator is a run-time choice: --acc-bits)",
+            )
 
     def _declared(self, name: str, where: _Where, fld: str) -> str:
         if name not in self.tensors:
@@ -814,34 +493,18 @@ class _Loader:
                 f"one of {', '.join(OPS)}",
                 "re-export the bundle with a matching version of qat export",
             )
-        if op == "conv2d":
-            return self._conv(name, node, where, produced)
-        if op == "linear":
-            return self._linear(name, node, where, produced)
-        if op == "requant":
-            return self._requant(name, node, where, produced)
-        return self._avgpool(name, node, where, produced)
+        _keys(node, where, *required_and_optional(NODE_KEYS[op], self.version))
+        read = {
+            "conv2d": self._conv,
+            "linear": self._linear,
+            "requant": self._requant,
+            "avgpool_sum": self._avgpool,
+        }
+        return read[op](name, node, where, produced)
 
     def _conv(
         self, name: str, node: Mapping[str, Any], where: _Where, produced: dict[str, str]
     ) -> Conv2dNode:
-        _keys(
-            node,
-            where,
-            {
-                "name",
-                "op",
-                "input",
-                "output",
-                "weight",
-                "weight_format",
-                "weight_scale",
-                "stride",
-                "padding",
-                "groups",
-            },
-            set(),
-        )
         x = self._read(node["input"], where, "input", produced, ("codes",))
         if len(x.shape) != 3:
             raise where.error("input", f"tensor '{x.name}' has shape {list(x.shape)}", "shape [C, H, W]")
@@ -893,9 +556,6 @@ class _Loader:
     def _linear(
         self, name: str, node: Mapping[str, Any], where: _Where, produced: dict[str, str]
     ) -> LinearNode:
-        _keys(
-            node, where, {"name", "op", "input", "output", "weight", "weight_format", "weight_scale"}, set()
-        )
         x = self._read(node["input"], where, "input", produced, ("codes",))
         if len(x.shape) != 1:
             raise where.error("input", f"tensor '{x.name}' has shape {list(x.shape)}", "shape [F]")
@@ -913,7 +573,6 @@ class _Loader:
     def _requant(
         self, name: str, node: Mapping[str, Any], where: _Where, produced: dict[str, str]
     ) -> RequantNode:
-        _keys(node, where, {"name", "op", "inputs", "shift", "function", "output"}, {"offset"})
         function = node["function"]
         if function not in REQUANT_FUNCTIONS:
             raise where.error(
@@ -927,12 +586,14 @@ class _Loader:
                 f"a clamp cannot produce the {y.fmt.lattice} lattice of '{y.name}'",
                 "an output format with lattice full or narrow (or function: sign)",
             )
-        if function == "sign" and not (y.fmt.signed and y.fmt.min <= -1 and y.fmt.max >= 1):
+        if function == "sign" and y.fmt.lattice != "binary":
             raise where.error(
                 "output",
-                f"format {y.fmt} of '{y.name}' cannot hold -1 and +1",
-                "a signed output format (lattice binary)",
+                f"a sign node produces -1 and +1, but '{y.name}' has format {y.fmt}",
+                "the binary lattice, {bits: 2, signed: true, lattice: binary}",
+                "declare the output tensor with the binary lattice",
             )
+        rounding = self._rounding(node.get("rounding", self.rounding), where)
         channels = y.shape[0]
         raw_inputs = node["inputs"]
         if not isinstance(raw_inputs, list) or not raw_inputs:
@@ -943,7 +604,7 @@ class _Loader:
         for i, raw in enumerate(raw_inputs):
             fld = f"inputs[{i}]"
             item = _mapping(raw, where, fld, "tensor, multiplier, bias?")
-            _keys(item, where, {"tensor", "multiplier"}, {"bias"}, prefix=f"{fld}.")
+            _keys(item, where, *required_and_optional(REQUANT_INPUT_KEYS, self.version), prefix=f"{fld}.")
             x = self._read(item["tensor"], where, f"{fld}.tensor", produced, ("acc", "codes"))
             if x.shape != y.shape:
                 raise where.error(
@@ -957,6 +618,7 @@ class _Loader:
                 f"{fld}.multiplier",
                 (channels,),
             )
+            _dtype(mult, where, f"{fld}.multiplier", _MULTIPLIER_DTYPES, "int32 or int64 multipliers")
             limit = (1 << (self.mult_bits - 1)) - 1
             _check_range(
                 mult,
@@ -972,12 +634,13 @@ class _Loader:
                 bias = _int_array(
                     self.npz.get(bias_key, where, f"{fld}.bias"), where, f"{fld}.bias", (channels,)
                 )
+                _dtype(bias, where, f"{fld}.bias", _BIAS_DTYPES, "int32 biases")
                 _check_range(bias, where, f"{fld}.bias", -(1 << 31), (1 << 31) - 1, "int32 biases")
                 bias = bias.astype(np.int64)
             inputs.append(RequantInput(x.name, mult.astype(np.int64), item["multiplier"], bias, bias_key))
         shift_key = node["shift"]
         shift = _int_array(self.npz.get(shift_key, where, "shift"), where, "shift", (channels,))
-        _check_range(shift, where, "shift", 0, MAX_SHIFT, "shifts in 0..62")
+        _check_range(shift, where, "shift", 0, MAX_SHIFT, f"shifts in 0..{MAX_SHIFT}")
         offset = offset_key = None
         if "offset" in node:
             offset_key = node["offset"]
@@ -985,13 +648,20 @@ class _Loader:
             _check_range(offset, where, "offset", -(1 << 63), (1 << 63) - 1, "int64 offsets")
             offset = offset.astype(np.int64)
         return RequantNode(
-            name, tuple(inputs), shift.astype(np.int64), shift_key, function, y.name, offset, offset_key
+            name,
+            tuple(inputs),
+            shift.astype(np.int64),
+            shift_key,
+            function,
+            y.name,
+            offset,
+            offset_key,
+            rounding,
         )
 
     def _avgpool(
         self, name: str, node: Mapping[str, Any], where: _Where, produced: dict[str, str]
     ) -> AvgPoolSumNode:
-        _keys(node, where, {"name", "op", "input", "output"}, set())
         x = self._read(node["input"], where, "input", produced, ("codes",))
         if len(x.shape) != 3:
             raise where.error("input", f"tensor '{x.name}' has shape {list(x.shape)}", "shape [C, H, W]")
@@ -1009,13 +679,23 @@ class _Loader:
                 f"{need.name if need else 'a wider format'} (bits_in + ceil(log2(H*W)), "
                 "same signedness, lattice full)",
             )
+        assert x.scale is not None and y.scale is not None
+        want = x.scale / area
+        if not math.isclose(y.scale, want, rel_tol=_SCALE_RTOL, abs_tol=0.0):
+            raise _Where(self.gfile, f"tensor '{y.name}'").error(
+                "scale",
+                f"{y.scale!r} is not the scale of a sum over {x.shape[1]}x{x.shape[2]} of '{x.name}' "
+                f"(scale {x.scale!r})",
+                f"scale_in / (H*W) = {want!r} (the 1/(H*W) is folded into the next multiplier)",
+                f"set the scale of '{y.name}' to {want!r}",
+            )
         return AvgPoolSumNode(name, x.name, y.name)
 
 
-def _load_reference(path: Path, bundle: Bundle) -> Reference:
-    npz = _Npz(path, _FIX_REFERENCE)
+def _reference(npz: _Arrays, bundle: Bundle) -> Reference:
+    """reference.npz checked against the bundle's tensors (keys as docs/export-format.md lists them)."""
     arrays = npz.arrays
-    file = str(path)
+    file = npz.file
 
     def err(key: str, problem: str, expected: str) -> BundleError:
         return BundleError(f"{file}: array '{key}': {problem}; expected {expected}; {_FIX_REFERENCE}")
@@ -1094,151 +774,62 @@ def _load_reference(path: Path, bundle: Bundle) -> Reference:
     )
 
 
+def _read_graph(directory: Path) -> tuple[str, Any]:
+    path = directory / GRAPH_FILE
+    if not directory.is_dir():
+        raise BundleError(
+            f"{directory}: not a directory; expected a bundle directory holding "
+            f"{GRAPH_FILE} and {TENSORS_FILE}; pass the directory that qat export wrote"
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BundleError(
+            f"{path}: missing; expected the graph of the bundle (docs/export-format.md); "
+            "pass the directory that qat export wrote"
+        ) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise BundleError(f"{path}: unreadable ({err}); expected UTF-8 YAML; re-export the bundle") from None
+    try:
+        return str(path), yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise BundleError(
+            f"{path}: not valid YAML ({str(err).splitlines()[0]}); expected a YAML mapping; {_FIX_GRAPH}"
+        ) from None
+    except (ValueError, TypeError, OverflowError, RecursionError) as err:  # e.g. a malformed timestamp
+        raise BundleError(
+            f"{path}: YAML value that cannot be read ({err}); expected a YAML mapping; {_FIX_GRAPH}"
+        ) from None
+
+
 def load_bundle(path: str | os.PathLike[str]) -> Bundle:
     """Read and validate the bundle directory ``path``; :class:`BundleError` names the first broken rule."""
-    return _Loader(Path(path)).load()
+    directory = Path(path)
+    gfile, graph = _read_graph(directory)
+    _mapping(graph, _Where(gfile), None, "the top level of graph.yaml: format_version, tensors, nodes, ...")
+    arrays = _Arrays.read(directory / TENSORS_FILE, _FIX_TENSORS)
+    bundle = _Loader(gfile, graph, arrays).load(directory)
+    ref_path = directory / REFERENCE_FILE
+    if ref_path.exists():
+        bundle = replace(bundle, reference=_reference(_Arrays.read(ref_path, _FIX_REFERENCE), bundle))
+    return bundle
 
 
-# ----------------------------------------------------------------------------------------------
-# Saving
-# ----------------------------------------------------------------------------------------------
-
-
-def bundle_graph(bundle: Bundle) -> dict[str, Any]:
-    """The graph.yaml mapping of ``bundle`` (the inverse of the loader)."""
-    meta = bundle.meta
-    tensors: dict[str, Any] = {}
-    for name, spec in bundle.tensors.items():
-        entry: dict[str, Any] = {"shape": list(spec.shape), "kind": spec.kind}
-        if spec.kind == "codes":
-            assert spec.fmt is not None
-            entry["format"] = spec.fmt.to_yaml()
-            entry["scale"] = float(spec.scale)  # type: ignore[arg-type]
-        tensors[name] = entry
-    nodes: list[dict[str, Any]] = []
-    for node in bundle.nodes:
-        if isinstance(node, Conv2dNode):
-            nodes.append(
-                {
-                    "name": node.name,
-                    "op": "conv2d",
-                    "input": node.input,
-                    "output": node.output,
-                    "weight": node.weight_key,
-                    "weight_format": node.weight_format.to_yaml(),
-                    "weight_scale": node.weight_scale_key,
-                    "stride": list(node.stride),
-                    "padding": list(node.padding),
-                    "groups": node.groups,
-                }
-            )
-        elif isinstance(node, LinearNode):
-            nodes.append(
-                {
-                    "name": node.name,
-                    "op": "linear",
-                    "input": node.input,
-                    "output": node.output,
-                    "weight": node.weight_key,
-                    "weight_format": node.weight_format.to_yaml(),
-                    "weight_scale": node.weight_scale_key,
-                }
-            )
-        elif isinstance(node, RequantNode):
-            inputs = []
-            for item in node.inputs:
-                entry = {"tensor": item.tensor, "multiplier": item.multiplier_key}
-                if item.bias_key is not None:
-                    entry["bias"] = item.bias_key
-                inputs.append(entry)
-            nodes.append(
-                {
-                    "name": node.name,
-                    "op": "requant",
-                    "function": node.function,
-                    "inputs": inputs,
-                    "shift": node.shift_key,
-                    "output": node.output,
-                }
-            )
-            if node.offset_key is not None:
-                nodes[-1]["offset"] = node.offset_key
-        else:
-            nodes.append({"name": node.name, "op": "avgpool_sum", "input": node.input, "output": node.output})
-    graph: dict[str, Any] = {
-        "format_version": meta.format_version,
-        "model": meta.model,
-        "rounding": meta.rounding,
-        "acc_bits": meta.acc_bits,
-        "mult_bits": meta.mult_bits,
-        "input": {"tensor": meta.input_tensor, "mean": list(meta.input_mean), "std": list(meta.input_std)},
-        "output": meta.output,
-        "quantization": dict(meta.quantization),
-    }
-    if meta.reference is not None:
-        graph["reference"] = dict(meta.reference)
-    graph["tensors"] = tensors
-    graph["nodes"] = nodes
-    return graph
-
-
-def write_bundle_files(
-    path: str | os.PathLike[str],
-    graph: Mapping[str, Any] | str,
-    tensors: Mapping[str, np.ndarray],
+def validate_bundle(
+    graph: Mapping[str, Any],
+    arrays: Mapping[str, np.ndarray],
     reference: Mapping[str, np.ndarray] | None = None,
-) -> Path:
-    """Write a bundle directory from raw parts, atomically (a temporary directory, then a rename).
+    label: str = "<bundle in memory>",
+) -> Bundle:
+    """The checks of :func:`load_bundle` on a graph.yaml mapping and arrays held in memory.
 
-    ``graph`` is the graph.yaml mapping (or its text). No validation: use :func:`load_bundle` to
-    check what was written. An existing directory at ``path`` is replaced.
+    Messages name ``label/graph.yaml`` (and ``tensors.npz``, ``reference.npz``) as if the bundle
+    were on disk at ``label``; the returned :class:`Bundle` has no path.
     """
-    dest = Path(path)
-    tmp = staging_directory(dest)
-    try:
-        text = graph if isinstance(graph, str) else yaml.safe_dump(dict(graph), sort_keys=False)
-        (tmp / GRAPH_FILE).write_text(text, encoding="utf-8")
-        np.savez(tmp / TENSORS_FILE, **dict(tensors))
-        if reference is not None:
-            np.savez(tmp / REFERENCE_FILE, **dict(reference))
-        replace_directory(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return dest
-
-
-def save_bundle(bundle: Bundle, path: str | os.PathLike[str]) -> Path:
-    """Write ``bundle`` to the directory ``path`` atomically (graph.yaml, tensors.npz, reference.npz)."""
-    ref = bundle.reference.to_npz() if bundle.reference is not None else None
-    return write_bundle_files(path, bundle_graph(bundle), bundle.consts, ref)
-
-
-# ----------------------------------------------------------------------------------------------
-# Network input
-# ----------------------------------------------------------------------------------------------
-
-
-def quantize_images(images: np.ndarray, bundle: Bundle) -> np.ndarray:
-    """uint8 images ``[N, H, W, C]`` -> input codes ``[N, C, H, W]`` int64, by the float32 recipe of the spec.
-
-    In float32, in this order: ``x = pixel / 255``; ``x = (x - mean[c]) / std[c]``;
-    ``code = clamp(floor(x / scale + 0.5), fmt.min, fmt.max)`` (mean, std and scale rounded to
-    float32 first), so that PyTorch and numpy produce identical codes.
-    """
-    spec = bundle.input_spec
-    assert spec.fmt is not None and spec.scale is not None
-    arr = np.asarray(images)
-    c, h, w = spec.shape
-    if arr.dtype != np.uint8 or arr.ndim != 4 or tuple(arr.shape[1:]) != (h, w, c):
-        raise UserError(
-            f"images: got {arr.dtype} of shape {list(arr.shape)}; expected uint8 [N, {h}, {w}, {c}] (HWC); "
-            "load them with hwsim.cifar10.load_cifar10"
-        )
-    x = arr.astype(np.float32) / np.float32(255.0)
-    x = (x - np.asarray(bundle.meta.input_mean, dtype=np.float32)) / np.asarray(
-        bundle.meta.input_std, dtype=np.float32
-    )
-    q = np.floor(x / np.float32(spec.scale) + np.float32(0.5))
-    q = np.clip(q, spec.fmt.min, spec.fmt.max)
-    return np.ascontiguousarray(q.astype(np.int64).transpose(0, 3, 1, 2))
+    base = Path(label)
+    tensors = _Arrays(arrays, str(base / TENSORS_FILE), _FIX_TENSORS)
+    bundle = _Loader(str(base / GRAPH_FILE), graph, tensors).load(None)
+    if reference is not None:
+        ref = _reference(_Arrays(reference, str(base / REFERENCE_FILE), _FIX_REFERENCE), bundle)
+        bundle = replace(bundle, reference=ref)
+    return bundle
