@@ -325,7 +325,7 @@ def requant_parameters(
     lattice = getattr(out_fmt, "lattice", "full")
     if not _is_int(bits) or not isinstance(signed, bool):
         raise HwConfigError(f"requant out_fmt: expected an integer format (bits, signed), got {out_fmt!r}")
-    _check_int("requant out_fmt.bits", bits, 1, 64 if signed else 63)
+    _check_int("requant out_fmt.bits", bits, 1, 63)  # requant.v: OUT_BITS < 64
     _check_int("requant x_bits", x_bits, 1, 63)
     _check_int("requant mult_bits", mult_bits, 2, 63)
     _check_choice("requant function", function, REQUANT_FUNCTIONS)

@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from hwsim.errors import UserError
+from hwsim.fixed import ROUNDING_MODES, CodeFormat, IntFormat
 from hwsim.hwconfig import (
     ArrayConfig,
     HardwareConfig,
@@ -15,6 +16,7 @@ from hwsim.hwconfig import (
     PEConfig,
     hw_config_to_dict,
     load_hw_config,
+    requant_parameters,
     verilog_parameters,
 )
 
@@ -158,3 +160,33 @@ def test_verilog_parameters() -> None:
         verilog_parameters(HardwareConfig(array=ArrayConfig(4, 4, "os")))
     with pytest.raises(HwConfigError, match="a_bits"):
         verilog_parameters(cfg, a_bits=0)
+
+
+def test_requant_parameters() -> None:
+    assert requant_parameters(IntFormat(4, False), "half_up") == {
+        "OUT_BITS": 4,
+        "OUT_SIGNED": 0,
+        "OUT_NARROW": 0,
+        "X_BITS": 32,
+        "MULT_BITS": 32,
+        "ROUNDING": 0,
+    }
+    for code, mode in enumerate(ROUNDING_MODES):  # the RTL's code is the index in ROUNDING_MODES
+        assert requant_parameters(IntFormat(8, True), mode, x_bits=24, mult_bits=16)["ROUNDING"] == code
+    narrow = requant_parameters(CodeFormat(8, True, lattice="narrow"), "ceil")
+    assert [narrow[k] for k in ("OUT_BITS", "OUT_SIGNED", "OUT_NARROW", "ROUNDING")] == [8, 1, 1, 4]
+    binary = CodeFormat(2, True, 1, "binary")
+    assert requant_parameters(binary, "floor", function="sign")["OUT_BITS"] == 2
+    bad = [
+        ((IntFormat(8, True), "nearest"), {}, "'nearest' is not a rounding mode; use one of half_up"),
+        ((binary, "floor"), {}, "a clamp produces the full or narrow lattice, not 'binary'"),
+        ((IntFormat(8, False), "floor"), {"function": "sign"}, "need a signed output of at least 2 bits"),
+        ((IntFormat(8, True), "floor"), {"function": "relu"}, "'relu' is not one of clamp, sign"),
+        ((IntFormat(8, True), "floor"), {"x_bits": 64}, "x_bits"),
+        ((IntFormat(8, True), "floor"), {"mult_bits": 1}, "mult_bits"),
+        ((IntFormat(64, True), "floor"), {}, "out_fmt.bits"),
+        (("int8", "floor"), {}, "expected an integer format"),
+    ]
+    for args, kwargs, needle in bad:
+        with pytest.raises(HwConfigError, match=needle):
+            requant_parameters(*args, **kwargs)  # type: ignore[arg-type]

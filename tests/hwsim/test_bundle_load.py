@@ -207,6 +207,88 @@ CASES: list[tuple[str, Callable[[dict[str, Any], dict[str, np.ndarray]], None], 
 ]
 
 
+# What the spec forbids and the loader once let through: each names file, node, field, value and the fix.
+FORBIDDEN: list[tuple[str, Callable[[dict[str, Any], dict[str, np.ndarray]], None], str]] = [
+    (
+        "int16 multipliers",
+        lambda g, a: a.__setitem__("act1.mult0", a["act1.mult0"].astype(np.int16)),
+        r"graph.yaml: node 'act1', field 'inputs\[0\].multiplier': dtype int16; expected int32 or int64 "
+        r"multipliers.*; store the array as int32 or int64",
+    ),
+    (
+        "int64 biases holding int32 values",
+        lambda g, a: a.__setitem__("act1.bias0", a["act1.bias0"].astype(np.int64)),
+        r"graph.yaml: node 'act1', field 'inputs\[0\].bias': dtype int64; expected int32 biases.*"
+        r"store the array as int32",
+    ),
+    (
+        "acc_bits below the widest accumulator",
+        lambda g, a: g.__setitem__("acc_bits", 8),
+        r"graph.yaml: field 'acc_bits': 8 is narrower than the 11-bit accumulator that node 'conv1' can "
+        r"reach.*expected acc_bits >= 11.*set acc_bits: 11",
+    ),
+    (
+        "avgpool scale that is not scale_in / (H*W)",
+        lambda g, a: g["tensors"]["pool"].__setitem__("scale", 0.5),
+        r"graph.yaml: tensor 'pool', field 'scale': 0.5 is not the scale of a sum over 4x4 of 'act2' "
+        r"\(scale 0.5\); expected scale_in / \(H\*W\) = 0.03125.*set the scale of 'pool' to 0.03125",
+    ),
+    (
+        "sign node whose output is not binary",
+        lambda g, a: g["tensors"]["sgn"].__setitem__("format", {"bits": 2, "signed": True}),
+        r"graph.yaml: node 'sgn', field 'output': a sign node produces -1 and \+1, but 'sgn' has format "
+        r"int2 \[-2, 1\]; expected the binary lattice.*declare the output tensor with the binary lattice",
+    ),
+]
+
+
+@pytest.mark.parametrize("mutate, pattern", [(m, p) for _, m, p in FORBIDDEN], ids=[c[0] for c in FORBIDDEN])
+def test_what_the_spec_forbids_is_rejected_with_exit_2(
+    tmp_path: Path, mutate: Any, pattern: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ok = broken(tmp_path, lambda g, a: None)
+    load_bundle(ok)  # the unmutated bundle loads
+    path = broken(tmp_path, mutate)
+    with pytest.raises(BundleError, match=pattern):
+        load_bundle(path)
+    assert hwsim_main(["emulate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert str(path / "graph.yaml") in err and "Traceback" not in err
+
+
+def test_rounding_per_requantizer_loads_and_round_trips(tmp_path: Path) -> None:
+    graph, arrays, _ = tiny_builder().parts("logits")
+    assert graph["format_version"] == 2 and all(
+        n["rounding"] == "half_up" for n in graph["nodes"] if n["op"] == "requant"
+    )
+    node(graph, "act1")["rounding"] = "half_even"
+    node(graph, "logits")["rounding"] = "toward_zero"
+    del node(graph, "act2")["rounding"]  # falls back to the top-level rounding
+    graph["rounding"] = "floor"
+    bundle = load_bundle(write_bundle_files(tmp_path / "b", graph, arrays))
+    modes = {n.name: n.rounding for n in bundle.nodes if n.op == "requant"}
+    assert modes == {"act1": "half_even", "act2": "floor", "sgn": "half_up", "logits": "toward_zero"}
+    again = load_bundle(save_bundle(bundle, tmp_path / "copy"))
+    assert {n.name: n.rounding for n in again.nodes if n.op == "requant"} == modes
+    node(graph, "act1")["rounding"] = "nearest"
+    with pytest.raises(BundleError, match=r"node 'act1', field 'rounding': unknown rounding mode 'nearest'"):
+        load_bundle(write_bundle_files(tmp_path / "c", graph, arrays))
+
+
+def test_version_1_bundles_load_unchanged(tmp_path: Path) -> None:
+    graph, arrays, _ = tiny_builder().parts("logits")
+    graph["format_version"] = 1
+    for n in graph["nodes"]:
+        n.pop("rounding", None)
+    v1 = load_bundle(write_bundle_files(tmp_path / "v1", graph, arrays))
+    assert v1.meta.format_version == 1 and {n.rounding for n in v1.nodes if n.op == "requant"} == {"half_up"}
+    node(graph, "act1")["rounding"] = "half_up"  # version 1 has no per-node rounding
+    with pytest.raises(BundleError, match=r"node 'act1', field 'rounding': unknown key"):
+        load_bundle(write_bundle_files(tmp_path / "v1b", graph, arrays))
+    shipped = Path(__file__).resolve().parents[2] / "hwsim" / "pretrained" / "bundles" / "dorefa_a4w4"
+    assert load_bundle(shipped).meta.format_version == 1
+
+
 @pytest.mark.parametrize("mutate, pattern", [(m, p) for _, m, p in CASES], ids=[c[0] for c in CASES])
 def test_broken_bundles_are_rejected_with_a_located_message(
     tmp_path: Path, mutate: Any, pattern: str
