@@ -104,7 +104,8 @@ def test_per_channel_shifts_and_requantize_sum(mode: str) -> None:
     m, o = rng.integers(-1000, 1000, size=7), rng.integers(-(1 << 50), 1 << 50, size=7)
     got = requantize_sum([x], [m], shift, channel_axis=1, offset=o, rounding=mode)
     want = [
-        [reference(int(x[i, c]) * int(m[c]) + int(o[c]), int(shift[c]), mode) for c in range(7)] for i in range(50)
+        [reference(int(x[i, c]) * int(m[c]) + int(o[c]), int(shift[c]), mode) for c in range(7)]
+        for i in range(50)
     ]
     assert got.tolist() == want
 
