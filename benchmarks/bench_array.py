@@ -5,7 +5,7 @@ as a ratio to a baseline measured in the same run. Run from the repository root:
 
     .venv/bin/python benchmarks/bench_array.py
 
-The bundle is a random ResNet20 (tests/hwsim/bundles.py, a8w8), so the numbers do not depend on a
+The bundle is a random ResNet20 (hwsim.bundle.synthetic, a8w8), so the numbers do not depend on a
 trained checkpoint. The bit-width sweep has its own benchmark, benchmarks/bench_sweep.py.
 """
 

@@ -3,7 +3,7 @@
 Place in the flow: measures hwsim.emulator (bundle -> integers) against its baseline in the same
 run, on the same CPU: a PyTorch ResNet20 of the same shapes doing what a QAT model does at
 inference (conv, BatchNorm, ReLU, residual add, fake-quantized weights and activations with
-``floor(x / s + 0.5)``). The emulator's bundles are random but valid (tests/hwsim/bundles.py),
+``floor(x / s + 0.5)``). The emulator's bundles are random but valid (hwsim.bundle.synthetic),
 since speed does not depend on trained values. Prints a Markdown table for docs/performance.md.
 
     .venv/bin/python benchmarks/bench_emulator.py [--images 512] [--batch 256] [--rounds 3]

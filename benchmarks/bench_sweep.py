@@ -1,7 +1,7 @@
 """Sweep speed: the w_bits + a_bits sweep of a ResNet20 (every layer, widths 2..8) against one emulator pass.
 
 Place in the flow: measures hwsim.sweep.sweep_bundle (what ``hwsim sweep`` runs) on a random
-ResNet20-shaped bundle (tests/hwsim/bundles.py, a8w8: every width below 8 changes every layer's
+ResNet20-shaped bundle (hwsim.bundle.synthetic, a8w8: every width below 8 changes every layer's
 codes, so nearly every point is re-run), with its baseline from the same run: one full pass of
 hwsim.emulator over the same images. Times are wall-clock; CPU seconds (this process and its
 workers) are printed too, since they depend less on what else shares the machine. Prints the

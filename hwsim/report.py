@@ -2,7 +2,7 @@
 
 Place in the flow: the last step of ``hwsim compare`` (and of the other hwsim commands that
 report per layer): they build a :class:`Report` (one dict per layer, with the columns of
-DESIGN.md "Reports", and a dict of totals) and call :func:`write_report`, which writes every file
+reports/README.md, and a dict of totals) and call :func:`write_report`, which writes every file
 under ``reports/<run>/`` atomically (each to a temporary name, then renamed). Plots are functions
 ``(rows, path, title) -> path`` (the signature of hwsim.plots); pass more in ``plots`` to add them,
 and a command's own files (a table of its own) in ``extra_files``. Columns not listed in
@@ -35,7 +35,7 @@ from hwsim.atomic import write_atomic  # noqa: E402  (re-exported: reports write
 Row = dict[str, Any]
 PlotFn = Callable[[Sequence[Row], Path, str], Path]
 
-# The per-layer columns, in report order (DESIGN.md "Reports" first). Cycle fields stay None
+# The per-layer columns, in report order (those of reports/README.md first). Cycle fields stay None
 # until the array model fills them.
 LAYER_COLUMNS: tuple[str, ...] = (
     "name",
