@@ -88,12 +88,14 @@ def run(args: argparse.Namespace) -> int:
         bundle, codes, config, keep=args.out is not None, batch_size=args.batch_size, progress=args.progress
     )
     print(f"emulated {source}, acc_bits={result.acc_bits}, overflow={config.overflow}")
-    cols = ("layer", "op", "MACs/image", "overflows", "peak |acc|", "bits observed", "bits worst")
+    # overflowed outputs: accumulator results changed by narrowing (docs/export-format.md, overflow counts)
+    cols = ("layer", "op", "MACs/image", "outputs", "overflowed", "peak |acc|", "bits observed", "bits worst")
     table = [list(cols)] + [
         [
             s.name,
             s.op,
             str(s.macs),
+            str(s.elements),
             str(s.overflow_count),
             str(s.peak_acc_abs),
             fmt_value(s.min_safe_acc_bits_observed),
@@ -109,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
                 for i, (cell, w) in enumerate(zip(row, widths, strict=True))
             )
         )
-    print(f"overflow events in total: {sum(s.overflow_count for s in result.layers.values())}")
+    print(f"overflowed outputs in total: {sum(s.overflow_count for s in result.layers.values())}")
     acc = top1(result.predictions, labels)
     print(f"top-1 vs labels: {fmt_value(acc) if acc is not None else 'n/a (no labels)'}")
     for name, other in (("reference predictions", ref_pred), ("eval_predictions", eval_pred)):

@@ -125,3 +125,58 @@ def test_emulator_fast_and_int64_paths_agree_for_every_mode(tmp_path: Path, mode
     if mode != "half_up":
         other = emulate(load_bundle(tiny_bundle(tmp_path / "h")), codes)
         assert any(not np.array_equal(other.tensors[k], fast.tensors[k]) for k in fast.tensors), mode
+
+
+MIXED = {"act1": "half_even", "act2": "floor", "sgn": "half_up", "logits": "toward_zero"}
+
+
+def mixed_bundle(path: Path) -> Path:
+    """The tiny net with a different rounding mode per requantizer (graph.yaml's ``rounding`` keys)."""
+    from hwsim.bundle import save_bundle, validate_bundle
+    from hwsim.bundle.synthetic import reference_from_emulator, tiny_builder, with_reference
+
+    graph, arrays, _ = tiny_builder().parts("logits")
+    for node in graph["nodes"]:
+        if node["op"] == "requant":
+            node["rounding"] = MIXED[node["name"]]
+    bundle = validate_bundle(graph, arrays)
+    return save_bundle(with_reference(bundle, reference_from_emulator(bundle, tiny_inputs(8, seed=3))), path)
+
+
+def test_a_bundle_mixing_modes_emulates_and_simulates(tmp_path: Path) -> None:
+    from hwsim.cli import main
+    from hwsim.hwconfig import ArrayConfig, HardwareConfig, PEConfig
+    from hwsim.simulate import simulate_bundle
+
+    path = mixed_bundle(tmp_path / "mixed")
+    bundle = load_bundle(path)
+    assert {n.name: n.rounding for n in bundle.nodes if n.op == "requant"} == MIXED
+    codes = tiny_inputs(64)
+    run = emulate(bundle, codes)
+    # each requantizer applied its own mode: recompute every one from the emulator's own inputs
+    for node in bundle.nodes:
+        if node.op != "requant":
+            continue
+        v = requantize_sum(
+            [run.tensors[i.tensor] for i in node.inputs],
+            [i.multiplier for i in node.inputs],
+            node.shift,
+            channel_axis=1,
+            biases=[i.bias for i in node.inputs],
+            offset=node.offset,
+            rounding=MIXED[node.name],
+        )
+        fmt = bundle.tensors[node.output].fmt
+        want = np.where(v >= 0, 1, -1) if node.function == "sign" else np.clip(v, fmt.min, fmt.max)
+        assert np.array_equal(run.tensors[node.output], want), node.name
+    exact = emulate(bundle, codes, int64_only=True)
+    assert all(np.array_equal(run.tensors[k], exact.tensors[k]) for k in run.tensors)
+    for dataflow in ("ws", "os", "is"):
+        hw = HardwareConfig(array=ArrayConfig(3, 2, dataflow), pe=PEConfig(16, "wrap"))
+        sim = simulate_bundle(bundle, hw, codes[:4])
+        assert sim.totals["array_value_mismatches"] == 0
+    assert main(["emulate", str(path)]) == 0
+    assert (
+        main(["simulate", str(path), "--hw", "configs/hw/ws_16x16.yaml", "--report", str(tmp_path / "r")])
+        == 0
+    )

@@ -62,5 +62,3 @@ def run_and_check(top: str, sim: str, params: dict[str, int], test_module: str, 
 def assert_passed(result: SimResult) -> None:
     if not result.passed:
         pytest.fail(result.summary(), pytrace=False)
-
-

@@ -35,9 +35,7 @@ HW = "ws_8x8.yaml"
 def layer(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """The layer's GEMM, the emulator's accumulators and codes, and its requantizer constants."""
     where = tmp_path_factory.mktemp("resnet20")
-    bundle = load_bundle(
-        random_resnet20_bundle(where / "bundle", w_bits=4, a_bits=4, seed=3)
-    )
+    bundle = load_bundle(random_resnet20_bundle(where / "bundle", w_bits=4, a_bits=4, seed=3))
     hw = load_hw_config(HW_DIR / HW)
     image = np.random.default_rng(5).integers(-127, 128, size=(1, 3, 32, 32))
     run = emulate(bundle, image, EmulatorConfig(acc_bits=hw.pe.acc_bits, overflow=hw.pe.overflow))
