@@ -8,6 +8,7 @@ obeys docs/export-format.md like an exported one.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -87,18 +88,28 @@ def with_reference(bundle: Bundle, reference: Reference) -> Bundle:
 TINY_INPUT_SHAPE = (2, 4, 4)
 
 
-def tiny_builder(seed: int = 0, acc_bits: int = 32, rounding: str = "half_up") -> BundleBuilder:
+def tiny_builder(
+    seed: int = 0, acc_bits: int = 32, rounding: str | Mapping[str, str] = "half_up"
+) -> BundleBuilder:
     """input int4 [2,4,4] -> conv1 3x3 p1 (2->3) -> act1 (clamp int4 signed) -> conv2 3x3 p1 depthwise
     -> act2 = clamp_uint4(conv2 + act1 residual) -> pool (avgpool_sum) -> fc (3->4) -> logits int8;
     plus a side branch sgn = sign(conv2). Shifts 0, 1 and 2 make ties (``.5``) frequent, including
     negative ones; the clamps saturate; small ``acc_bits`` at run time make the accumulators wrap.
-    Accumulators are named ``<node>.acc``; ``rounding`` is every requantizer's mode."""
+    Accumulators are named ``<node>.acc``; ``rounding`` is every requantizer's mode, or a mode per
+    requantizer name (``act1``, ``act2``, ``sgn``, ``logits``; the others ``half_up``)."""
     rng = np.random.default_rng(seed)
-    b = builder(TINY_INPUT_SHAPE, fmt(4, True), 0.25, acc_bits=acc_bits, model="tiny", rounding=rounding)
+    modes = {} if isinstance(rounding, str) else dict(rounding)
+    default = rounding if isinstance(rounding, str) else "half_up"
+    b = builder(TINY_INPUT_SHAPE, fmt(4, True), 0.25, acc_bits=acc_bits, model="tiny", rounding=default)
     w1 = rng.integers(-7, 8, size=(3, 2, 3, 3))
     a1 = b.conv2d("conv1", "input", w1, fmt(4, True, "narrow"), 0.05, padding=1, output="conv1.acc")
     act1 = b.requant(
-        "act1", [(a1, np.array([1, 3, -2]), np.array([1, -2, 0]))], np.array([1, 2, 0]), fmt(4, True), 0.5
+        "act1",
+        [(a1, np.array([1, 3, -2]), np.array([1, -2, 0]))],
+        np.array([1, 2, 0]),
+        fmt(4, True),
+        0.5,
+        rounding=modes.get("act1"),
     )
     w2 = rng.integers(-1, 2, size=(3, 1, 3, 3))
     a2 = b.conv2d("conv2", act1, w2, fmt(2, True, "ternary"), 0.05, padding=1, groups=3, output="conv2.acc")
@@ -108,6 +119,7 @@ def tiny_builder(seed: int = 0, acc_bits: int = 32, rounding: str = "half_up") -
         np.array([2, 1, 1]),
         fmt(4, False),
         0.5,
+        rounding=modes.get("act2"),
     )
     b.requant(
         "sgn",
@@ -116,6 +128,7 @@ def tiny_builder(seed: int = 0, acc_bits: int = 32, rounding: str = "half_up") -
         fmt(2, True, "binary"),
         1.0,
         function="sign",
+        rounding=modes.get("sgn"),
     )
     pool = b.avgpool_sum("pool", act2)
     wf = rng.integers(-3, 4, size=(4, 3))
@@ -126,12 +139,17 @@ def tiny_builder(seed: int = 0, acc_bits: int = 32, rounding: str = "half_up") -
         np.array([2, 0, 1, 1]),
         fmt(8, True),
         0.1,
+        rounding=modes.get("logits"),
     )
     return b
 
 
 def tiny_bundle(
-    path: Path, seed: int = 0, acc_bits: int = 32, reference_images: int = 0, rounding: str = "half_up"
+    path: Path,
+    seed: int = 0,
+    acc_bits: int = 32,
+    reference_images: int = 0,
+    rounding: str | Mapping[str, str] = "half_up",
 ) -> Path:
     """Write the tiny net (see :func:`tiny_builder`), optionally with a reference from the emulator."""
     bundle = tiny_builder(seed, acc_bits, rounding).build("logits")

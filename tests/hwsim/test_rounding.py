@@ -131,16 +131,8 @@ MIXED = {"act1": "half_even", "act2": "floor", "sgn": "half_up", "logits": "towa
 
 
 def mixed_bundle(path: Path) -> Path:
-    """The tiny net with a different rounding mode per requantizer (graph.yaml's ``rounding`` keys)."""
-    from hwsim.bundle import save_bundle, validate_bundle
-    from hwsim.bundle.synthetic import reference_from_emulator, tiny_builder, with_reference
-
-    graph, arrays, _ = tiny_builder().parts("logits")
-    for node in graph["nodes"]:
-        if node["op"] == "requant":
-            node["rounding"] = MIXED[node["name"]]
-    bundle = validate_bundle(graph, arrays)
-    return save_bundle(with_reference(bundle, reference_from_emulator(bundle, tiny_inputs(8, seed=3))), path)
+    """The tiny net with a different rounding mode per requantizer, and a reference batch."""
+    return tiny_bundle(path, reference_images=8, rounding=MIXED)
 
 
 def test_a_bundle_mixing_modes_emulates_and_simulates(tmp_path: Path) -> None:

@@ -125,3 +125,31 @@ def test_bad_requant_input_exits_2(
     assert "stimulus.npz: cannot read the stimulus" in capsys.readouterr().err
     assert main([sets[0], rq_sets[0], "--sources", str(RTL_DIR / "requant.v")]) == 2
     assert "not both in one call" in capsys.readouterr().err
+
+
+@pytest.mark.rtl
+def test_a_mixed_mode_bundle_on_disk_through_both_commands(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """graph.yaml names a rounding mode per requantizer; `hwsim vectors` writes every requantizer
+    and a conv, and one `rtl_models.check` call runs them all on Icarus with every word equal."""
+    from hwsim.bundle import load_bundle
+    from hwsim.bundle.synthetic import tiny_bundle
+    from hwsim.cli import main as hwsim_main
+
+    require_simulator("icarus")
+    modes = {"act1": "half_even", "act2": "floor", "sgn": "half_away", "logits": "toward_zero"}
+    path = tiny_bundle(tmp_path / "mixed", reference_images=4, rounding=modes)
+    assert {n.name: n.rounding for n in load_bundle(path).nodes if n.op == "requant"} == modes
+    hw = Path(__file__).resolve().parents[2] / "configs" / "hw" / "ws_8x8.yaml"
+    outs = []
+    for layer in [*modes, "conv1"]:
+        out = tmp_path / "vec" / layer
+        assert hwsim_main(["vectors", str(path), "--layer", layer, "--hw", str(hw), "--out", str(out)]) == 0
+        outs.append(str(out))
+    capsys.readouterr()
+    assert main([*outs, "--sim", "icarus"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines and all(line.startswith("PASS on icarus: ") for line in lines)
+    for mode in modes.values():
+        assert any(mode in line for line in lines), mode
