@@ -1,6 +1,6 @@
 """Convolutions and linear layers as exact integer GEMMs with a narrowed accumulator.
 
-Place in the flow: the emulator (hwsim.emulator) and the MAC-array model (hwsim.array) turn every
+Place in the flow: the emulator (hwsim.emulator) and the MAC-array model (hwsim.systolic) turn every
 ``conv2d``/``linear`` node of a bundle into ``Y[M, N] = A[M, K] @ W[K, N]`` with :func:`im2col` and
 :func:`weight_matrix` (the K order of docs/export-format.md) and compute it with :func:`gemm_exact`:
 products of codes summed over ascending ``k`` in a two's-complement accumulator of ``acc`` bits,
