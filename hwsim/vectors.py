@@ -346,12 +346,20 @@ def _load_manifest(d: Path) -> dict[str, Any]:
     return manifest
 
 
-def read_vectors(directory: str | os.PathLike[str]) -> VectorSet:
-    """Read a directory written by :func:`write_vectors` back into a :class:`VectorSet`."""
+def _manifest_of_kind(directory: str | os.PathLike[str], kind: str) -> tuple[Path, dict[str, Any]]:
+    """The manifest of a vector set directory that must be of ``kind`` (``gemm`` or ``requant``)."""
     d = Path(directory)
     manifest = _load_manifest(d)
-    if manifest_kind(manifest, d / MANIFEST) != "gemm":
-        raise VectorError(f"{d}: a requant vector set, not a GEMM; read it with read_requant_vectors")
+    found = manifest_kind(manifest, d / MANIFEST)
+    if found != kind:
+        reader = {"gemm": "read_vectors", "requant": "read_requant_vectors"}[found]
+        raise VectorError(f"{d}: a {found} vector set, not a {kind} one; read it with {reader}")
+    return d, manifest
+
+
+def read_vectors(directory: str | os.PathLike[str]) -> VectorSet:
+    """Read a directory written by :func:`write_vectors` back into a :class:`VectorSet`."""
+    d, manifest = _manifest_of_kind(directory, "gemm")
     p = {key: int(v) for key, v in manifest["parameters"].items()}
     a_fmt, w_fmt, acc_fmt = formats(p)
     g = manifest["gemm"]
@@ -404,24 +412,34 @@ class RequantVectorSet:
 
     def fixed_codes(self) -> tuple[np.ndarray, np.ndarray]:
         """``(codes, clamped)`` that hwsim.fixed computes from the stimulus (each element its own channel)."""
-        s = self.stimulus
-        v = requantize_sum(
-            [s["x0"], s["x1"]],
-            [s["m0"], s["m1"]],
-            s["shift"],
-            channel_axis=0,
-            biases=[s["b0"], s["b1"]],
-            offset=s["offset"],
-            rounding=self.rounding,
-        )
-        clipped = np.clip(v, self.out_format.min, self.out_format.max)
-        is_sign = s["func_sign"] != 0
-        return np.where(is_sign, sign(v), clipped), (clipped != v) & ~is_sign
+        return stimulus_codes(self.stimulus, self.out_format.min, self.out_format.max, self.rounding)
 
     @property
     def clamped(self) -> int:
         """How many elements the clamp changed."""
         return int(self.fixed_codes()[1].sum())
+
+
+def stimulus_codes(
+    s: dict[str, np.ndarray], lo: int, hi: int, rounding: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """requant.v's port stimulus -> ``(codes, clamped)`` by hwsim.fixed (each element its own channel).
+
+    ``lo``/``hi`` is the output range (the lattice's), ``rounding`` the mode; where ``func_sign``
+    is set the code is ``sign`` of the rounded sum and nothing counts as clamped.
+    """
+    v = requantize_sum(
+        [s["x0"], s["x1"]],
+        [s["m0"], s["m1"]],
+        s["shift"],
+        channel_axis=0,
+        biases=[s["b0"], s["b1"]],
+        offset=s["offset"],
+        rounding=rounding,
+    )
+    clipped = np.clip(v, lo, hi)
+    is_sign = s["func_sign"] != 0
+    return np.where(is_sign, sign(v), clipped), (clipped != v) & ~is_sign
 
 
 def _input_bits(bundle: Bundle, tensor: str, config: EmulatorConfig) -> int:
@@ -585,10 +603,7 @@ def read_requant_stimulus(path: str | os.PathLike[str]) -> dict[str, np.ndarray]
 
 def read_requant_vectors(directory: str | os.PathLike[str]) -> RequantVectorSet:
     """Read a directory written by :func:`write_requant_vectors` back into a :class:`RequantVectorSet`."""
-    d = Path(directory)
-    manifest = _load_manifest(d)
-    if manifest_kind(manifest, d / MANIFEST) != "requant":
-        raise VectorError(f"{d}: a GEMM vector set, not a requantizer's; read it with read_vectors")
+    d, manifest = _manifest_of_kind(directory, "requant")
     try:
         params = {key: int(v) for key, v in manifest["parameters"].items()}
         out_format = CodeFormat(**manifest["formats"]["out"])

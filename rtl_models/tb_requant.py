@@ -16,8 +16,8 @@ import cocotb
 import numpy as np
 from cocotb.handle import SimHandleBase
 
-from hwsim.fixed import I64_MAX, ROUNDING_MODES, IntFormat, requantize_sum, sign
-from hwsim.vectors import REQUANT_FIELDS, read_requant_stimulus
+from hwsim.fixed import I64_MAX, ROUNDING_MODES, IntFormat
+from hwsim.vectors import REQUANT_FIELDS, read_requant_stimulus, stimulus_codes
 from rtl_models.tb_common import ClockedTB, param, signed_value, tb_config, unsigned_value
 
 FIELDS = REQUANT_FIELDS
@@ -44,18 +44,7 @@ class RequantTB(ClockedTB):
 
     def expected(self, s: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """hwsim's codes and clamp flags for every element (each element is its own channel)."""
-        v = requantize_sum(
-            [s["x0"], s["x1"]],
-            [s["m0"], s["m1"]],
-            s["shift"],
-            channel_axis=0,
-            biases=[s["b0"], s["b1"]],
-            offset=s["offset"],
-            rounding=self.rounding,
-        )
-        clipped = np.clip(v, self.lo, self.hi)
-        is_sign = s["func_sign"] != 0
-        return np.where(is_sign, sign(v), clipped), (clipped != v) & ~is_sign
+        return stimulus_codes(s, self.lo, self.hi, self.rounding)
 
     async def check(
         self,
