@@ -112,6 +112,17 @@ def test_input_rewrite_narrows_only_that_layer(tiny: Path) -> None:
     assert narrow_layer_input(bundle, "conv2", 4) is None
 
 
+@pytest.mark.parametrize("mode", ["floor", "half_even", "toward_zero"])
+def test_input_narrowing_rounds_as_the_producing_requantizer(tmp_path: Path, mode: str) -> None:
+    bundle = load_bundle(tiny_bundle(tmp_path / "t", rounding={"act1": mode}))
+    rewritten = narrow_layer_input(bundle, "conv2", 2)
+    assert rewritten is not None
+    assert {n.rounding for n in rewritten.nodes if n.name.startswith("act1@conv2")} == {mode}
+    run = emulate(rewritten, tiny_inputs(6))
+    want = np.clip(round_shift(run.tensors["act1"], 2, mode), -1, 1) << 2
+    assert np.array_equal(run.tensors["act1@conv2.a2.up"], want)
+
+
 @given(st.lists(st.integers(-127, 127), min_size=1, max_size=12), st.integers(2, 8))
 def test_narrow_weights(values: list[int], bits: int) -> None:
     w = np.array(values).reshape(1, -1)
