@@ -311,12 +311,16 @@ def layer_rows(
     sims: Sequence[Simulation],
     overflow_run: Emulation,
     hw: Sequence[HardwareConfig],
+    nodes: Sequence[str] = (),
 ) -> list[Row]:
     """One row per requantizer (as hwsim compare's), with its MAC nodes' cycles, overflow and swept width.
 
     ``cmp_rows``: compare's rows (errors against PyTorch); ``sims``: one simulation per configuration
     in ``hw`` (cycles of the MAC nodes, summed per requantizer); ``overflow_run``: the emulator at the
-    first configuration's accumulator width.
+    first configuration's accumulator width. A ``maxpool`` (no requantizer, no MACs) gets a row of
+    its own with its vector-unit cycles (:func:`_pool_row`), so that the rows' latencies add up to
+    the network's; it is placed by ``nodes`` (the bundle's node names in execution order), or
+    without them before the first requantizer fed by a MAC node that runs after it.
     """
     sim_rows = [{r["name"]: r for r in sim.rows} for sim in sims]
     pes = hw[0].array.pes
@@ -358,7 +362,39 @@ def layer_rows(
                 sum(p["macs"] for p in others) / (other_cycles * h.array.pes) if other_cycles else None
             )
         rows.append(row)
+    order = {name: i for i, name in enumerate(nodes)} or {r["name"]: i for i, r in enumerate(sims[0].rows)}
+
+    def position(row: Row) -> int:
+        if nodes:
+            return order.get(row["name"], -1)
+        return max((order[m] for m in row.get("mac_nodes") or []), default=-1)
+
+    for srow in sims[0].rows:
+        if srow["type"] != "maxpool":
+            continue
+        after = order[srow["name"]]
+        at = next(
+            (j for j, row in enumerate(rows) if row["type"] != "maxpool" and position(row) > after), len(rows)
+        )
+        rows.insert(at, _pool_row(srow, [by_name[srow["name"]] for by_name in sim_rows[1:]], hw))
     return rows
+
+
+def _pool_row(srow: Row, others: Sequence[Row], hw: Sequence[HardwareConfig]) -> Row:
+    """The demo row of a ``maxpool``: its cycles on each configuration, no MACs, errors or accumulator."""
+    row: Row = {k: srow[k] for k in ("name", "type", "macs", "w_bits", "a_bits", "acc_bits")}
+    for key in ("cycles", "latency_us", "utilization", "bound"):
+        row[key] = srow[key]
+    row.update({"overflow_count": 0, "peak_acc_abs": None, "min_safe_acc_bits": None})
+    row.update(dict.fromkeys(ERROR_COLUMNS[:4]))
+    row.update({"mac_nodes": [], "w_bits_stored": None, "min_safe_acc_bits_observed": None})
+    row["overflow_rate"] = 0.0
+    for key in ("compute_cycles", "preload_cycles", "fill_drain_cycles", "stall_cycles"):
+        row[key] = srow[key]
+    for h, other in zip(hw[1:], others, strict=True):
+        row[f"latency_us@{h.label}"] = other["latency_us"]
+        row[f"utilization@{h.label}"] = other["utilization"]
+    return row
 
 
 def network_acc_sweep(
@@ -445,7 +481,13 @@ def run_model(model: PretrainedModel, config: DemoConfig) -> dict[str, Any]:
     t = _timed(seconds, "acc_sweep", t)
 
     hw0 = config.hw[0]
-    rows = layer_rows(cmp_rows, sims, at_hw[_hw_key(hw0)], config.hw)
+    rows = layer_rows(cmp_rows, sims, at_hw[_hw_key(hw0)], config.hw, [n.name for n in bundle.nodes])
+    pools = [r["name"] for r in rows if r["type"] == "maxpool"]
+    if pools:
+        notes.append(
+            f"maxpool rows ({', '.join(pools)}): the vector unit's cycles (docs/dataflow.md); no MACs, "
+            "no accumulator, not compared (compare's rows are the requantizers)"
+        )
 
     totals: dict[str, Any] = {
         "top1_source": cmp_totals["top1_source"],

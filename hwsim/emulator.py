@@ -4,7 +4,9 @@ Place in the flow: bundle/ (hwsim.bundle) -> this module -> codes of every tenso
 and per-layer accumulator statistics -> hwsim.compare (against the PyTorch reference) and the
 MAC-array model (which must produce the same values). Every MAC goes through hwsim.gemm (exact
 GEMM, ``wrap``/``saturate`` accumulator), every requantizer through hwsim.fixed
-(``requantize_sum``, then ``clamp`` or ``sign``). Results do not depend on the batch size.
+(``requantize_sum``, then ``clamp`` or ``sign``); a ``maxpool`` takes the max of its windows
+(:func:`maxpool_codes`) and has no accumulator, so it has no :class:`LayerStats`. Results do not
+depend on the batch size.
 
 :func:`emulate` runs the whole graph from the network input; :func:`emulate_from` runs it from
 one node on, given every earlier tensor that node and the later ones read (:func:`live_tensors`),
@@ -31,6 +33,7 @@ from hwsim.bundle import (
     Conv2dNode,
     LinearNode,
     MacNode,
+    MaxPoolNode,
     Node,
     RequantNode,
     lowering,
@@ -238,6 +241,8 @@ class _Runner:
                 bounds[node.output] = bundle.tensors[node.output].fmt.max_abs  # type: ignore[union-attr]
             elif isinstance(node, AvgPoolSumNode):
                 bounds[node.output] = bounds[node.input] * math.prod(bundle.tensors[node.input].shape[1:])
+            elif isinstance(node, MaxPoolNode):
+                bounds[node.output] = bounds[node.input]
         return bounds
 
     def _operand_elements(self, node: Node) -> int:
@@ -277,6 +282,13 @@ class _Runner:
                     values[node.output] = x_in.sum(axis=axes, dtype=np.float64)
                 else:
                     values[node.output] = x_in.astype(np.int64).sum(axis=axes)
+            elif isinstance(node, MaxPoolNode):
+                x_in = values[node.input]
+                if not self.fast:
+                    x_in = x_in.astype(np.int64, copy=False)
+                values[node.output] = maxpool_codes(
+                    x_in, node.kernel, node.stride, node.padding, (1, 2) if self.fast else (2, 3)
+                )
         return values
 
     def _mac(self, node: MacNode, x: np.ndarray) -> np.ndarray:
@@ -474,6 +486,42 @@ def _round_f64(u: np.ndarray, rounding: str, shift: np.ndarray) -> np.ndarray:
     if rounding == "half_even":
         return r - (tie & (np.remainder(r, 2.0) == 1.0))
     return r - (tie & (u < 0.5))  # half_away
+
+
+def maxpool_codes(
+    x: np.ndarray,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    axes: tuple[int, int] = (2, 3),
+) -> np.ndarray:
+    """The ``maxpool`` of docs/export-format.md on codes ``x`` whose H and W are ``axes`` (any dtype).
+
+    Padded positions hold the dtype's smallest value (-inf for floats), so they never win: with
+    ``padding < kernel`` every window holds at least one input position. One ``np.maximum`` per
+    window offset (``kh * kw`` of them) over strided views; the result has ``x``'s dtype.
+    """
+    kh, kw = kernel
+    sh, sw = stride
+    ph, pw = padding
+    hax, wax = axes
+    ho = (x.shape[hax] + 2 * ph - kh) // sh + 1
+    wo = (x.shape[wax] + 2 * pw - kw) // sw + 1
+    if ph or pw:
+        lowest = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
+        widths = [(0, 0)] * x.ndim
+        widths[hax], widths[wax] = (ph, ph), (pw, pw)
+        x = np.pad(x, widths, constant_values=lowest)
+    out: np.ndarray | None = None
+    for i in range(kh):
+        for j in range(kw):
+            index = [slice(None)] * x.ndim
+            index[hax] = slice(i, i + sh * (ho - 1) + 1, sh)
+            index[wax] = slice(j, j + sw * (wo - 1) + 1, sw)
+            window = x[tuple(index)]
+            out = window.copy() if out is None else np.maximum(out, window, out=out)
+    assert out is not None
+    return out
 
 
 def _im2col_nhwc(x: np.ndarray, node: Conv2dNode, spec_order: bool) -> tuple[np.ndarray, tuple[int, int]]:

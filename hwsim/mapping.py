@@ -17,6 +17,10 @@ Dataflows (``R`` rows, ``C`` columns of PEs):
 
 K-folds always run in ascending order, so every output accumulates over ascending ``k`` in
 every dataflow (the order ``saturate`` depends on).
+
+A ``maxpool`` node has no MACs: it becomes a :class:`PoolShape` for the vector unit beside the
+array (``cols`` lanes, docs/dataflow.md, "Vector unit"), which ``timing.pool_timing`` and
+``memory.pool_memory`` cost.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from hwsim.bundle import Bundle, Conv2dNode, LinearNode, Node
+from hwsim.bundle import Bundle, Conv2dNode, LinearNode, MaxPoolNode, Node
 from hwsim.errors import UserError
 from hwsim.hwconfig import ArrayConfig
 
@@ -202,9 +206,53 @@ def layer_from_node(node: Node, bundle: Bundle) -> LayerShape:
     if isinstance(node, LinearNode):
         (features,) = bundle.tensors[node.input].shape
         return LayerShape(name=node.name, op="linear", c_in=int(features), h=1, w=1, c_out=node.out_channels)
+    vector = " (a maxpool runs on the vector unit: pool_from_node)" if node.op == "maxpool" else ""
     raise UserError(
-        f"node '{node.name}' ({node.op}) does not run on the MAC array; only conv2d and linear do"
+        f"node '{node.name}' ({node.op}) does not run on the MAC array; only conv2d and linear do{vector}"
     )
+
+
+@dataclass(frozen=True)
+class PoolShape:
+    """The geometry of one ``maxpool`` node (per image), the vector unit's work; ``h``/``w`` unpadded."""
+
+    name: str
+    op: str
+    c: int
+    h: int
+    w: int
+    kh: int
+    kw: int
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+
+    @property
+    def h_out(self) -> int:
+        return (self.h + 2 * self.padding[0] - self.kh) // self.stride[0] + 1
+
+    @property
+    def w_out(self) -> int:
+        return (self.w + 2 * self.padding[1] - self.kw) // self.stride[1] + 1
+
+    @property
+    def window(self) -> int:
+        """Positions per window (``kh * kw``, padded ones included): the comparisons per output."""
+        return self.kh * self.kw
+
+    def inputs(self, batch: int = 1) -> int:
+        """Input codes: ``C * H * W * batch``."""
+        return self.c * self.h * self.w * batch
+
+    def outputs(self, batch: int = 1) -> int:
+        """Output codes: ``C * H_out * W_out * batch``."""
+        return self.c * self.h_out * self.w_out * batch
+
+
+def pool_from_node(node: MaxPoolNode, bundle: Bundle) -> PoolShape:
+    """The :class:`PoolShape` of a bundle's ``maxpool`` node."""
+    c, h, w = (int(v) for v in bundle.tensors[node.input].shape)
+    kh, kw = node.kernel
+    return PoolShape(node.name, node.op, c, h, w, kh, kw, tuple(node.stride), tuple(node.padding))
 
 
 def layers_from_bundle(bundle: Bundle) -> list[LayerShape]:

@@ -23,6 +23,11 @@ The model (one layer at a time, all sizes in bytes of packed codes):
   overlapped transfers outlast the array's work.
 * Buffer (SRAM) traffic: what the array reads from and writes to its buffers, per dataflow
   (streamed operands are re-read once per fold of the other dimension).
+* A ``maxpool`` (the vector unit, :func:`pool_memory`): no weights and no partial sums; the input
+  map is read from DRAM once and the output map (same code width) written once; passes over
+  output rows (``m_tiles``) when either map does not fit half its buffer; the lanes read every
+  window position from the input buffer (``kh * kw`` per output) and write each output once.
+  Prologue, epilogue, overlap and bound as for a MAC layer.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from dataclasses import dataclass
 
 from hwsim.errors import UserError
 from hwsim.hwconfig import HardwareConfig
-from hwsim.mapping import GemmShape, LayerShape, gemm_shape
+from hwsim.mapping import GemmShape, LayerShape, PoolShape, gemm_shape
 
 
 def _bytes(elements: int, bits: int) -> int:
@@ -159,4 +164,45 @@ def layer_memory(
         array_cycles=array_cycles,
         total_cycles=total,
         bound="memory" if overlapped > array_cycles else "compute",
+    )
+
+
+def pool_memory(
+    pool: PoolShape, hw: HardwareConfig, vector_cycles: int, a_bits: int, batch: int = 1
+) -> LayerMemory:
+    """Traffic, tiling, stalls and bound of a ``maxpool`` whose vector-unit work takes ``vector_cycles``."""
+    if not 1 <= a_bits <= 64:
+        raise UserError(f"layer '{pool.name}': a_bits={a_bits} outside 1..64")
+    ifmap = _bytes(pool.inputs(batch), a_bits)
+    ofmap = _bytes(pool.outputs(batch), a_bits)
+    m_tiles = max(
+        1,
+        math.ceil(ifmap / (hw.buffers.ifmap_kb * 1024 / 2)),
+        math.ceil(ofmap / (hw.buffers.ofmap_kb * 1024 / 2)),
+    )
+    m_tiles = min(m_tiles, pool.h_out * batch)
+    bw = hw.dram_bytes_per_cycle
+    dram_cycles = math.ceil((ifmap + ofmap) / bw)
+    prologue = math.ceil(ifmap / m_tiles / bw)
+    epilogue = math.ceil(ofmap / m_tiles / bw)
+    overlapped = max(0, dram_cycles - prologue - epilogue)
+    total = prologue + max(vector_cycles, overlapped) + epilogue
+    return LayerMemory(
+        ifmap_bytes=ifmap,
+        weight_bytes=0,
+        psum_bytes=0,
+        ofmap_bytes=ofmap,
+        m_tiles=m_tiles,
+        n_tiles=1,
+        weight_fetches=0,
+        dram_read_bytes=ifmap,
+        dram_write_bytes=ofmap,
+        buffer_read_bytes=_bytes(pool.outputs(batch) * pool.window, a_bits),
+        buffer_write_bytes=ofmap,
+        dram_cycles=dram_cycles,
+        prologue_cycles=prologue,
+        epilogue_cycles=epilogue,
+        array_cycles=vector_cycles,
+        total_cycles=total,
+        bound="memory" if overlapped > vector_cycles else "compute",
     )

@@ -107,7 +107,8 @@ def plot_overflow(rows: Sequence[Row], path: Path, title: str) -> Path:
         label="observed on the data",
         color="#4C72B0",
     )
-    ax2.axhline(rows[0]["acc_bits"] if rows else 0, color="#C44E52", ls="--", label="accumulator width")
+    width = next((r["acc_bits"] for r in rows if r.get("acc_bits") is not None), 0)  # maxpool rows: None
+    ax2.axhline(width, color="#C44E52", ls="--", label="accumulator width")
     ax2.set_ylabel("accumulator bits")
     ax2.legend(fontsize=8)
     ax2.grid(alpha=0.3)
@@ -208,7 +209,8 @@ def _place_labels(ax: Any, labels: Sequence[tuple[tuple[float, float], str]]) ->
 
 
 def plot_roofline(rows: Sequence[Row], pes: int, bytes_per_cycle: float, path: Path, title: str) -> Path:
-    """Roofline: MACs/cycle against MACs per DRAM byte, one point per layer."""
+    """Roofline: MACs/cycle against MACs per DRAM byte, one point per MAC layer (rows of no MACs left out)."""
+    rows = [r for r in rows if r["macs"]]
     ai = np.array([r["arithmetic_intensity"] for r in rows], dtype=float)
     perf = np.array([r["macs"] / r["cycles"] for r in rows], dtype=float)
     fig, ax = plt.subplots(figsize=(6.5, 4.5))

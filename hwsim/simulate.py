@@ -5,7 +5,10 @@ emulator (``hwsim.emulator``) at the array's accumulator width and overflow mode
 sees the activations the hardware would compute; then, per ``conv2d``/``linear`` node, it maps
 the layer (``mapping``), counts its cycles (``timing``) and memory (``memory``), executes its
 folds on those activations (``systolic.execute_gemm``) and checks that the array's values and
-overflow counts equal the emulator's. The rows feed ``hwsim.report`` and ``hwsim.plots``.
+overflow counts equal the emulator's. A ``maxpool`` node gets a row too: no MACs, its cycles on
+the vector unit (``timing.pool_timing``) and its traffic (``memory.pool_memory``), its values
+recomputed independently and checked against the emulator's. Other nodes (requantizers, the
+average-pool sum) cost nothing here. The rows feed ``hwsim.report`` and ``hwsim.plots``.
 
 Cycles and latency are per inference of ``batch`` images (default 1, as SCALE-Sim and FINN
 report); how many images feed the value statistics is a separate choice (``input_codes``).
@@ -20,15 +23,15 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from hwsim.bundle import Bundle, MacNode, RequantNode
+from hwsim.bundle import Bundle, Conv2dNode, LinearNode, MacNode, MaxPoolNode, RequantNode
 from hwsim.emulator import Emulation, EmulatorConfig, emulate
 from hwsim.fixed import bits_for_range
 from hwsim.gemm import im2col, weight_matrix
 from hwsim.hwconfig import HardwareConfig
-from hwsim.mapping import gemm_shape, layer_from_node
-from hwsim.memory import layer_memory
+from hwsim.mapping import gemm_shape, layer_from_node, pool_from_node
+from hwsim.memory import layer_memory, pool_memory
 from hwsim.systolic import execute_gemm
-from hwsim.timing import cycles_to_us, layer_timing, native_gemm_cycles
+from hwsim.timing import cycles_to_us, layer_timing, native_gemm_cycles, pool_timing
 
 IMAGE_CHUNK = 16  # images executed on the array model at once (bounds memory)
 
@@ -39,7 +42,7 @@ class ModelMismatchError(RuntimeError):
 
 @dataclass
 class Simulation:
-    """The result of :func:`simulate_bundle`: one row per MAC layer, network totals, the emulation."""
+    """What :func:`simulate_bundle` gives: a row per MAC layer and maxpool, network totals, the emulation."""
 
     hw: HardwareConfig
     rows: list[dict[str, Any]]
@@ -57,10 +60,64 @@ def _out_bits(bundle: Bundle, node: MacNode, acc_bits: int) -> int:
     return acc_bits
 
 
+def _pool_row(node: MaxPoolNode, bundle: Bundle, hw: HardwareConfig, batch: int) -> dict[str, Any]:
+    """The row of a ``maxpool``: vector-unit cycles and memory, the MAC columns empty (no MACs)."""
+    pool = pool_from_node(node, bundle)
+    in_fmt = bundle.tensors[node.input].fmt
+    assert in_fmt is not None
+    timing = pool_timing(pool, hw, batch)
+    mem = pool_memory(pool, hw, timing.total, a_bits=in_fmt.bits, batch=batch)
+    cycles = mem.total_cycles
+    return {
+        "name": node.name,
+        "type": node.op,
+        "macs": 0,
+        "w_bits": None,
+        "w_bits_nominal": None,
+        "a_bits": in_fmt.bits,
+        "acc_bits": None,
+        "gemm_m": None,
+        "gemm_k": None,
+        "gemm_n": None,
+        "groups": None,
+        "folds": timing.folds,
+        "compute_cycles": timing.cycles.compute,
+        "preload_cycles": timing.cycles.preload,
+        "fill_drain_cycles": timing.cycles.fill_drain,
+        "array_cycles": timing.total,
+        "stall_cycles": mem.stall_cycles,
+        "cycles": cycles,
+        "latency_us": cycles_to_us(cycles, hw),
+        "utilization": 0.0,
+        "array_utilization": 0.0,
+        "bound": mem.bound,
+        "dram_read_bytes": mem.dram_read_bytes,
+        "dram_write_bytes": mem.dram_write_bytes,
+        "dram_bytes": mem.dram_bytes,
+        "dram_cycles": mem.dram_cycles,
+        "buffer_bytes": mem.buffer_bytes,
+        "ifmap_bytes": mem.ifmap_bytes,
+        "weight_bytes": mem.weight_bytes,
+        "psum_bytes": mem.psum_bytes,
+        "m_tiles": mem.m_tiles,
+        "weight_fetches": mem.weight_fetches,
+        "arithmetic_intensity": 0.0,
+    }
+
+
 def timing_rows(bundle: Bundle, hw: HardwareConfig, batch: int = 1) -> list[dict[str, Any]]:
-    """Per-layer cycles, latency, utilization and memory of ``bundle`` on ``hw`` (analytic; no values)."""
+    """Per-layer cycles, latency, utilization and memory of ``bundle`` on ``hw`` (analytic; no values).
+
+    One row per ``conv2d``/``linear`` node (the array) and per ``maxpool`` node (the vector unit),
+    in execution order.
+    """
     rows = []
-    for node in bundle.mac_nodes:
+    for node in bundle.nodes:
+        if isinstance(node, MaxPoolNode):
+            rows.append(_pool_row(node, bundle, hw, batch))
+            continue
+        if not isinstance(node, (Conv2dNode, LinearNode)):
+            continue
         layer = layer_from_node(node, bundle)
         in_fmt = bundle.tensors[node.input].fmt
         assert in_fmt is not None
@@ -142,6 +199,25 @@ def _totals(rows: list[dict[str, Any]], hw: HardwareConfig) -> dict[str, Any]:
     }
 
 
+def vector_maxpool(x: np.ndarray, node: MaxPoolNode) -> np.ndarray:
+    """The vector unit's values of ``node`` on codes ``[N, C, H, W]``: every window's max, padding -inf.
+
+    An evaluation independent of the emulator's (windows as views, padding by a mask), to check it.
+    """
+    kh, kw = node.kernel
+    sh, sw = node.stride
+    ph, pw = node.padding
+    n, c, h, w = x.shape
+    padded = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=np.int64)
+    valid = np.zeros((h + 2 * ph, w + 2 * pw), dtype=bool)
+    padded[:, :, ph : ph + h, pw : pw + w] = x
+    valid[ph : ph + h, pw : pw + w] = True
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
+    masks = np.lib.stride_tricks.sliding_window_view(valid, (kh, kw))[::sh, ::sw]
+    lowest = np.iinfo(np.int64).min
+    return np.where(masks, windows, lowest).max(axis=(-2, -1))
+
+
 def _group_outputs(values: np.ndarray, node: MacNode, out_shape: tuple[int, ...], images: int) -> np.ndarray:
     """``[G, M, N/G]`` array results -> the emulator's layout ``[images, C_out, ...]``."""
     g, m, npg = values.shape
@@ -164,9 +240,32 @@ def simulate_bundle(
     images = int(input_codes.shape[0])
     emu_cfg = EmulatorConfig(acc_bits=hw.pe.acc_bits, overflow=hw.pe.overflow)
     emulation = emulate(bundle, input_codes, emu_cfg, keep=True, progress=progress)
+    by_name = {r["name"]: r for r in rows}
+    for pool in bundle.nodes:
+        if isinstance(pool, MaxPoolNode):
+            x_all, expected = emulation.tensors[pool.input], emulation.tensors[pool.output]
+            mismatches = sum(
+                int(
+                    np.count_nonzero(
+                        vector_maxpool(x_all[s : s + IMAGE_CHUNK], pool) != expected[s : s + IMAGE_CHUNK]
+                    )
+                )
+                for s in range(0, images, IMAGE_CHUNK)
+            )
+            by_name[pool.name].update(
+                {
+                    "overflow_count": 0,
+                    "overflow_events": 0,
+                    "overflow_rate": 0.0,
+                    "peak_acc_abs": None,
+                    "min_safe_acc_bits": None,
+                    "min_safe_acc_bits_observed": None,
+                    "array_value_mismatches": mismatches,
+                }
+            )
     nodes = bundle.mac_nodes
     bar = tqdm(
-        zip(nodes, rows, strict=True),
+        ((node, by_name[node.name]) for node in nodes),
         total=len(nodes),
         disable=not progress,
         desc="array model",

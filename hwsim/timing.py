@@ -23,6 +23,10 @@ total is one less than the sum of its folds (docs/scalesim.md):
 * ``ws``: ``ceil(K/R) * ceil(N/C) * (M + 2R + C - 2) - 1``
 * ``os``: ``ceil(M/R) * ceil(N/C) * (K + R + C - 2) - 1``
 * ``is``: ``ceil(K/R) * ceil(M/C) * (N + 2R + C - 2) - 1``
+
+A ``maxpool`` runs on the vector unit of ``C`` lanes (docs/dataflow.md, "Vector unit"), in both
+timing modes: ``ceil(outputs / C)`` passes of ``kh * kw`` cycles each, all compute
+(:func:`pool_timing`).
 """
 
 from __future__ import annotations
@@ -31,7 +35,15 @@ import math
 from dataclasses import dataclass
 
 from hwsim.hwconfig import HardwareConfig
-from hwsim.mapping import Fold, GemmShape, LayerShape, fold_count, gemm_shape, scalesim_gemm_shape
+from hwsim.mapping import (
+    Fold,
+    GemmShape,
+    LayerShape,
+    PoolShape,
+    fold_count,
+    gemm_shape,
+    scalesim_gemm_shape,
+)
 
 
 @dataclass(frozen=True)
@@ -143,6 +155,18 @@ def layer_timing(layer: LayerShape, hw: HardwareConfig, batch: int = 1) -> Layer
         cycles = native_gemm_cycles(gemm, hw)
         folds = fold_count(gemm, hw.array)
     return LayerTiming(cycles=cycles, folds=folds, macs=gemm.macs, pes=hw.array.pes)
+
+
+def pool_timing(pool: PoolShape, hw: HardwareConfig, batch: int = 1) -> LayerTiming:
+    """Vector-unit cycles of a ``maxpool`` for ``batch`` images: ``ceil(outputs / cols) * kh * kw``.
+
+    Each of the ``cols`` lanes holds one output's running maximum (starting at -inf) and compares
+    one window position per cycle, padded positions included; a pass of ``cols`` outputs takes
+    ``kh * kw`` cycles and the passes do not overlap. ``folds`` counts the passes; no MACs.
+    """
+    passes = math.ceil(pool.outputs(batch) / hw.array.cols)
+    cycles = CycleBreakdown(compute=passes * pool.window, preload=0, fill_drain=0)
+    return LayerTiming(cycles=cycles, folds=passes, macs=0, pes=hw.array.pes)
 
 
 def cycles_to_us(cycles: int | float, hw: HardwareConfig) -> float:

@@ -3,9 +3,10 @@
 Place in the flow: every producer of bundles goes through here: ``qat export`` (from a PyTorch
 model), the synthetic bundles of tests and benchmarks (``hwsim.bundle.synthetic``), importers of
 other tools' models. The builder names the arrays of tensors.npz, derives what the format
-determines (accumulator tensors and their shapes, the avgpool sum's format and scale, the
-bundle's ``acc_bits``), and returns a :class:`~hwsim.bundle.graph.Bundle` validated by the one
-loader (``hwsim.bundle.load.validate_bundle``), so a built bundle obeys every rule a loaded one does.
+determines (accumulator tensors and their shapes, the avgpool sum's format and scale, a maxpool's
+output shape, the bundle's ``acc_bits``), and returns a :class:`~hwsim.bundle.graph.Bundle`
+validated by the one loader (``hwsim.bundle.load.validate_bundle``), so a built bundle obeys
+every rule a loaded one does.
 The graph.yaml it writes is spelled by ``hwsim.bundle.schema``.
 """
 
@@ -26,6 +27,7 @@ from hwsim.bundle.graph import (
     BundleMeta,
     Conv2dNode,
     LinearNode,
+    MaxPoolNode,
     Node,
     Reference,
     RequantInput,
@@ -57,6 +59,14 @@ def compact_int_dtype(lo: int, hi: int) -> np.dtype:
     raise FormatError(f"no integer dtype holds [{lo}, {hi}]")
 
 
+def _pair(value: int | Sequence[int]) -> tuple[int, int]:
+    """``3`` -> ``(3, 3)``; ``(2, 3)`` -> ``(2, 3)``."""
+    if isinstance(value, (int, np.integer)):
+        return int(value), int(value)
+    a, b = value
+    return int(a), int(b)
+
+
 class BundleBuilder:
     """Collects a network node by node, in execution order, then :meth:`build` validates it.
 
@@ -70,7 +80,7 @@ class BundleBuilder:
 
     Arrays are named ``<node>.weight``, ``<node>.weight_scale``, ``<node>.mult<i>``,
     ``<node>.bias<i>``, ``<node>.shift`` and ``<node>.offset``; a MAC node's accumulator tensor is
-    ``<node>.acc`` and a requantizer's or avgpool's output tensor is ``<node>``, unless ``output``
+    ``<node>.acc`` and a requantizer's or pooling node's output tensor is ``<node>``, unless ``output``
     names it.
     """
 
@@ -273,6 +283,30 @@ class BundleBuilder:
         )
         out = self._declare(TensorSpec(output or name, "codes", (c,), fmt, spec.scale / area))
         self.nodes.append(AvgPoolSumNode(name, x, out))
+        return out
+
+    def maxpool(
+        self,
+        name: str,
+        x: str,
+        kernel: int | tuple[int, int],
+        stride: int | tuple[int, int] | None = None,
+        padding: int | tuple[int, int] = 0,
+        output: str | None = None,
+    ) -> str:
+        """The max of codes ``x [C, H, W]`` over each window -> codes of ``x``'s format and scale.
+
+        ``kernel``, ``stride`` (default: the kernel) and ``padding`` are ints or ``(h, w)`` pairs;
+        padded positions never win (-inf).
+        """
+        spec = self.tensors[x]
+        kh, kw = _pair(kernel)
+        sh, sw = _pair(kernel if stride is None else stride)
+        ph, pw = _pair(padding)
+        c, h, w = spec.shape
+        shape = (c, (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1)
+        out = self._declare(TensorSpec(output or name, "codes", shape, spec.fmt, spec.scale))
+        self.nodes.append(MaxPoolNode(name, x, out, (kh, kw), (sh, sw), (ph, pw)))
         return out
 
     def reference(self, reference: Reference, info: Mapping[str, Any] | None = None) -> None:

@@ -134,7 +134,28 @@ class AvgPoolSumNode:
         return (self.input,)
 
 
-Node = Conv2dNode | LinearNode | RequantNode | AvgPoolSumNode
+@dataclass(frozen=True, eq=False)
+class MaxPoolNode:
+    """``maxpool``: the max of codes ``[C, H, W]`` over each ``kh x kw`` window -> ``[C, H_out, W_out]``.
+
+    ``H_out = (H + 2ph - kh) // sh + 1`` (likewise ``W_out``); padded positions never win (they
+    count as -inf, as in ONNX MaxPool). The output has the input's format and scale.
+    """
+
+    name: str
+    input: str
+    output: str
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    op: ClassVar[str] = "maxpool"
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        return (self.input,)
+
+
+Node = Conv2dNode | LinearNode | RequantNode | AvgPoolSumNode | MaxPoolNode
 MacNode = Conv2dNode | LinearNode
 
 
@@ -260,10 +281,13 @@ def quantize_images(images: np.ndarray, bundle: Bundle) -> np.ndarray:
             f"images: got {arr.dtype} of shape {list(arr.shape)}; expected uint8 [N, {h}, {w}, {c}] (HWC); "
             "load them with hwsim.cifar10.load_cifar10"
         )
-    x = arr.astype(np.float32) / np.float32(255.0)
-    x = (x - np.asarray(bundle.meta.input_mean, dtype=np.float32)) / np.asarray(
-        bundle.meta.input_std, dtype=np.float32
-    )
-    q = np.floor(x / np.float32(spec.scale) + np.float32(0.5))
-    q = np.clip(q, spec.fmt.min, spec.fmt.max)
+    return quantize_pixels(arr, spec.fmt, spec.scale, bundle.meta.input_mean, bundle.meta.input_std)
+
+
+def quantize_pixels(images: np.ndarray, fmt: CodeFormat, scale: float, mean: Any, std: Any) -> np.ndarray:
+    """The recipe of :func:`quantize_images` for uint8 ``[N, H, W, C]`` given the input spec's parts."""
+    x = np.asarray(images).astype(np.float32) / np.float32(255.0)
+    x = (x - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
+    q = np.floor(x / np.float32(scale) + np.float32(0.5))
+    q = np.clip(q, fmt.min, fmt.max)
     return np.ascontiguousarray(q.astype(np.int64).transpose(0, 3, 1, 2))

@@ -29,6 +29,7 @@ from hwsim.bundle.graph import (
     BundleMeta,
     Conv2dNode,
     LinearNode,
+    MaxPoolNode,
     Node,
     Reference,
     RequantInput,
@@ -50,6 +51,7 @@ from hwsim.bundle.schema import (
     TENSOR_KINDS,
     TENSORS_FILE,
     TOP_KEYS,
+    op_since,
     required_and_optional,
 )
 from hwsim.fixed import (
@@ -68,7 +70,7 @@ _FIX_REFERENCE = "fix reference.npz or re-export the bundle (reference.npz is op
 # Integer dtypes the spec allows for multipliers and biases (docs/export-format.md, tensors.npz)
 _MULTIPLIER_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
 _BIAS_DTYPES = (np.dtype(np.int32),)
-# An avgpool_sum's scale is scale_in / (H*W) up to the decimal printing of graph.yaml
+# An avgpool_sum's scale is scale_in / (H*W), a maxpool's scale_in, up to the decimal printing of graph.yaml
 _SCALE_RTOL = 1e-9
 
 
@@ -493,12 +495,23 @@ class _Loader:
                 f"one of {', '.join(OPS)}",
                 "re-export the bundle with a matching version of qat export",
             )
+        since = op_since(op)
+        if since > self.version:
+            raise where.error(
+                "op",
+                f"op '{op}' does not exist in format_version {self.version}",
+                f"format_version >= {since} for op '{op}' (or one of "
+                f"{', '.join(o for o in OPS if op_since(o) <= self.version)})",
+                f"set format_version: {since} (every version-{self.version} node stays valid), "
+                "or re-export the bundle",
+            )
         _keys(node, where, *required_and_optional(NODE_KEYS[op], self.version))
         read = {
             "conv2d": self._conv,
             "linear": self._linear,
             "requant": self._requant,
             "avgpool_sum": self._avgpool,
+            "maxpool": self._maxpool,
         }
         return read[op](name, node, where, produced)
 
@@ -690,6 +703,56 @@ class _Loader:
                 f"set the scale of '{y.name}' to {want!r}",
             )
         return AvgPoolSumNode(name, x.name, y.name)
+
+    def _maxpool(
+        self, name: str, node: Mapping[str, Any], where: _Where, produced: dict[str, str]
+    ) -> MaxPoolNode:
+        x = self._read(node["input"], where, "input", produced, ("codes",))
+        if len(x.shape) != 3:
+            raise where.error("input", f"tensor '{x.name}' has shape {list(x.shape)}", "shape [C, H, W]")
+        kernel = _int_pair(node["kernel"], where, "kernel", 1)
+        stride = _int_pair(node["stride"], where, "stride", 1)
+        padding = _int_pair(node["padding"], where, "padding", 0)
+        if padding[0] >= kernel[0] or padding[1] >= kernel[1]:
+            raise where.error(
+                "padding",
+                f"{list(padding)} is not smaller than the kernel {list(kernel)}",
+                "padding < kernel on each axis (a window of padding alone has no maximum)",
+            )
+        c, h, w = x.shape
+        kh, kw = kernel
+        if h + 2 * padding[0] < kh or w + 2 * padding[1] < kw:
+            raise where.error(
+                "kernel",
+                f"the {kh}x{kw} kernel is larger than the padded {h}x{w} input (padding {list(padding)})",
+                "a kernel that fits the padded input",
+            )
+        h_out = (h + 2 * padding[0] - kh) // stride[0] + 1
+        w_out = (w + 2 * padding[1] - kw) // stride[1] + 1
+        y = self._write(node["output"], where, produced, "codes")
+        if y.shape != (c, h_out, w_out):
+            raise where.error(
+                "output",
+                f"tensor '{y.name}' has shape {list(y.shape)}",
+                f"[{c}, {h_out}, {w_out}] (C, (H + 2ph - kh) // sh + 1, (W + 2pw - kw) // sw + 1)",
+            )
+        assert x.fmt is not None and y.fmt is not None
+        if y.fmt != x.fmt:
+            raise _Where(self.gfile, f"tensor '{y.name}'").error(
+                "format",
+                f"{y.fmt} differs from the format {x.fmt} of the input '{x.name}'",
+                "the input's format (a maxpool selects codes, it does not requantize)",
+                f"declare '{y.name}' with the format of '{x.name}'",
+            )
+        assert x.scale is not None and y.scale is not None
+        if not math.isclose(y.scale, x.scale, rel_tol=_SCALE_RTOL, abs_tol=0.0):
+            raise _Where(self.gfile, f"tensor '{y.name}'").error(
+                "scale",
+                f"{y.scale!r} differs from the scale {x.scale!r} of the input '{x.name}'",
+                "the input's scale (a maxpool selects codes, it does not rescale)",
+                f"set the scale of '{y.name}' to {x.scale!r}",
+            )
+        return MaxPoolNode(name, x.name, y.name, kernel, stride, padding)
 
 
 def _reference(npz: _Arrays, bundle: Bundle) -> Reference:

@@ -19,6 +19,7 @@ from hwsim.bundle.graph import (
     BundleMeta,
     Conv2dNode,
     LinearNode,
+    MaxPoolNode,
     Node,
     RequantInput,
     RequantNode,
@@ -144,6 +145,15 @@ NODE_KEYS: dict[str, tuple[Key, ...]] = {
         Key("input", lambda n: n.input),
         Key("output", lambda n: n.output),
     ),
+    "maxpool": (
+        Key("name", lambda n: n.name, since=2),
+        Key("op", lambda n: n.op, since=2),
+        Key("input", lambda n: n.input, since=2),
+        Key("output", lambda n: n.output, since=2),
+        Key("kernel", lambda n: [int(v) for v in n.kernel], since=2),
+        Key("stride", lambda n: [int(v) for v in n.stride], since=2),
+        Key("padding", lambda n: [int(v) for v in n.padding], since=2),
+    ),
 }
 OPS: tuple[str, ...] = tuple(NODE_KEYS)
 NODE_TYPES: dict[str, type] = {
@@ -151,7 +161,14 @@ NODE_TYPES: dict[str, type] = {
     "linear": LinearNode,
     "requant": RequantNode,
     "avgpool_sum": AvgPoolSumNode,
+    "maxpool": MaxPoolNode,
 }
+
+
+def op_since(op: str) -> int:
+    """The first format_version that knows ``op`` (that of its earliest key)."""
+    return min(k.since for k in NODE_KEYS[op])
+
 
 # --- the top level ----------------------------------------------------------------------------------
 
@@ -202,6 +219,9 @@ def _plain(value: Any) -> Any:
     return value
 
 
+plain = _plain
+
+
 __all__ = [
     "FORMAT_KEYS",
     "FORMAT_VERSION",
@@ -222,6 +242,8 @@ __all__ = [
     "RequantInput",
     "graph_text",
     "graph_yaml",
+    "op_since",
+    "plain",
     "required_and_optional",
     "write",
 ]

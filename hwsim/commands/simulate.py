@@ -183,6 +183,14 @@ def write_simulation(sim: Simulation, bundle: Bundle, directory: Path, notes: li
         "rows are the MAC layers; error columns are those of the requantizer each feeds (hwsim compare)",
         *notes,
     ]
+    pools = [r["name"] for r in sim.rows if r["type"] == "maxpool"]
+    if pools:
+        notes.insert(
+            2,
+            f"maxpool rows ({', '.join(pools)}) run on the vector unit of {hw.array.cols} lanes "
+            "(docs/dataflow.md): no MACs, ceil(outputs / cols) * kh * kw cycles, input read and output "
+            "written once",
+        )
     if sim.totals["overflowing_layers"]:
         notes.append(
             f"layers that overflow at {hw.pe.acc_bits} bits: {', '.join(sim.totals['overflowing_layers'])}"

@@ -78,6 +78,13 @@ def run(args: argparse.Namespace) -> int:
     bundle = load_bundle(args.bundle)
     hw = load_hw_config(args.hw)
     names = [n.name for n in bundle.mac_nodes] + [n.name for n in bundle.nodes if isinstance(n, RequantNode)]
+    other = next((n for n in bundle.nodes if n.name == args.layer and n.name not in names), None)
+    if other is not None:
+        raise UserError(
+            f"{args.bundle}: node {args.layer!r} is a {other.op} node; the RTL models are the MAC array "
+            f"(conv2d, linear) and the requantizer (requant), so it has no test vectors; choose one of "
+            f"{', '.join(names)}"
+        )
     if args.layer not in names:
         raise UserError(
             f"{args.bundle}: no conv2d, linear or requant node named {args.layer!r}; "

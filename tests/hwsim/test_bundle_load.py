@@ -145,7 +145,7 @@ CASES: list[tuple[str, Callable[[dict[str, Any], dict[str, np.ndarray]], None], 
     ("negative weight scale", lambda g, a: a["conv1.weight_scale"].__setitem__(0, -1.0), r"weight_scale"),
     (
         "unknown node op",
-        lambda g, a: node(g, "pool").__setitem__("op", "maxpool"),
+        lambda g, a: node(g, "pool").__setitem__("op", "lstm"),
         r"node 'pool', field 'op'",
     ),
     ("dangling input", lambda g, a: node(g, "conv2").__setitem__("input", "act9"), r"not declared"),
