@@ -14,6 +14,11 @@ from hwsim import commands
 from hwsim.errors import UserError
 
 
+def command_name(module: str) -> str:
+    """The CLI name of the command module ``module``: ``import_qonnx`` -> ``import-qonnx``."""
+    return module.replace("_", "-")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hwsim",
@@ -22,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"hwsim.commands.{info.name}")
-        p = sub.add_parser(info.name, help=module.HELP, description=module.HELP)
+        p = sub.add_parser(command_name(info.name), help=module.HELP, description=module.HELP)
         module.add_arguments(p)
         p.set_defaults(_run=module.run)
     return parser
