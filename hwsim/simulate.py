@@ -67,7 +67,6 @@ def _pool_row(node: MaxPoolNode, bundle: Bundle, hw: HardwareConfig, batch: int)
     assert in_fmt is not None
     timing = pool_timing(pool, hw, batch)
     mem = pool_memory(pool, hw, timing.total, a_bits=in_fmt.bits, batch=batch)
-    cycles = mem.total_cycles
     return {
         "name": node.name,
         "type": node.op,
@@ -81,6 +80,17 @@ def _pool_row(node: MaxPoolNode, bundle: Bundle, hw: HardwareConfig, batch: int)
         "gemm_n": None,
         "groups": None,
         "folds": timing.folds,
+        **_cost_columns(timing, mem, hw),
+        "utilization": 0.0,
+        "array_utilization": 0.0,
+        "arithmetic_intensity": 0.0,
+    }
+
+
+def _cost_columns(timing: Any, mem: Any, hw: HardwareConfig) -> dict[str, Any]:
+    """The cycle and memory columns of a row, from a layer's timing and memory model."""
+    cycles = mem.total_cycles
+    return {
         "compute_cycles": timing.cycles.compute,
         "preload_cycles": timing.cycles.preload,
         "fill_drain_cycles": timing.cycles.fill_drain,
@@ -88,8 +98,6 @@ def _pool_row(node: MaxPoolNode, bundle: Bundle, hw: HardwareConfig, batch: int)
         "stall_cycles": mem.stall_cycles,
         "cycles": cycles,
         "latency_us": cycles_to_us(cycles, hw),
-        "utilization": 0.0,
-        "array_utilization": 0.0,
         "bound": mem.bound,
         "dram_read_bytes": mem.dram_read_bytes,
         "dram_write_bytes": mem.dram_write_bytes,
@@ -101,7 +109,6 @@ def _pool_row(node: MaxPoolNode, bundle: Bundle, hw: HardwareConfig, batch: int)
         "psum_bytes": mem.psum_bytes,
         "m_tiles": mem.m_tiles,
         "weight_fetches": mem.weight_fetches,
-        "arithmetic_intensity": 0.0,
     }
 
 
@@ -147,26 +154,9 @@ def timing_rows(bundle: Bundle, hw: HardwareConfig, batch: int = 1) -> list[dict
                 "gemm_n": gemm.n,
                 "groups": gemm.groups,
                 "folds": timing.folds,
-                "compute_cycles": timing.cycles.compute,
-                "preload_cycles": timing.cycles.preload,
-                "fill_drain_cycles": timing.cycles.fill_drain,
-                "array_cycles": timing.total,
-                "stall_cycles": mem.stall_cycles,
-                "cycles": cycles,
-                "latency_us": cycles_to_us(cycles, hw),
+                **_cost_columns(timing, mem, hw),
                 "utilization": gemm.macs / (cycles * hw.array.pes),
                 "array_utilization": timing.utilization,
-                "bound": mem.bound,
-                "dram_read_bytes": mem.dram_read_bytes,
-                "dram_write_bytes": mem.dram_write_bytes,
-                "dram_bytes": mem.dram_bytes,
-                "dram_cycles": mem.dram_cycles,
-                "buffer_bytes": mem.buffer_bytes,
-                "ifmap_bytes": mem.ifmap_bytes,
-                "weight_bytes": mem.weight_bytes,
-                "psum_bytes": mem.psum_bytes,
-                "m_tiles": mem.m_tiles,
-                "weight_fetches": mem.weight_fetches,
                 "arithmetic_intensity": gemm.macs / mem.dram_bytes if mem.dram_bytes else math.inf,
             }
         )

@@ -42,9 +42,9 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from hwsim.bundle import Bundle, BundleBuilder, Conv2dNode, LinearNode, Reference, RequantNode, save_bundle
 from hwsim.bundle.build import compact_int_dtype
-from hwsim.bundle.lowering import DEFAULT_MULT_BITS, RequantTerm, mac_range, requant_constants
+from hwsim.bundle.lowering import DEFAULT_MULT_BITS, CodesValue, RequantTerm, mac_range, requant_constants
 from hwsim.errors import UserError
-from hwsim.fixed import CodeFormat, FormatError, bits_for_range, requantize_sum, sign
+from hwsim.fixed import FormatError, bits_for_range, requantize_sum, sign
 from qat.data import Normalization, loader_from_arrays
 from qat.layers import InputQuant, LogitQuant, QAct, QConv2d, QLinear
 from qat.quantizers import (
@@ -82,19 +82,6 @@ class ExportError(UserError):
 @dataclass(frozen=True)
 class _Image:
     """The normalized float image (the placeholder)."""
-
-
-@dataclass(frozen=True)
-class _Codes:
-    tensor: str
-    scale: float
-    fmt: CodeFormat
-    shape: tuple[int, ...]
-
-    def as_terms(self) -> tuple[RequantTerm, ...]:
-        c = self.shape[0]
-        bound = max(abs(self.fmt.min), abs(self.fmt.max))
-        return (RequantTerm(self.tensor, np.full(c, self.scale), np.zeros(c), (bound,) * c, False),)
 
 
 @dataclass(frozen=True)
@@ -175,7 +162,7 @@ class _Walker:
                 env[node] = self._function(node, env)
             elif node.op == "output":
                 result = env[node.args[0]] if isinstance(node.args[0], fx.Node) else None
-                if not isinstance(result, _Codes) or not isinstance(
+                if not isinstance(result, CodesValue) or not isinstance(
                     self.plan.requant_modules.get(result.tensor), LogitQuant
                 ):
                     raise ExportError(
@@ -232,7 +219,7 @@ class _Walker:
                 raise ExportError(f"graph node {node.name}: add with alpha is not supported")
             terms = []
             for v in (a, b):
-                if isinstance(v, _Codes):
+                if isinstance(v, CodesValue):
                     terms.extend(v.as_terms())
                 elif isinstance(v, _Affine):
                     terms.extend(v.terms)
@@ -244,7 +231,7 @@ class _Walker:
         if target in (torch.flatten, "flatten", "view", "reshape"):
             x = self._arg(node, env)
             shape = self._shape(node)
-            if isinstance(x, _Codes) and x.shape == shape:
+            if isinstance(x, CodesValue) and x.shape == shape:
                 return x
             raise ExportError(
                 f"graph node {node.name}: a reshape to {list(shape)} is only supported as the "
@@ -255,16 +242,16 @@ class _Walker:
             "maps convolutions, linear layers, BN, activations, residual adds and avgpool"
         )
 
-    def _input(self, mod: InputQuant, shape: tuple[int, ...]) -> _Codes:
+    def _input(self, mod: InputQuant, shape: tuple[int, ...]) -> CodesValue:
         self.plan.input_module = mod
         self.plan.mean, self.plan.std = tuple(mod.mean), tuple(mod.std)
         fmt = mod.fmt
         scale = float(_np(mod.scale))
         self.plan.builder.input(fmt, scale, shape, self.plan.mean, self.plan.std, name=INPUT_TENSOR)
-        return _Codes(INPUT_TENSOR, scale, fmt, shape)
+        return CodesValue(INPUT_TENSOR, scale, fmt, shape)
 
     def _mac(self, name: str, mod: QConv2d | QLinear, x: Any, shape: tuple[int, ...]) -> _Affine:
-        if not isinstance(x, _Codes):
+        if not isinstance(x, CodesValue):
             raise ExportError(
                 f"layer '{name}': its input is not a quantized tensor; put a QAct (or the "
                 "InputQuant) before it"
@@ -336,13 +323,13 @@ class _Walker:
         terms[first] = RequantTerm(t.tensor, t.unit, t.offset + beta - mean * g, t.bound, True)
         return _Affine(tuple(terms), x.shape)
 
-    def _requant(self, name: str, mod: QAct | LogitQuant, x: Any, shape: tuple[int, ...]) -> _Codes:
+    def _requant(self, name: str, mod: QAct | LogitQuant, x: Any, shape: tuple[int, ...]) -> CodesValue:
         quant = mod.quant if isinstance(mod, QAct) else mod
         probe = quant.quantize(torch.zeros(1, device=_np_device(mod)))
         fmt = probe.fmt
         scale = float(_np(probe.scale).reshape(-1)[0])
         function = "sign" if isinstance(quant, XNORActQuantizer) else "clamp"
-        if isinstance(x, _Codes):
+        if isinstance(x, CodesValue):
             terms = x.as_terms()
         elif isinstance(x, _Affine):
             terms = x.terms
@@ -374,10 +361,10 @@ class _Walker:
                 + (f"; {len(consts.saturated)} channel(s) with BN scale ~0" if consts.saturated else ""),
             )
         )
-        return _Codes(name, scale, fmt, shape)
+        return CodesValue(name, scale, fmt, shape)
 
-    def _avgpool(self, name: str, mod: nn.Module, x: Any) -> _Codes:
-        if not isinstance(x, _Codes) or len(x.shape) != 3:
+    def _avgpool(self, name: str, mod: nn.Module, x: Any) -> CodesValue:
+        if not isinstance(x, CodesValue) or len(x.shape) != 3:
             raise ExportError(f"pool '{name}': its input is not a quantized [C, H, W] tensor")
         c, h, w = x.shape
         size = mod.output_size if isinstance(mod, nn.AdaptiveAvgPool2d) else None
@@ -403,7 +390,7 @@ class _Walker:
                 f"sum over {h}x{w} to {fmt.label}; 1/{area} folded into the next multiplier",
             )
         )
-        return _Codes(name, scale, fmt, (c,))
+        return CodesValue(name, scale, fmt, (c,))
 
 
 def _pair(v: Any) -> tuple[int, int]:

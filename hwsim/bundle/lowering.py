@@ -41,6 +41,22 @@ class RequantTerm:
 
 
 @dataclass(frozen=True)
+class CodesValue:
+    """A tensor of codes during a lowering walk: its name, scale, format and shape (no batch axis)."""
+
+    tensor: str
+    scale: float
+    fmt: CodeFormat
+    shape: tuple[int, ...]
+
+    def as_terms(self) -> tuple[RequantTerm, ...]:
+        """The codes as one requantizer input: ``unit = scale``, no offset, bounded by the format."""
+        c = self.shape[0]
+        bound = max(abs(self.fmt.min), abs(self.fmt.max))
+        return (RequantTerm(self.tensor, np.full(c, self.scale), np.zeros(c), (bound,) * c, False),)
+
+
+@dataclass(frozen=True)
 class RequantConstants:
     """The integers of one requant node: ``M_i[c]``, ``b_i[c]`` (``None``: no bias), ``o[c]``, ``n[c]``.
 

@@ -31,7 +31,7 @@ import numpy as np
 from hwsim.bundle import BundleBuilder, Reference, save_bundle
 from hwsim.bundle.build import compact_int_dtype
 from hwsim.bundle.graph import quantize_pixels
-from hwsim.bundle.lowering import DEFAULT_MULT_BITS, RequantTerm, mac_range, requant_constants
+from hwsim.bundle.lowering import DEFAULT_MULT_BITS, CodesValue, RequantTerm, mac_range, requant_constants
 from hwsim.errors import UserError
 from hwsim.fixed import CodeFormat, FormatError, bits_for_range
 
@@ -85,19 +85,6 @@ class _Weight:
     @property
     def values(self) -> np.ndarray:
         return self.codes.astype(np.float64) * self.scale
-
-
-@dataclass(frozen=True)
-class _Codes:
-    tensor: str
-    scale: float
-    fmt: CodeFormat
-    shape: tuple[int, ...]
-
-    def as_terms(self) -> tuple[RequantTerm, ...]:
-        c = self.shape[0]
-        bound = max(abs(self.fmt.min), abs(self.fmt.max))
-        return (RequantTerm(self.tensor, np.full(c, self.scale), np.zeros(c), (bound,) * c, False),)
 
 
 @dataclass(frozen=True)
@@ -563,13 +550,13 @@ class _Walker:
         outputs = [o.name for o in graph.output]
         if self.origin is not None and len(outputs) > 1:  # the exporter adds every unread bundle tensor
             want = self.origin.record.get("output")
-            outputs = [o for o in outputs if isinstance(self.values.get(o), _Codes)]
+            outputs = [o for o in outputs if isinstance(self.values.get(o), CodesValue)]
             outputs = [o for o in outputs if self.values[o].tensor == want] or outputs
         if len(outputs) != 1:
             raise QonnxImportError(f"the graph has {len(outputs)} outputs; expected one (the logits)")
         out = outputs[0]
         result = self.values.get(out)
-        if isinstance(result, _Codes):
+        if isinstance(result, CodesValue):
             self.plan.output = result.tensor
         elif isinstance(result, _Affine):
             self.plan.output = self._logits(result, out)
@@ -689,7 +676,7 @@ class _Walker:
 
     def _input(
         self, node: Any, scale: np.ndarray, bits: int, signed: bool, narrow: bool, mode: str
-    ) -> _Codes:
+    ) -> CodesValue:
         if self.plan.input_quant:
             raise self.fail(node, "the network input is quantized twice")
         if scale.size != 1:
@@ -715,12 +702,12 @@ class _Walker:
         self.plan.input_tensor = tensor
         self.plan.refs[tensor] = _RefSource("quant", node.output[0], s)
         self.plan.summary.append(NodeSummary(tensor, "input", f"{fmt.label} scale {s:.6g} from {node.name}"))
-        return _Codes(tensor, s, fmt, shape)
+        return CodesValue(tensor, s, fmt, shape)
 
     def _requant(
         self, node: Any, x: Any, scale: float, fmt: CodeFormat | None, function: str, rounding: str
-    ) -> _Codes:
-        if isinstance(x, _Codes):
+    ) -> CodesValue:
+        if isinstance(x, CodesValue):
             terms, relu = x.as_terms(), False
         elif isinstance(x, _Affine):
             terms, relu = x.terms, x.relu
@@ -765,7 +752,7 @@ class _Walker:
             )
         )
         shape = self.plan.builder.shape(tensor)
-        return _Codes(tensor, scale, fmt, shape)
+        return CodesValue(tensor, scale, fmt, shape)
 
     def _exact(
         self, node: Any, terms: Sequence[RequantTerm], function: str, channels: int
@@ -780,7 +767,11 @@ class _Walker:
         for t, (onnx_tensor, _, bias) in zip(terms, exact.terms, strict=True):
             v = self.values.get(onnx_tensor)
             read = (
-                v.tensor if isinstance(v, _Codes) else v.terms[0].tensor if isinstance(v, _Affine) else None
+                v.tensor
+                if isinstance(v, CodesValue)
+                else v.terms[0].tensor
+                if isinstance(v, _Affine)
+                else None
             )
             if read != t.tensor or (bias is not None and not t.has_bias):
                 return None
@@ -824,8 +815,8 @@ class _Walker:
 
     # -- MAC layers ------------------------------------------------------------------------------
 
-    def _mac_input(self, node: Any, x: Any, rank: int) -> _Codes:
-        if not isinstance(x, _Codes):
+    def _mac_input(self, node: Any, x: Any, rank: int) -> CodesValue:
+        if not isinstance(x, CodesValue):
             raise self.fail(
                 node,
                 f"its input is {type(x).__name__.strip('_')} (not quantized); "
@@ -866,13 +857,13 @@ class _Walker:
         return np.broadcast_to(values.reshape(-1).astype(np.float64), (channels,)).copy()
 
     def _mac_term(
-        self, acc: str, x: _Codes, codes: np.ndarray, w_scale: np.ndarray, bias: np.ndarray
+        self, acc: str, x: CodesValue, codes: np.ndarray, w_scale: np.ndarray, bias: np.ndarray
     ) -> RequantTerm:
         lo, hi = mac_range(codes, x.fmt)
         bound = tuple(max(abs(int(a)), abs(int(b))) for a, b in zip(lo, hi, strict=True))
         return RequantTerm(acc, x.scale * w_scale, bias, bound, True)
 
-    def _summary_mac(self, name: str, op: str, w: _Weight, x: _Codes, codes: np.ndarray) -> None:
+    def _summary_mac(self, name: str, op: str, w: _Weight, x: CodesValue, codes: np.ndarray) -> None:
         lo, hi = mac_range(codes, x.fmt)
         acc_bits = bits_for_range(min(int(lo.min()), 0), max(int(hi.max()), 0), True)
         self.plan.summary.append(
@@ -912,7 +903,7 @@ class _Walker:
         term = self._mac_term(acc, x, codes, w_scale, bias)
         return _Affine((term,), self.shape(node.output[0]), mac=name)
 
-    def _linear(self, node: Any, x: _Codes, w: _Weight, transposed: bool, bias_index: int) -> _Affine:
+    def _linear(self, node: Any, x: CodesValue, w: _Weight, transposed: bool, bias_index: int) -> _Affine:
         codes = w.codes
         if codes.ndim != 2:
             raise self.fail(node, f"weight of rank {codes.ndim}; expected [N, F]")
@@ -967,11 +958,11 @@ class _Walker:
         x = self.value(node, 0)
         if isinstance(x, _Affine):
             return _Affine(x.terms, x.shape, True, x.mac)
-        if isinstance(x, _Codes):
+        if isinstance(x, CodesValue):
             return x if not x.fmt.signed else self._relu_codes(node, x)
         raise self.fail(node, f"its input is {type(x).__name__.strip('_')}")
 
-    def _relu_codes(self, node: Any, x: _Codes) -> _Codes:
+    def _relu_codes(self, node: Any, x: CodesValue) -> CodesValue:
         if x.fmt.bits < 2:
             raise self.fail(node, "a Relu of 1-bit codes")
         fmt = CodeFormat(x.fmt.bits - 1, False)
@@ -989,7 +980,7 @@ class _Walker:
         )
         self.plan.refs[node.name] = _RefSource("quant", node.output[0], x.scale)
         self.plan.summary.append(NodeSummary(node.name, "requant", f"Relu of {x.tensor} to {fmt.label}"))
-        return _Codes(node.name, x.scale, fmt, x.shape)
+        return CodesValue(node.name, x.scale, fmt, x.shape)
 
     def _add(self, node: Any) -> _Affine:
         a, b = self.value(node, 0), self.value(node, 1)
@@ -1021,7 +1012,7 @@ class _Walker:
         a, b = self.value(node, 0), self.value(node, 1)
         if isinstance(a, np.ndarray):
             a, b = b, a
-        if isinstance(a, _Codes):
+        if isinstance(a, CodesValue):
             a = _Affine(a.as_terms(), a.shape)
         if not isinstance(b, np.ndarray) or not isinstance(a, _Affine) or a.relu:
             raise self.fail(node, "only a Mul of an integer tensor's affine form by a per-channel constant")
@@ -1040,7 +1031,7 @@ class _Walker:
         terms: list[RequantTerm] = []
         mac = ""
         for v in values:
-            if isinstance(v, _Codes):
+            if isinstance(v, CodesValue):
                 terms.extend(v.as_terms())
             elif isinstance(v, _Affine) and not v.relu:
                 terms.extend(v.terms)
@@ -1057,9 +1048,9 @@ class _Walker:
 
     # -- pools and reshapes ----------------------------------------------------------------------
 
-    def _pool(self, node: Any) -> _Codes:
+    def _pool(self, node: Any) -> CodesValue:
         x = self.value(node, 0)
-        if not isinstance(x, _Codes) or len(x.shape) != 3:
+        if not isinstance(x, CodesValue) or len(x.shape) != 3:
             raise self.fail(node, "a pool needs quantized [C, H, W] codes as input; quantize before pooling")
         c, h, w = x.shape
         a = _attrs(node)
@@ -1098,13 +1089,13 @@ class _Walker:
                 f"sum over {h}x{w} to {spec.fmt.label}; 1/{h * w} folded into the next multiplier",
             )
         )
-        return _Codes(tensor, graph_scale, spec.fmt, (c,))
+        return CodesValue(tensor, graph_scale, spec.fmt, (c,))
 
-    def _trunc(self, node: Any) -> _Codes:
+    def _trunc(self, node: Any) -> CodesValue:
         x = self.value(node, 0)
         if len(node.input) < 6:
             raise self.fail(node, "a Trunc without an output scale (the old 4-input Trunc) is not supported")
-        if not isinstance(x, _Codes):
+        if not isinstance(x, CodesValue):
             raise self.fail(node, "Trunc needs quantized codes as input (e.g. the output of a global pool)")
         s_t = float(self.const(node, 1, "scale").astype(np.float32).reshape(-1)[0])
         zero = self.const(node, 2, "zero point")
@@ -1154,13 +1145,13 @@ class _Walker:
                 f"Trunc {rounding} of {x.tensor} by {trunc:g} to {fmt.label} (scale {s_out:.6g})",
             )
         )
-        return _Codes(name, s_out, fmt, x.shape)
+        return CodesValue(name, s_out, fmt, x.shape)
 
     def _reshape(self, node: Any) -> Any:
         x = self.value(node, 0)
         out_shape = self.shape(node.output[0])
         if (
-            isinstance(x, _Codes)
+            isinstance(x, CodesValue)
             and len(x.shape) == 1
             and math.prod(out_shape) == x.shape[0]
             and len(out_shape) == 1
@@ -1172,11 +1163,11 @@ class _Walker:
             "global pool",
         )
 
-    def _maxpool(self, node: Any) -> _Codes:
+    def _maxpool(self, node: Any) -> CodesValue:
         if not hasattr(BundleBuilder, "maxpool"):
             raise self.fail(node, "this version of the bundle has no maxpool op")
         x = self.value(node, 0)
-        if not isinstance(x, _Codes) or len(x.shape) != 3:
+        if not isinstance(x, CodesValue) or len(x.shape) != 3:
             raise self.fail(node, "MaxPool needs quantized [C, H, W] codes as input; quantize before it")
         a = _attrs(node)
         kernel = tuple(int(v) for v in a.get("kernel_shape", []))
@@ -1196,7 +1187,7 @@ class _Walker:
         self.plan.summary.append(
             NodeSummary(name, "maxpool", f"{kernel[0]}x{kernel[1]} stride {list(strides)} of {x.tensor}")
         )
-        return _Codes(out, x.scale, x.fmt, self.plan.builder.shape(out))
+        return CodesValue(out, x.scale, x.fmt, self.plan.builder.shape(out))
 
     def _identity(self, node: Any) -> Any:
         return self.value(node, 0)
