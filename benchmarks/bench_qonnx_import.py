@@ -7,7 +7,7 @@ against what a user would run instead to get qonnx's outputs: load the file with
 (and, for ``--data``, on the whole test split, in batches). The import's figure includes its
 reference batch (qonnx's full execution context, which it needs for the per-tensor codes) and, with
 ``--data``, qonnx's classification of the whole test split. The model is the random-weight
-ResNet20 of tests/interop/brevitas_models.py (4-bit per-channel weights, 4-bit activations, 8-bit
+ResNet20 of qat/brevitas_models.py (4-bit per-channel weights, 4-bit activations, 8-bit
 first and last layers), exported with ``brevitas.export.export_qonnx``; speed does not depend on
 trained values. Without CIFAR10_DIR (or ``--data``) only the run without data is measured.
 Prints a Markdown table for docs/performance.md.
@@ -28,17 +28,15 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests" / "interop"))
+from hwsim.cifar10 import CIFAR10_MEAN, CIFAR10_STD
 
-MEAN = (0.4914, 0.4822, 0.4465)
-STD = (0.247, 0.2435, 0.2616)
+MEAN, STD = CIFAR10_MEAN, CIFAR10_STD
 
 
 def _normalize(images: np.ndarray) -> np.ndarray:
-    x = images.astype(np.float32) / np.float32(255.0)
-    x = (x - np.asarray(MEAN, dtype=np.float32)) / np.asarray(STD, dtype=np.float32)
-    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    from hwsim.interop.qonnx_import import normalize
+
+    return normalize(images, MEAN, STD)
 
 
 def qonnx_baseline(path: Path, batches: list[tuple[np.ndarray, bool]]) -> None:
@@ -75,11 +73,11 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds (median kept)")
     args = parser.parse_args()
 
-    import brevitas_models
     import torch
 
     from hwsim.cifar10 import load_cifar10, synthetic_cifar10
     from hwsim.cli import main as hwsim_main
+    from qat import brevitas_models
 
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp_dir:

@@ -38,6 +38,7 @@ from hwsim.bundle import (
     RequantNode,
     lowering,
     node_macs,
+    window_output,
 )
 from hwsim.errors import UserError
 from hwsim.fixed import (
@@ -505,8 +506,7 @@ def maxpool_codes(
     sh, sw = stride
     ph, pw = padding
     hax, wax = axes
-    ho = (x.shape[hax] + 2 * ph - kh) // sh + 1
-    wo = (x.shape[wax] + 2 * pw - kw) // sw + 1
+    ho, wo = window_output((x.shape[hax], x.shape[wax]), kernel, stride, padding)
     if ph or pw:
         lowest = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
         widths = [(0, 0)] * x.ndim

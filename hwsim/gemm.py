@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from hwsim.bundle import Conv2dNode, LinearNode
+from hwsim.bundle import Conv2dNode, LinearNode, window_output
 from hwsim.fixed import F32_EXACT, F64_EXACT, I64_MAX, OVERFLOW_MODES, FormatError, IntFormat, wrap
 
 _SEQ_CHUNK = 1 << 20  # output elements accumulated at once by the sequential saturate path
@@ -47,10 +47,7 @@ class GemmResult:
 
 def output_hw(node: Conv2dNode, h: int, w: int) -> tuple[int, int]:
     """``(H_out, W_out)`` of a conv on an ``h x w`` input."""
-    kh, kw = node.kernel
-    return (h + 2 * node.padding[0] - kh) // node.stride[0] + 1, (
-        w + 2 * node.padding[1] - kw
-    ) // node.stride[1] + 1
+    return window_output((h, w), node.kernel, node.stride, node.padding)
 
 
 def im2col(x: np.ndarray, node: Conv2dNode | LinearNode) -> np.ndarray:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from hwsim.bundle import Bundle, Conv2dNode, LinearNode, MaxPoolNode, Node
+from hwsim.bundle import Bundle, Conv2dNode, LinearNode, MaxPoolNode, Node, window_output
 from hwsim.errors import UserError
 from hwsim.hwconfig import ArrayConfig
 
@@ -67,11 +67,11 @@ class LayerShape:
 
     @property
     def h_out(self) -> int:
-        return (self.h + 2 * self.padding[0] - self.kh) // self.stride[0] + 1
+        return window_output((self.h, self.w), (self.kh, self.kw), self.stride, self.padding)[0]
 
     @property
     def w_out(self) -> int:
-        return (self.w + 2 * self.padding[1] - self.kw) // self.stride[1] + 1
+        return window_output((self.h, self.w), (self.kh, self.kw), self.stride, self.padding)[1]
 
     @property
     def k(self) -> int:
@@ -228,11 +228,11 @@ class PoolShape:
 
     @property
     def h_out(self) -> int:
-        return (self.h + 2 * self.padding[0] - self.kh) // self.stride[0] + 1
+        return window_output((self.h, self.w), (self.kh, self.kw), self.stride, self.padding)[0]
 
     @property
     def w_out(self) -> int:
-        return (self.w + 2 * self.padding[1] - self.kw) // self.stride[1] + 1
+        return window_output((self.h, self.w), (self.kh, self.kw), self.stride, self.padding)[1]
 
     @property
     def window(self) -> int:

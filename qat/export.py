@@ -41,7 +41,7 @@ from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from hwsim.bundle import Bundle, BundleBuilder, Conv2dNode, LinearNode, Reference, RequantNode, save_bundle
-from hwsim.bundle.build import compact_int_dtype
+from hwsim.bundle.build import compact_int_dtype, int_pair
 from hwsim.bundle.lowering import DEFAULT_MULT_BITS, CodesValue, RequantTerm, mac_range, requant_constants
 from hwsim.errors import UserError
 from hwsim.fixed import FormatError, bits_for_range, requantize_sum, sign
@@ -371,7 +371,7 @@ class _Walker:
         whole = (
             size in (1, (1, 1), [1, 1])
             if size is not None
-            else (_pair(mod.kernel_size) == (h, w) and _pair(mod.padding) == (0, 0))
+            else (int_pair(mod.kernel_size) == (h, w) and int_pair(mod.padding) == (0, 0))
         )
         if not whole:
             raise ExportError(
@@ -391,10 +391,6 @@ class _Walker:
             )
         )
         return CodesValue(name, scale, fmt, (c,))
-
-
-def _pair(v: Any) -> tuple[int, int]:
-    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
 
 def _np_device(mod: nn.Module) -> torch.device:

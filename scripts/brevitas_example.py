@@ -24,10 +24,9 @@ from brevitas.export import export_qonnx
 from brevitas.quant import Int8ActPerTensorFloat, Int8WeightPerTensorFloat, Int32Bias
 from torch import nn
 
-from hwsim.cifar10 import load_cifar10
+from hwsim.cifar10 import CIFAR10_MEAN, CIFAR10_STD, load_cifar10
 
-MEAN = (0.4914, 0.4822, 0.4465)
-STD = (0.2470, 0.2435, 0.2616)
+MEAN, STD = CIFAR10_MEAN, CIFAR10_STD
 
 
 class SmallCNN(nn.Module):

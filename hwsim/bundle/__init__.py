@@ -32,6 +32,7 @@ from hwsim.bundle.graph import (
     TensorSpec,
     node_macs,
     quantize_images,
+    window_output,
 )
 from hwsim.bundle.load import load_bundle, validate_bundle
 from hwsim.bundle.schema import FORMAT_VERSION, FORMAT_VERSIONS, GRAPH_FILE, OPS, REFERENCE_FILE, TENSORS_FILE
@@ -65,5 +66,6 @@ __all__ = [
     "quantize_images",
     "save_bundle",
     "validate_bundle",
+    "window_output",
     "write_bundle_files",
 ]

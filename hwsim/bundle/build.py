@@ -33,6 +33,7 @@ from hwsim.bundle.graph import (
     RequantInput,
     RequantNode,
     TensorSpec,
+    window_output,
 )
 from hwsim.bundle.load import load_bundle, validate_bundle
 from hwsim.bundle.lowering import DEFAULT_MULT_BITS, worst_case_acc_bits
@@ -59,7 +60,7 @@ def compact_int_dtype(lo: int, hi: int) -> np.dtype:
     raise FormatError(f"no integer dtype holds [{lo}, {hi}]")
 
 
-def _pair(value: int | Sequence[int]) -> tuple[int, int]:
+def int_pair(value: int | Sequence[int]) -> tuple[int, int]:
     """``3`` -> ``(3, 3)``; ``(2, 3)`` -> ``(2, 3)``."""
     if isinstance(value, (int, np.integer)):
         return int(value), int(value)
@@ -180,11 +181,11 @@ class BundleBuilder:
         ``weight_scale`` (per output channel, or one value; informational) defaults to 1.
         """
         w, wkey, scale, skey = self._mac_common(name, x, weight, weight_format, weight_scale)
-        sh, sw = (stride, stride) if isinstance(stride, int) else tuple(stride)
-        ph, pw = (padding, padding) if isinstance(padding, int) else tuple(padding)
+        sh, sw = int_pair(stride)
+        ph, pw = int_pair(padding)
         c, h, wd = self.shape(x)
         kh, kw = int(w.shape[2]), int(w.shape[3])
-        shape = (int(w.shape[0]), (h + 2 * ph - kh) // sh + 1, (wd + 2 * pw - kw) // sw + 1)
+        shape = (int(w.shape[0]), *window_output((h, wd), (kh, kw), (sh, sw), (ph, pw)))
         out = self._declare(TensorSpec(output or f"{name}.acc", "acc", shape, None, None))
         self.nodes.append(
             Conv2dNode(name, x, out, w, wkey, weight_format, scale, skey, (sh, sw), (ph, pw), int(groups))
@@ -300,11 +301,11 @@ class BundleBuilder:
         padded positions never win (-inf).
         """
         spec = self.tensors[x]
-        kh, kw = _pair(kernel)
-        sh, sw = _pair(kernel if stride is None else stride)
-        ph, pw = _pair(padding)
+        kh, kw = int_pair(kernel)
+        sh, sw = int_pair(kernel if stride is None else stride)
+        ph, pw = int_pair(padding)
         c, h, w = spec.shape
-        shape = (c, (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1)
+        shape = (c, *window_output((h, w), (kh, kw), (sh, sw), (ph, pw)))
         out = self._declare(TensorSpec(output or name, "codes", shape, spec.fmt, spec.scale))
         self.nodes.append(MaxPoolNode(name, x, out, (kh, kw), (sh, sw), (ph, pw)))
         return out

@@ -257,6 +257,14 @@ class Bundle:
         return sum(node_macs(n, self) for n in self.nodes)
 
 
+def window_output(
+    size: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int]
+) -> tuple[int, int]:
+    """``(H_out, W_out)`` of a window (``conv2d``, ``maxpool``) over ``size``: ``(H + 2p - k) // s + 1``."""
+    h, w = ((n + 2 * p - k) // s + 1 for n, k, s, p in zip(size, kernel, stride, padding, strict=True))
+    return h, w
+
+
 def node_macs(node: Node, bundle: Bundle) -> int:
     """MACs per image: output elements times the K of the GEMM (``C_in/groups * kh * kw``)."""
     if isinstance(node, (Conv2dNode, LinearNode)):
@@ -284,10 +292,15 @@ def quantize_images(images: np.ndarray, bundle: Bundle) -> np.ndarray:
     return quantize_pixels(arr, spec.fmt, spec.scale, bundle.meta.input_mean, bundle.meta.input_std)
 
 
+def normalize_pixels(images: np.ndarray, mean: Any, std: Any) -> np.ndarray:
+    """uint8 ``[N, H, W, C]`` -> float32 ``(pixel / 255 - mean[c]) / std[c]``, in that order (still HWC)."""
+    x = np.asarray(images).astype(np.float32) / np.float32(255.0)
+    return (x - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
+
+
 def quantize_pixels(images: np.ndarray, fmt: CodeFormat, scale: float, mean: Any, std: Any) -> np.ndarray:
     """The recipe of :func:`quantize_images` for uint8 ``[N, H, W, C]`` given the input spec's parts."""
-    x = np.asarray(images).astype(np.float32) / np.float32(255.0)
-    x = (x - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
+    x = normalize_pixels(images, mean, std)
     q = np.floor(x / np.float32(scale) + np.float32(0.5))
     q = np.clip(q, fmt.min, fmt.max)
     return np.ascontiguousarray(q.astype(np.int64).transpose(0, 3, 1, 2))

@@ -35,6 +35,7 @@ from hwsim.bundle.graph import (
     RequantInput,
     RequantNode,
     TensorSpec,
+    window_output,
 )
 from hwsim.bundle.lowering import worst_case_acc_bits
 from hwsim.bundle.schema import (
@@ -541,8 +542,7 @@ class _Loader:
                 f"the {kh}x{kw} kernel is larger than the padded {h}x{w} input",
                 "a kernel that fits the padded input",
             )
-        h_out = (h + 2 * padding[0] - kh) // stride[0] + 1
-        w_out = (w + 2 * padding[1] - kw) // stride[1] + 1
+        h_out, w_out = window_output((h, w), (kh, kw), stride, padding)
         y = self._write(node["output"], where, produced, "acc")
         if y.shape != (c_out, h_out, w_out):
             raise where.error(
@@ -727,8 +727,7 @@ class _Loader:
                 f"the {kh}x{kw} kernel is larger than the padded {h}x{w} input (padding {list(padding)})",
                 "a kernel that fits the padded input",
             )
-        h_out = (h + 2 * padding[0] - kh) // stride[0] + 1
-        w_out = (w + 2 * padding[1] - kw) // stride[1] + 1
+        h_out, w_out = window_output((h, w), kernel, stride, padding)
         y = self._write(node["output"], where, produced, "codes")
         if y.shape != (c, h_out, w_out):
             raise where.error(

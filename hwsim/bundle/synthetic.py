@@ -16,10 +16,9 @@ import numpy as np
 from hwsim.bundle.build import BundleBuilder, save_bundle
 from hwsim.bundle.graph import Bundle, Reference, quantize_images
 from hwsim.bundle.load import load_bundle
+from hwsim.cifar10 import CIFAR10_MEAN, CIFAR10_STD
 from hwsim.fixed import CodeFormat, quantize_multiplier
 
-CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR_STD = (0.2470, 0.2435, 0.2616)
 SOURCE = "hwsim.bundle.synthetic"
 
 
@@ -50,8 +49,8 @@ def builder(
         input_format,
         input_scale,
         input_shape,
-        (CIFAR_MEAN * channels)[:channels],
-        (CIFAR_STD * channels)[:channels],
+        (CIFAR10_MEAN * channels)[:channels],
+        (CIFAR10_STD * channels)[:channels],
     )
     return b
 
@@ -290,8 +289,8 @@ def random_resnet20_bundle(
 
 
 __all__ = [
-    "CIFAR_MEAN",
-    "CIFAR_STD",
+    "CIFAR10_MEAN",
+    "CIFAR10_STD",
     "TINY_INPUT_SHAPE",
     "builder",
     "fmt",

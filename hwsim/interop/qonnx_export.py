@@ -39,6 +39,7 @@ from hwsim.bundle.lowering import mac_range
 from hwsim.bundle.schema import plain
 from hwsim.errors import UserError
 from hwsim.fixed import F32_EXACT, F64_EXACT, CodeFormat
+from hwsim.interop.qonnx_rounding import TO_QONNX
 
 QONNX_DOMAIN = "qonnx.custom_op.general"
 ONNX_OPSET = 11  # qonnx.util.basic.get_preferred_onnx_opset()
@@ -46,16 +47,6 @@ QONNX_OPSET = 1
 PRODUCER = "hwsim export-qonnx"
 DTYPES = ("auto", "float32")
 INPUT_KINDS = ("codes", "image")
-
-# hwsim rounding mode -> (qonnx rounding_mode, value added before rounding)
-ROUNDING_TO_QONNX: dict[str, tuple[str, float]] = {
-    "half_even": ("ROUND", 0.0),
-    "floor": ("FLOOR", 0.0),
-    "ceil": ("CEIL", 0.0),
-    "toward_zero": ("DOWN", 0.0),  # qonnx: np.fix
-    "half_away": ("HALF_UP", 0.0),  # qonnx: sign(x) floor(|x| + 0.5)
-    "half_up": ("FLOOR", 0.5),  # no qonnx mode: floor(x + 0.5)
-}
 
 
 class ExportError(UserError):
@@ -425,7 +416,7 @@ class _Exporter:
         shape = self.shape(node.output)
         cs = _channel_shape(spec.shape)
         n = node.shift.astype(np.int64)
-        mode, addend = ROUNDING_TO_QONNX[node.rounding]
+        mode, addend = TO_QONNX[node.rounding]
         # static bound of |sum_i (x_i + b_i) M_i + o| (+ the half_up addend at the 2^-n scale)
         total = np.zeros(spec.shape[0], dtype=object)
         for term in node.inputs:

@@ -30,26 +30,17 @@ import numpy as np
 
 from hwsim.bundle import BundleBuilder, Reference, save_bundle
 from hwsim.bundle.build import compact_int_dtype
-from hwsim.bundle.graph import quantize_pixels
+from hwsim.bundle.graph import normalize_pixels, quantize_pixels
 from hwsim.bundle.lowering import DEFAULT_MULT_BITS, CodesValue, RequantTerm, mac_range, requant_constants
 from hwsim.errors import UserError
 from hwsim.fixed import CodeFormat, FormatError, bits_for_range
+from hwsim.interop.qonnx_rounding import FROM_QONNX, mode_of
 
 INSTALL_HINT = "pip install -e .[onnx]"
 INPUT_TENSOR = "input"
 LOGITS_TENSOR = "logits"
 DEFAULT_IMAGES = 8
 ROUNDING_CHOICES = ("as-exported", "half_up")
-# QONNX rounding_mode -> hwsim.fixed rounding mode (qonnx.custom_op.general.quant.resolve_rounding_mode)
-QONNX_ROUNDING = {
-    "ROUND": "half_even",
-    "HALF_EVEN": "half_even",
-    "FLOOR": "floor",
-    "CEIL": "ceil",
-    "ROUND_TO_ZERO": "toward_zero",
-    "DOWN": "toward_zero",
-    "HALF_UP": "half_away",
-}
 SUPPORTED = (
     "supported: Quant/BipolarQuant on weights and activations (zero point 0, per-tensor activation "
     "scale), Conv (zero pads, no dilation), Gemm/MatMul (+ bias Add), BatchNormalization after "
@@ -214,11 +205,10 @@ def match_exported_requant(model: Any, last: Any, channels: int) -> ExactRequant
 
     ``[Cast] [Add b_i] Mul M_i`` per input, ``[Sum]``, ``[Add o]``, ``Mul 2^-n``, ``[Add 0.5]``, then
     ``Quant`` (scale 1, zero point 0) whose rounding with the addend is the node's
-    (``ROUNDING_TO_QONNX``); ``sign``: that Quant (2 bits) and ``BipolarQuant`` (scale 1). Every
-    constant must be an integer of its range (``n`` in 0..62); anything else is ``None`` (the
-    generic lowering then applies).
+    (``hwsim.interop.qonnx_rounding.TO_QONNX``); ``sign``: that Quant (2 bits) and
+    ``BipolarQuant`` (scale 1). Every constant must be an integer of its range (``n`` in 0..62);
+    anything else is ``None`` (the generic lowering then applies).
     """
-    from hwsim.interop.qonnx_export import ROUNDING_TO_QONNX
 
     def const(name: str) -> np.ndarray | None:
         v = model.get_initializer(name)
@@ -258,7 +248,7 @@ def match_exported_requant(model: Any, last: Any, channels: int) -> ExactRequant
     half = with_const(producer(v, "Add"))
     if half is not None and half[1].size == 1 and float(half[1].reshape(-1)[0]) == 0.5:
         v, addend = half[0], 0.5
-    rounding = next((r for r, q in ROUNDING_TO_QONNX.items() if q == (mode, addend)), None)
+    rounding = mode_of(mode, addend)
     shifted = with_const(producer(v, "Mul"))
     if rounding is None or shifted is None:
         return None
@@ -627,13 +617,13 @@ class _Walker:
         if self.origin is not None and [c.op_type for c in self.consumers.get(node.output[0], [])] == [
             "BipolarQuant"
         ]:
-            return _SignStage(x, QONNX_ROUNDING.get(mode, "half_up"))
-        if mode not in QONNX_ROUNDING:
+            return _SignStage(x, FROM_QONNX.get(mode, "half_up"))
+        if mode not in FROM_QONNX:
             raise self.fail(
                 node,
-                f"rounding_mode {mode} has no bundle rounding mode; supported: {', '.join(QONNX_ROUNDING)}",
+                f"rounding_mode {mode} has no bundle rounding mode; supported: {', '.join(FROM_QONNX)}",
             )
-        rounding = "half_up" if self.rounding == "half_up" else QONNX_ROUNDING[mode]
+        rounding = "half_up" if self.rounding == "half_up" else FROM_QONNX[mode]
         fmt = _act_format(bits, signed, narrow)
         return self._requant(node, x, float(scale.reshape(-1)[0]), fmt, "clamp", rounding)
 
@@ -1106,8 +1096,8 @@ class _Walker:
         a = _attrs(node)
         signed, narrow = bool(a.get("signed", 1)), bool(a.get("narrow", 0))
         mode = str(a.get("rounding_mode", "FLOOR")).upper()
-        if mode not in QONNX_ROUNDING:
-            raise self.fail(node, f"rounding_mode {mode}; supported: {', '.join(QONNX_ROUNDING)}")
+        if mode not in FROM_QONNX:
+            raise self.fail(node, f"rounding_mode {mode}; supported: {', '.join(FROM_QONNX)}")
         ratio_in = x.scale / s_t
         r = round(ratio_in)
         if r < 1 or abs(ratio_in - r) > 1e-6 * r:
@@ -1120,7 +1110,7 @@ class _Walker:
             raise self.fail(node, "an unsigned narrow output has no bundle lattice")
         trunc = 2.0 ** round(math.log2(s_out / s_t))
         fmt = _act_format(out_bits, signed, narrow)
-        rounding = QONNX_ROUNDING[mode]
+        rounding = FROM_QONNX[mode]
         name = node.name
         # codes_out = round_mode(r * codes / trunc): the real multiplier, exactly (powers of two and r)
         terms = x.as_terms()
@@ -1226,9 +1216,7 @@ def run_qonnx(model: Any, x: np.ndarray, full: bool = True) -> dict[str, np.ndar
 
 def normalize(images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
     """uint8 HWC images -> the float32 NCHW input, by the bundle's recipe (``(x/255 - mean) / std``)."""
-    x = images.astype(np.float32) / np.float32(255.0)
-    x = (x - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
-    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    return np.ascontiguousarray(normalize_pixels(images, mean, std).transpose(0, 3, 1, 2))
 
 
 def _integers(values: np.ndarray, scale: float, what: str) -> np.ndarray:

@@ -13,7 +13,7 @@ def qonnx_model(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Pat
     """``qonnx_model(kind)``: the .onnx file of ``brevitas_models.build(kind)``, exported once per session."""
     pytest.importorskip("brevitas")
     pytest.importorskip("qonnx")
-    import brevitas_models
+    from qat import brevitas_models
 
     root = tmp_path_factory.mktemp("qonnx_models")
     cache: dict[str, Path] = {}

@@ -12,13 +12,13 @@ pytest.importorskip("brevitas")
 pytest.importorskip("qonnx")
 pytest.importorskip("onnxruntime")
 
-import brevitas_models  # noqa: E402
 from test_qonnx_import import lsb_histograms  # noqa: E402
 
 from hwsim.bundle import load_bundle  # noqa: E402
 from hwsim.cifar10 import CIFAR10_MEAN, CIFAR10_STD, load_cifar10  # noqa: E402
 from hwsim.cli import main as hwsim_main  # noqa: E402
 from hwsim.compare import compare_bundle  # noqa: E402
+from qat import brevitas_models  # noqa: E402
 
 # ResNet8-shaped (one BasicBlock per stage, widths 8/16/32): 4-bit per-channel weights, 4-bit
 # activations, 8-bit first conv, input and classifier; small enough to train on two cores in a minute.

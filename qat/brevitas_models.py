@@ -1,8 +1,12 @@
-"""Brevitas model builders for the QONNX importer's tests (random weights, a few calibration batches).
+"""Brevitas models (random weights and a few calibration batches, or briefly trained) exported to QONNX.
 
-Every builder returns an eval-mode ``torch.nn.Module`` whose input is a normalized float image
-``[N, 3, 32, 32]``; :func:`export` writes it as QONNX with ``brevitas.export.export_qonnx``.
-Sizes are kept small so that export, import and emulation of each take a few seconds.
+Place in the flow: stands for networks trained with Brevitas rather than ``qat``; the QONNX
+importer's tests (tests/interop/) and its benchmark (benchmarks/bench_qonnx_import.py) build
+them, export them with ``brevitas.export.export_qonnx`` and run ``hwsim import-qonnx`` on the
+files. Needs ``brevitas`` and ``onnxoptimizer`` (test dependencies). Every builder returns an
+eval-mode ``torch.nn.Module`` whose input is a normalized float image ``[N, 3, 32, 32]``;
+:func:`export` writes it as QONNX. Sizes are kept small so that export, import and emulation of
+each take a few seconds.
 """
 
 from __future__ import annotations
