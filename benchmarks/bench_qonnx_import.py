@@ -27,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from machine import cpu_model
 
 from hwsim.cifar10 import CIFAR10_MEAN, CIFAR10_STD
 
@@ -111,12 +112,7 @@ def main() -> int:
             fns["hwsim import-qonnx --data (+ test split top-1)"] = import_cli("--data", str(args.data))
         times = timed(fns, args.rounds)
 
-    cpu = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_model()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     import qonnx
 

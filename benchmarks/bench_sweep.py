@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -23,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from machine import cpu_model
 
 from hwsim.bundle import load_bundle
 from hwsim.bundle.synthetic import random_resnet20_bundle
@@ -100,12 +100,7 @@ def main() -> int:
         if not same:
             return 1
 
-    cpu_name = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu_name = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu_name = cpu_model()
     print()
     print(
         f"Machine: {cpu_name}, {os.cpu_count()} cores, numpy {np.__version__}; load average "

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
+from machine import cpu_model
 from torch import nn
 
 from hwsim.cifar10 import synthetic_cifar10
@@ -55,14 +54,8 @@ CASES: tuple[Case, ...] = (
 
 
 def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return f"{cpu}, nproc {os.cpu_count()}, torch {torch.__version__}, {torch.get_num_threads()} thread(s)"
+    threads = torch.get_num_threads()
+    return f"{cpu_model()}, nproc {os.cpu_count()}, torch {torch.__version__}, {threads} thread(s)"
 
 
 def main(argv: list[str] | None = None) -> int:
