@@ -71,6 +71,57 @@ class _BatchUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"refusing to load {module}.{name}: a CIFAR-10 batch holds only data")
 
 
+def check_labels(raw: object, count: int, path: Path) -> np.ndarray:
+    """A batch's ``labels`` as int64 ``[count]``, each a class index in ``0..NUM_CLASSES-1``.
+
+    Labels must be integers: a list of Python ints or an integer array (a float such as 3.0 that
+    is an integer is taken; 0.5, None, a string or a bool is an error naming its index).
+    """
+    if isinstance(raw, np.ndarray):
+        values = raw
+    elif isinstance(raw, (list, tuple)):
+        values = np.empty(len(raw), dtype=object)
+        values[:] = raw
+    else:
+        raise UserError(f"{path}: field 'labels' is a {type(raw).__name__}, expected a list of {count} ints")
+    if values.ndim != 1 or values.shape[0] != count:
+        raise UserError(
+            f"{path}: field 'labels' has shape {list(values.shape)}, expected [{count}] (one per image)"
+        )
+    classes = f"expected integers 0..{NUM_CLASSES - 1}"
+
+    def refuse(i: int, value: object, integral: bool) -> UserError:
+        if integral:  # an integer outside the classes
+            return UserError(
+                f"{path}: label {i} is {value!r:.40}, {classes}; is this CIFAR-100? "
+                "Only CIFAR-10 is supported"
+            )
+        return UserError(
+            f"{path}: label {i} is {value!r:.40} (a {type(value).__name__}), not a class index; {classes}"
+        )
+
+    kind = values.dtype.kind
+    if kind in "iuf":  # a numeric array: the first label that is not an integer in range
+        with np.errstate(invalid="ignore"):
+            integral = np.isfinite(values) & (values == np.round(values)) if kind == "f" else None
+            inside = (values >= 0) & (values < NUM_CLASSES)
+        bad = np.flatnonzero(~inside if integral is None else ~(integral & inside))
+        if bad.size:
+            i = int(bad[0])
+            value = values[i : i + 1].tolist()[0]
+            raise refuse(i, value, integral is None or bool(integral[i]))
+        return values.astype(np.int64)
+    labels = np.empty(count, dtype=np.int64)
+    for i, given in enumerate(values.tolist()):  # Python objects: ints (or integral floats) only
+        v = int(given) if isinstance(given, float) and given.is_integer() else given
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise refuse(i, given, False)
+        if not 0 <= v < NUM_CLASSES:
+            raise refuse(i, given, True)
+        labels[i] = v
+    return labels
+
+
 def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         with path.open("rb") as f:
@@ -90,24 +141,14 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         keys = sorted(k.decode() if isinstance(k, bytes) else str(k) for k in batch)
         raise UserError(f"{path}: expected keys 'data' and 'labels', found {keys}; {_WHERE_TO_GET}")
     data = np.asarray(data)
-    labels = np.asarray(labels)
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
         raise UserError(
             f"{path}: field 'data' is {data.dtype} {list(data.shape)}, expected uint8 [N, 3072] "
             f"(32x32 RGB images, CHW order); {_WHERE_TO_GET}"
         )
-    if labels.ndim != 1 or labels.shape[0] != data.shape[0]:
-        raise UserError(
-            f"{path}: field 'labels' has shape {list(labels.shape)}, "
-            f"expected [{data.shape[0]}] (one per image)"
-        )
-    if labels.size and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
-        raise UserError(
-            f"{path}: labels span [{labels.min()}, {labels.max()}], expected 0..{NUM_CLASSES - 1}; "
-            "is this CIFAR-100? Only CIFAR-10 is supported"
-        )
+    labels = check_labels(labels, data.shape[0], path)
     images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-    return np.ascontiguousarray(images), labels.astype(np.int64)
+    return np.ascontiguousarray(images), labels
 
 
 def load_cifar10(directory: str | Path, split: Split) -> tuple[np.ndarray, np.ndarray]:

@@ -7,7 +7,7 @@ against the PyTorch reference, per layer), ``hwsim.emulator.emulate`` at each ar
 width (overflow), ``hwsim.simulate.simulate_bundle`` on each hardware configuration (cycles,
 memory; the array model executes the folds of ``sim_images`` images and must equal the emulator)
 and ``hwsim.sweep.sweep_bundle`` (accumulator width, and w_bits/a_bits on the primary model). It
-writes one report per model with ``hwsim.report.write_report`` and an index page comparing them
+writes one report per model with ``hwsim.report.write_report_files`` and an index page comparing them
 (``index.md``, a self-contained ``index.html``, ``index.json`` and PNGs from ``hwsim.demo_plots``).
 
 What runs where is chosen to fit the budget (the whole demo, ~11 models, in under 3 minutes on 2
@@ -27,7 +27,6 @@ import base64
 import html
 import json
 import multiprocessing
-import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -40,13 +39,13 @@ import numpy as np
 from tqdm import tqdm
 
 from hwsim import demo_plots, plots
-from hwsim.atomic import replace_directory, staging_directory
 from hwsim.bundle import Bundle, load_bundle, quantize_images
 from hwsim.compare import compare_bundle, top1
 from hwsim.emulator import Emulation, EmulatorConfig, emulate
 from hwsim.errors import UserError
 from hwsim.hwconfig import ArrayConfig, HardwareConfig
-from hwsim.pretrained import PretrainedModel, list_bundles, primary_model
+from hwsim.output import claim, publish_directory, register_kind, safe_name
+from hwsim.pretrained import BUNDLES_DIR, PretrainedModel, list_bundles, primary_model
 from hwsim.report import (
     COLUMN_HELP,
     Report,
@@ -55,7 +54,7 @@ from hwsim.report import (
     jsonable,
     plot_error_per_layer,
     write_atomic,
-    write_report,
+    write_report_files,
 )
 from hwsim.simulate import Simulation, simulate_bundle
 from hwsim.sweep import SweepResult, default_jobs, sweep_bundle
@@ -67,6 +66,7 @@ DEMO_HW: tuple[HardwareConfig, ...] = (
     HardwareConfig(name="ws_16x16"),
     HardwareConfig(array=ArrayConfig(16, 16, "os"), name="os_16x16"),
 )
+INDEX_TITLE = "# hwsim demo"  # the first line of index.md starts so
 ACC_WIDTHS: tuple[int, ...] = tuple(range(8, 33, 2))
 PRECISION_WIDTHS: tuple[int, ...] = (2, 3, 4, 5, 6, 8)
 PRECISION_SCOPES: tuple[str, ...] = ("primary", "all", "none")
@@ -150,6 +150,7 @@ class DemoConfig:
     jobs: int = field(default_factory=default_jobs)
     progress: bool = True
     markdown_only: bool = False  # keep only the .md and .png files (a report to commit to git)
+    force: bool = False  # replace config.out even when it is not an earlier demo report
 
     def __post_init__(self) -> None:
         def positive(name: str, value: object) -> None:
@@ -688,7 +689,7 @@ def write_model_report(
         )
     plot_fns = {name: _writer(data) for name, data in pngs.items()}
     report = Report(f"hwsim demo: {model.title} ({model.name})", part["meta"], rows, totals, notes)
-    write_report(report, directory, plot_fns)
+    write_report_files(report, directory, plot_fns)
 
 
 def _writer(data: bytes) -> Callable[[Sequence[Row], Path, str], Path]:
@@ -710,18 +711,18 @@ def _call(kind: str, model: PretrainedModel, arg: str, config: DemoConfig) -> di
     return run_precision(model, arg, config)
 
 
-def _staging(out: Path) -> Path:
-    if out.exists():
-        if not out.is_dir():
-            raise UserError(
-                f"--out {out}: exists and is not a directory; choose a directory for the demo report"
-            )
-        if any(out.iterdir()) and not (out / "index.md").is_file():
-            raise UserError(
-                f"--out {out}: the directory exists and holds no earlier demo report (no index.md); the demo "
-                "replaces its --out directory as a whole, so choose a new or empty directory"
-            )
-    return staging_directory(out)
+def _looks_like_demo(path: Path) -> bool:
+    """A demo report written before output markers: an index.md that the demo wrote."""
+    try:
+        with (path / "index.md").open(encoding="utf-8") as f:
+            first = f.readline()
+    except (OSError, UnicodeDecodeError):
+        return False
+    return first.startswith(INDEX_TITLE)
+
+
+DEMO = register_kind("demo", recognize=_looks_like_demo)
+"""The output kind of the demo's --out directory (hwsim.output)."""
 
 
 def run_demo(config: DemoConfig) -> DemoResult:
@@ -731,8 +732,14 @@ def run_demo(config: DemoConfig) -> DemoResult:
     tasks: list[tuple[str, PretrainedModel, str]] = [
         ("precision", m, what) for m in precision_models for what in ("acc_bits", "w_bits", "a_bits")
     ] + [("model", m, "") for m in models]  # the long sweeps first, so no worker is left with one at the end
-    staged = _staging(config.out)
-    try:
+    out = claim(
+        config.out,
+        DEMO,
+        flag="--out",
+        force=config.force,
+        inputs=(config.bundles_dir or BUNDLES_DIR, config.data),
+    )
+    with publish_directory(out, DEMO) as staged:
         results: list[dict[str, Any] | None] = [None] * len(tasks)
         bar = tqdm(total=len(tasks) + 1, desc="hwsim demo", unit="step", disable=not config.progress)
         try:
@@ -748,11 +755,15 @@ def run_demo(config: DemoConfig) -> DemoResult:
                     futures: dict[Future[dict[str, Any]], int] = {
                         pool.submit(_call, *task, config): i for i, task in enumerate(tasks)
                     }
-                    for future in as_completed(futures):
-                        i = futures[future]
-                        results[i] = future.result()
-                        bar.set_postfix_str(f"{tasks[i][1].name} {tasks[i][2] or 'done'}")
-                        bar.update()
+                    try:
+                        for future in as_completed(futures):
+                            i = futures[future]
+                            results[i] = future.result()
+                            bar.set_postfix_str(f"{tasks[i][1].name} {tasks[i][2] or 'done'}")
+                            bar.update()
+                    except BaseException:  # an error, SIGINT or SIGTERM: start no further task
+                        pool.shutdown(wait=False, cancel_futures=True)
+                        raise
             bar.set_postfix_str("writing reports")
             step_seconds: dict[str, float] = {}
             for r in results:
@@ -766,7 +777,8 @@ def run_demo(config: DemoConfig) -> DemoResult:
                 part = results[i]
                 assert part is not None
                 precision = [r for r in results if r is not None and "what" in r and r["name"] == model.name]
-                write_model_report(model, part, precision, config, staged / model.name)
+                directory = staged / safe_name(model.name, f"{model.path}: the bundle's directory name")
+                write_model_report(model, part, precision, config, directory)
                 summaries.append(_summary(model, part, precision))
             elapsed = time.perf_counter() - start
             write_index(staged, summaries, config, step_seconds, elapsed, [m.name for m in precision_models])
@@ -777,10 +789,6 @@ def run_demo(config: DemoConfig) -> DemoResult:
             bar.update()
         finally:
             bar.close()
-        replace_directory(staged, config.out)
-    except BaseException:
-        shutil.rmtree(staged, ignore_errors=True)
-        raise
     return DemoResult(config.out / "index.md", summaries, time.perf_counter() - start, step_seconds)
 
 
@@ -936,7 +944,7 @@ def write_index(
     header, cells = index_table(summaries, config)
     steps = ", ".join(f"{k} {v:.1f} s" for k, v in sorted(step_seconds.items(), key=lambda kv: -kv[1]))
     md = [
-        "# hwsim demo: bundled quantized ResNet20s on a MAC-array model",
+        INDEX_TITLE + ": bundled quantized ResNet20s on a MAC-array model",
         "",
         f"{len(summaries)} models, each exported to integers, emulated bit-accurately, compared "
         "layer by layer "

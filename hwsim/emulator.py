@@ -13,18 +13,28 @@ one node on, given every earlier tensor that node and the later ones read (:func
 which is how hwsim.sweep re-runs only the part of the network a change can reach.
 
 Internally feature maps are held channels-last (NHWC) and images go through the graph a few at
-a time, so that each layer's working arrays stay in the CPU caches; :class:`Emulation` returns
-tensors in the bundle's layout (``[N, C, H, W]``).
+a time (tiles), so that each layer's working arrays stay in the CPU caches; the tiles run on
+``threads`` threads (default: every core; numpy releases the GIL in BLAS and in its array loops)
+with BLAS on one thread inside each, and the results do not depend on how many. Where the
+bounds of the formats and weights prove every partial sum an integer that float32 or float64
+holds exactly, GEMMs and requantizers run in floats; elsewhere in int64 (``int64_only``: all of
+it, the reference the float paths are tested against). :class:`Emulation` returns tensors in
+the bundle's layout (``[N, C, H, W]``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
+import multiprocessing
+import os
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 from tqdm import tqdm
 
 from hwsim.bundle import (
@@ -46,10 +56,12 @@ from hwsim.fixed import (
     F64_EXACT,
     I64_MAX,
     OVERFLOW_MODES,
+    WIDTH_RANGE,
     IntFormat,
     bits_for_range,
     requantize_sum,
     sign,
+    wrap,
 )
 from hwsim.gemm import (
     GemmResult,
@@ -63,16 +75,23 @@ from hwsim.gemm import (
     weight_matrix,
 )
 
-# Images per step of the fast path: as many as keep the largest per-layer operand (the im2col
-# matrix, in float32) near this size, so that im2col, GEMM and requantizer work in cache.
+# Images per step of the fast path: as many as keep the largest per-layer array (the im2col
+# matrix, in float32) near this size, so that GEMM outputs and requantizers work in cache
+# (measured on 1 MiB-L2 cores: 3-16 MiB about equal on one thread; on two, 8 MiB best, as larger
+# steps spend less of their time in Python, which holds the GIL).
 _TILE_BYTES = 8 << 20
+# The part of a conv's im2col matrix built at once (about one core's L2 cache).
+_CHUNK_BYTES = 1 << 20
 
 LayerWidths = tuple[tuple[str, int], ...]
 
 
 def _check_acc_bits(bits: object, where: str) -> None:
-    if not isinstance(bits, (int, np.integer)) or isinstance(bits, bool) or not 1 <= bits <= 64:
-        raise UserError(f"{where}={bits!r} is outside 1..64; pick an accumulator width of 1 to 64 bits")
+    lo, hi = WIDTH_RANGE
+    if not isinstance(bits, (int, np.integer)) or isinstance(bits, bool) or not lo <= bits <= hi:
+        raise UserError(
+            f"{where}={bits!r} is outside {lo}..{hi}; pick an accumulator width of {lo} to {hi} bits"
+        )
 
 
 @dataclass(frozen=True)
@@ -164,6 +183,22 @@ class LayerStats:
             return None
         return bits_for_range(min(self.min_acc, 0), max(self.max_acc, 0), True)
 
+    def fresh(self) -> LayerStats:
+        """The same layer with nothing seen yet (what one worker thread fills in)."""
+        return replace(self, overflow_count=0, peak_acc_abs=0, elements=0, min_acc=0, max_acc=0)
+
+    def merge(self, other: LayerStats) -> None:
+        """Add what ``other`` (the same layer, other images) saw; the order of merges does not matter."""
+        if other.elements == 0:
+            return
+        if self.elements == 0:
+            self.min_acc, self.max_acc = other.min_acc, other.max_acc
+        else:
+            self.min_acc, self.max_acc = min(self.min_acc, other.min_acc), max(self.max_acc, other.max_acc)
+        self.elements += other.elements
+        self.overflow_count += other.overflow_count
+        self.peak_acc_abs = max(self.peak_acc_abs, other.peak_acc_abs)
+
     def add(self, result: GemmResult) -> None:
         if result.acc.size == 0:
             return
@@ -226,6 +261,15 @@ class _Runner:
                     worst_case_acc_bits(node, bundle),
                 )
         self.bounds = self._bounds()
+        # float64 requantizers (fast); those whose bound from the formats exceeds 2**53 (not
+        # "proven") check each step's inputs, whose magnitudes are usually far below the formats'
+        self.requant_f64: dict[str, _RequantF64] = {}
+        self.requant_f64_proven: set[str] = set()
+        for node in self.nodes:
+            if fast and isinstance(node, RequantNode):
+                self.requant_f64[node.name] = _RequantF64.of(node)
+                if _requant_bound(node, [self.bounds[i.tensor] for i in node.inputs]) <= F64_EXACT:
+                    self.requant_f64_proven.add(node.name)
         self.tile = max(1, _TILE_BYTES // max([4 * self._operand_elements(n) for n in self.nodes], default=1))
 
     def _bounds(self) -> dict[str, int]:
@@ -268,12 +312,23 @@ class _Runner:
         """The inverse of :meth:`internal` up to the dtype: ``[N, C, ...]`` (a view; store it as int64)."""
         return value.transpose(0, 3, 1, 2) if self.fast and value.ndim == 4 else value
 
-    def run(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """One step: the live tensors (as :meth:`internal` holds them) -> every tensor, same layout."""
+    def fresh_stats(self) -> dict[str, LayerStats]:
+        """Empty statistics of every MAC node this runner runs (one set per worker thread)."""
+        return {name: stats.fresh() for name, stats in self.stats.items()}
+
+    def run(
+        self, values: dict[str, np.ndarray], stats: dict[str, LayerStats] | None = None
+    ) -> dict[str, np.ndarray]:
+        """One step: the live tensors (as :meth:`internal` holds them) -> every tensor, same layout.
+
+        Accumulator statistics go to ``stats`` (default: the runner's own); the runner itself is
+        read-only otherwise, so threads may run steps at once, each with its own ``stats``.
+        """
         values = dict(values)
+        stats = self.stats if stats is None else stats
         for node in self.nodes:
             if isinstance(node, (Conv2dNode, LinearNode)):
-                values[node.output] = self._mac(node, values[node.input])
+                values[node.output] = self._mac(node, values[node.input], stats[node.name])
             elif isinstance(node, RequantNode):
                 values[node.output] = self._requant(node, values)
             elif isinstance(node, AvgPoolSumNode):
@@ -292,9 +347,8 @@ class _Runner:
                 )
         return values
 
-    def _mac(self, node: MacNode, x: np.ndarray) -> np.ndarray:
+    def _mac(self, node: MacNode, x: np.ndarray, stats: LayerStats) -> np.ndarray:
         prep = self.prepared[node.name]
-        stats = self.stats[node.name]
         acc = self.accs[node.name]
         if not self.fast:
             result = gemm_exact(im2col(x, node), prep.w_spec, acc, self.mode, a_max_abs=prep.a_max_abs)
@@ -308,7 +362,16 @@ class _Runner:
         n = x.shape[0]
         dtype = prep.dtype
         xd = x.astype(dtype, copy=False)
-        spec_order = self.mode == "saturate" and prep.bound > acc.max
+        spec_order = self.mode == "saturate" and prep.bound > acc.max  # a clamp may depend on the order
+        floats = dtype is np.float32 or dtype is np.float64
+        if floats and not spec_order and (isinstance(node, LinearNode) or node.groups == 1):
+            # exact: every partial sum is an integer the dtype represents, so any summation order
+            # gives the exact sums; with no clamp possible, narrowing them is all that is left
+            if isinstance(node, LinearNode):
+                product = np.matmul(xd.reshape(n, -1), prep.w_spec_typed[0])
+            else:
+                product = _conv_gemm(xd, node, prep.w_fast[0])
+            return self._narrowed(product, acc, stats)
         if isinstance(node, LinearNode):
             a = xd.reshape(1, n, -1)
             out_shape: tuple[int, ...] = (n, node.out_channels)
@@ -338,13 +401,35 @@ class _Runner:
         )
         return acc_values.reshape(out_shape)
 
+    def _narrowed(self, product: np.ndarray, acc: IntFormat, stats: LayerStats) -> np.ndarray:
+        """The exact sums ``product`` (float) narrowed to ``acc`` when ``wrap`` or no clamp can happen."""
+        lo, hi = (int(product.min()), int(product.max())) if product.size else (0, 0)
+        if acc.min <= lo and hi <= acc.max:
+            stats.add(GemmResult(product, 0, max(-lo, hi), lo, hi))
+            return product
+        assert self.mode == "wrap"  # saturate without a possible clamp never leaves the accumulator
+        wrapped, count = wrap(product.astype(np.int64), acc)
+        stats.add(GemmResult(wrapped, count, max(-lo, hi), lo, hi))
+        return wrapped
+
     def _requant(self, node: RequantNode, values: dict[str, np.ndarray]) -> np.ndarray:
         inputs = [values[i.tensor] for i in node.inputs]
         axis = -1 if self.fast or inputs[0].ndim == 2 else 1
-        worst = _requant_bound(node, [self.bounds[i.tensor] for i in node.inputs])
-        if self.fast and worst <= F64_EXACT:
-            rounded = _requantize_sum_f64(node, inputs)
+        fmt = self.bundle.tensors[node.output].fmt
+        assert fmt is not None
+        exact_f64 = self.requant_f64.get(node.name)
+        if exact_f64 is not None and node.name not in self.requant_f64_proven:
+            # the formats allow sums beyond 2**53; these inputs' magnitudes may still prove them exact
+            peaks = [max(-int(x.min()), int(x.max())) if x.size else 0 for x in inputs]
+            if _requant_bound(node, peaks) > F64_EXACT:
+                exact_f64 = None
+        if exact_f64 is not None and node.function == "clamp":
+            # the codes feed the next GEMM: clamped straight into float32 (exact for these codes)
+            return exact_f64(inputs, (fmt.min, fmt.max))
+        if exact_f64 is not None:
+            rounded = exact_f64(inputs)
         else:
+            worst = _requant_bound(node, [self.bounds[i.tensor] for i in node.inputs])
             if worst > I64_MAX:
                 self._check_int64(node, inputs, axis)
             rounded = requantize_sum(
@@ -362,11 +447,6 @@ class _Runner:
                 if self.fast
                 else sign(rounded)
             )
-        fmt = self.bundle.tensors[node.output].fmt
-        assert fmt is not None
-        if rounded.dtype.kind == "f" and fmt.max_abs <= F32_EXACT:
-            # the codes feed the next GEMM: clamp straight into float32 (exact for these codes)
-            return np.clip(rounded, fmt.min, fmt.max, out=np.empty(rounded.shape, np.float32))
         return np.clip(rounded, fmt.min, fmt.max)
 
     def _check_int64(self, node: RequantNode, inputs: list[np.ndarray], axis: int) -> None:
@@ -436,40 +516,68 @@ def _requant_bound(node: RequantNode, input_bounds: list[int]) -> int:
     return total + ((1 << (n - 1)) if n > 0 else 0)
 
 
-def _requantize_sum_f64(node: RequantNode, inputs: list[np.ndarray]) -> np.ndarray:
-    """:func:`hwsim.fixed.requantize_sum` in float64, channels-last, for sums proven below 2**53.
+@dataclass(frozen=True, eq=False)
+class _RequantF64:
+    """:func:`hwsim.fixed.requantize_sum` of one node in float64, channels-last, for sums proven below 2**53.
 
     With ``v = sum_i (x_i + b_i) * M_i + o``, the value ``u = (v + a) * 2^-n`` is computed as
     ``sum_i x_i * M_i' + c'`` with ``M_i' = M_i * 2^-n`` and ``c' = (sum_i b_i * M_i + o + a) * 2^-n``:
     every operand and every partial sum is an integer below 2**53 times the power of two ``2^-n``,
     so float64 holds each exactly. ``a = 2^(n-1)`` for the ``half_*`` modes (0 for ``n = 0``), else 0;
-    :func:`_round_f64` then rounds ``u`` as the node's mode says.
+    :func:`_round_f64` then rounds ``u`` as the node's mode says. The per-channel constants are
+    made once per node (:meth:`of`).
     """
-    half = node.rounding.startswith("half_")
-    scale = np.ldexp(1.0, -node.shift)  # 2^-n per channel, exact
-    const = (
-        np.where(node.shift > 0, np.ldexp(1.0, np.maximum(node.shift - 1, 0)), 0.0)  # 2^(n-1), exact
-        if half
-        else np.zeros(node.shift.shape)
-    )
-    if node.offset is not None:
-        const = const + node.offset.astype(np.float64)  # |o| + 2^(n-1) < 2**53: exact
-    total: np.ndarray | None = None
-    for item, x in zip(node.inputs, inputs, strict=True):
-        mult = item.multiplier.astype(np.float64)
-        if item.bias is not None:
-            const = const + item.bias.astype(np.float64) * mult  # |b*M| < 2**53: exact
-        if total is None:
-            total = np.multiply(x, mult * scale, dtype=np.float64)
-        else:
-            total += np.multiply(x, mult * scale, dtype=np.float64)
-    assert total is not None
-    total += const * scale
-    return _round_f64(total, node.rounding, node.shift)
+
+    rounding: str
+    shift: np.ndarray
+    mults: tuple[np.ndarray, ...]  # M_i' per input, float64 [C]
+    const: np.ndarray  # c', float64 [C]
+
+    @staticmethod
+    def of(node: RequantNode) -> _RequantF64:
+        half = node.rounding.startswith("half_")
+        scale = np.ldexp(1.0, -node.shift)  # 2^-n per channel, exact
+        const = (
+            np.where(node.shift > 0, np.ldexp(1.0, np.maximum(node.shift - 1, 0)), 0.0)  # 2^(n-1), exact
+            if half
+            else np.zeros(node.shift.shape)
+        )
+        if node.offset is not None:
+            const = const + node.offset.astype(np.float64)  # |o| + 2^(n-1) < 2**53: exact
+        mults = []
+        for item in node.inputs:
+            mult = item.multiplier.astype(np.float64)
+            if item.bias is not None:
+                const = const + item.bias.astype(np.float64) * mult  # |b*M| < 2**53: exact
+            mults.append(mult * scale)
+        return _RequantF64(node.rounding, node.shift, tuple(mults), const * scale)
+
+    def __call__(self, inputs: list[np.ndarray], clamp: tuple[int, int] | None = None) -> np.ndarray:
+        """The rounded sums (float64), or with ``clamp = (lo, hi)`` clamped to it (float32 when exact)."""
+        total = np.multiply(inputs[0], self.mults[0], dtype=np.float64)
+        for x, mult in zip(inputs[1:], self.mults[1:], strict=True):
+            total += np.multiply(x, mult, dtype=np.float64)
+        total += self.const
+        if clamp is None:
+            return _round_f64(total, self.rounding, self.shift)
+        lo, hi = clamp
+        out_dtype = np.float32 if max(-lo, hi) <= F32_EXACT else np.float64
+        monotone = _MONOTONE_ROUNDING.get(self.rounding)
+        if monotone is None:
+            rounded = _round_f64(total, self.rounding, self.shift)
+            return np.clip(rounded, lo, hi, out=np.empty(total.shape, out_dtype))
+        # rounding that commutes with clamping to integers: clamp first, round into the output dtype
+        np.clip(total, lo, hi, out=total)
+        return monotone(total, out=np.empty(total.shape, out_dtype))
+
+
+# Roundings of u that are monotone and map integers to themselves, so that rounding then clamping
+# to an integer range equals clamping then rounding (the ties of half_even/half_away do not).
+_MONOTONE_ROUNDING = {"half_up": np.floor, "floor": np.floor, "ceil": np.ceil, "toward_zero": np.trunc}
 
 
 def _round_f64(u: np.ndarray, rounding: str, shift: np.ndarray) -> np.ndarray:
-    """Round the exact float64 ``u`` of :func:`_requantize_sum_f64` in place (channels on the last axis).
+    """Round the exact float64 ``u`` of :class:`_RequantF64` in place (channels on the last axis).
 
     ``floor``/``ceil``/``toward_zero`` get ``u = v / 2^n``; the ``half_*`` modes ``u = v / 2^n + 1/2``,
     where ``u`` is an integer exactly at a tie (only for ``n >= 1``): ``half_up`` floors it,
@@ -521,6 +629,34 @@ def maxpool_codes(
             window = x[tuple(index)]
             out = window.copy() if out is None else np.maximum(out, window, out=out)
     assert out is not None
+    return out
+
+
+def _conv_gemm(x: np.ndarray, node: Conv2dNode, w: np.ndarray) -> np.ndarray:
+    """Channels-last float codes ``[N, H, W, C]`` (one group) @ ``w [kh*kw*C, C_out]``: ``[N, Ho, Wo, Co]``.
+
+    The im2col matrix (K order ``(i, j, c)``) is built a few images at a time in one buffer of
+    about :data:`_CHUNK_BYTES`, so that it stays in the core's cache while the GEMM reads it
+    (measured faster than one im2col matrix for the whole tile); a 1x1 kernel without padding
+    reads the input itself.
+    """
+    n, _, _, c = x.shape
+    kh, kw = node.kernel
+    c_out = w.shape[1]
+    if (kh, kw) == (1, 1) and node.padding == (0, 0):
+        xs = np.ascontiguousarray(x[:, :: node.stride[0], :: node.stride[1]])
+        return np.matmul(xs.reshape(-1, c), w).reshape(*xs.shape[:3], c_out)
+    patches = _patches(x, node).transpose(0, 1, 2, 4, 5, 3)  # [N, Ho, Wo, kh, kw, C]
+    ho, wo = patches.shape[1:3]
+    k = kh * kw * c
+    out = np.empty((n, ho, wo, c_out), dtype=x.dtype)
+    per = max(1, min(n, _CHUNK_BYTES // max(1, ho * wo * k * x.itemsize)))
+    buf = np.empty((per, ho, wo, kh, kw, c), dtype=x.dtype)
+    for lo in range(0, n, per):
+        hi = min(n, lo + per)
+        part = buf[: hi - lo]
+        np.copyto(part, patches[lo:hi])
+        np.matmul(part.reshape(-1, k), w, out=out[lo:hi].reshape(-1, c_out))
     return out
 
 
@@ -578,6 +714,7 @@ def emulate(
     batch_size: int = 256,
     progress: bool = False,
     int64_only: bool = False,
+    threads: int | None = None,
 ) -> Emulation:
     """Run ``bundle`` on ``input_codes`` ``[N, C, H, W]``.
 
@@ -586,7 +723,9 @@ def emulate(
     names) or only the logits (``False``). ``batch_size`` bounds how many images are held at once
     (the fast path takes fewer at a time where that keeps its arrays in cache). ``int64_only`` runs
     every step in int64 through the public hwsim.gemm/hwsim.fixed functions (slow; the cross-check
-    of the default path, which gives identical results).
+    of the default path, which gives identical results). ``threads``: how many threads share the
+    images (``None``: :func:`default_threads`: every core, or one in a worker process); the
+    results do not depend on it.
     """
     spec = bundle.input_spec
     assert spec.fmt is not None
@@ -597,7 +736,7 @@ def emulate(
             " (hwsim.bundle.quantize_images makes them from uint8 images)"
         )
     spec.fmt.check(codes, f"input codes of tensor '{spec.name}'")
-    return _emulate(bundle, 0, {spec.name: codes}, config, keep, batch_size, progress, int64_only)
+    return _emulate(bundle, 0, {spec.name: codes}, config, keep, batch_size, progress, int64_only, threads)
 
 
 def emulate_from(
@@ -609,6 +748,7 @@ def emulate_from(
     batch_size: int = 256,
     progress: bool = False,
     int64_only: bool = False,
+    threads: int | None = None,
 ) -> Emulation:
     """Run ``bundle`` from node ``node`` on, given the tensors of :func:`live_tensors` ``(bundle, node)``.
 
@@ -616,7 +756,7 @@ def emulate_from(
     them; code tensors must lie in their formats, accumulators in their layer's accumulator. The
     result equals that of :func:`emulate` on images that produce these tensors (tested); its
     ``layers`` cover the MAC nodes from ``node`` on, and ``keep=True`` returns the given tensors and
-    every tensor the run wrote.
+    every tensor the run wrote. ``threads`` as for :func:`emulate`.
     """
     start = _node_index(bundle, node)
     need = live_tensors(bundle, node)
@@ -648,7 +788,7 @@ def emulate_from(
         elif name in producers:
             accs[producers[name].name].check(value, f"emulate_from: accumulator '{name}'")
         arrays[name] = value
-    return _emulate(bundle, start, arrays, config, keep, batch_size, progress, int64_only)
+    return _emulate(bundle, start, arrays, config, keep, batch_size, progress, int64_only, threads)
 
 
 def _emulate(
@@ -660,11 +800,13 @@ def _emulate(
     batch_size: int,
     progress: bool,
     int64_only: bool,
+    threads: int | None,
 ) -> Emulation:
     """Run ``bundle.nodes[start:]`` on checked ``inputs`` (``[N, ...]`` integers), a few images at a time."""
     config = config or EmulatorConfig()
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise UserError(f"batch_size={batch_size!r}; expected a positive integer")
+    workers = _check_threads(threads)
     runner = _Runner(bundle, config, fast=not int64_only, start=start)
     for name, value in inputs.items():
         if bundle.tensors[name].fmt is not None:
@@ -694,19 +836,9 @@ def _emulate(
             )
     kept = {name: np.zeros((n, *bundle.tensors[name].shape), dtype=np.int64) for name in names}
     logits = np.zeros((n, *bundle.output_spec.shape), dtype=np.int64)
-    step = min(batch_size, runner.tile)
-    steps = tqdm(
-        range(0, n, step), total=math.ceil(n / step), disable=not progress, desc="emulate", unit="step"
-    )
-    # The GEMMs of a few images are too small for threaded BLAS to pay (its threads spin, and on a
-    # busy machine they cost several times the work): one thread; callers parallelize over runs.
-    with threadpool_limits(limits=1, user_api="blas"):
-        for lo in steps:
-            hi = min(n, lo + step)
-            values = runner.run({name: runner.internal(name, v[lo:hi]) for name, v in inputs.items()})
-            logits[lo:hi] = runner.external(values[out_name])
-            for name, store in kept.items():
-                store[lo:hi] = runner.external(values[name])
+    _run_tiles(runner, inputs, {out_name: logits, **kept}, min(batch_size, runner.tile), workers, progress)
+    if out_name in kept:  # filled there
+        logits[:] = kept[out_name]
     predictions = np.argmax(logits, axis=1) if n else np.zeros(0, dtype=np.int64)
     return Emulation(
         kept, logits, predictions.astype(np.int64), runner.stats, config, config.acc_format(bundle).bits
@@ -743,10 +875,85 @@ def run_nodes(
     inputs = {t: np.asarray(tensors[t]) for t in dict.fromkeys(need)}
     n = next(iter(inputs.values())).shape[0] if inputs else 0
     out = {t: np.zeros((n, *bundle.tensors[t].shape), dtype=np.int64) for t in written}
-    with threadpool_limits(limits=1, user_api="blas"):
-        for lo in range(0, n, runner.tile):
-            hi = min(n, lo + runner.tile)
-            values = runner.run({t: runner.internal(t, v[lo:hi]) for t, v in inputs.items()})
-            for t, store in out.items():
-                store[lo:hi] = runner.external(values[t])
+    _run_tiles(runner, inputs, out, runner.tile, 1, False)
     return out
+
+
+@functools.cache
+def _blas_controller() -> ThreadpoolController:
+    return ThreadpoolController()  # finding the loaded libraries once (it costs ~1 ms a time)
+
+
+def one_blas_thread() -> contextlib.AbstractContextManager[object]:
+    """A context in which BLAS runs on one thread (for the small GEMMs of a few images).
+
+    Threaded BLAS does not pay for them: its threads spin, and on a busy machine they cost many
+    times the work (measured: a 1024 x 144 x 16 GEMM 20x slower on two threads under load);
+    the emulator spreads images over threads instead.
+    """
+    return _blas_controller().limit(limits=1, user_api="blas")
+
+
+def available_cores() -> int:
+    """The CPU cores this process may use (``os.sched_getaffinity``, else ``os.cpu_count``)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
+def default_threads() -> int:
+    """How many threads one emulation uses unless told: every core, or one in a worker process.
+
+    A process that ``multiprocessing`` started (the workers of ``hwsim demo`` and ``hwsim
+    sweep``) is one of a pool that already spreads the work over the cores, so it uses one.
+    """
+    return 1 if multiprocessing.parent_process() is not None else available_cores()
+
+
+def _check_threads(threads: object) -> int:
+    if threads is None:
+        return default_threads()
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise UserError(f"threads={threads!r}; expected a positive number of threads (or None: every core)")
+    return int(threads)
+
+
+def _run_tiles(
+    runner: _Runner,
+    inputs: Mapping[str, np.ndarray],
+    out: Mapping[str, np.ndarray],
+    step: int,
+    threads: int,
+    progress: bool,
+) -> None:
+    """Run ``runner`` on ``inputs`` ``[N, ...]`` a tile of at most ``step`` images at a time, on ``threads``.
+
+    Each tile's tensors named in ``out`` are written into its rows of those int64 arrays; each
+    tile's accumulator statistics are merged into the runner's in tile order. Tiles are
+    independent, so any number of threads gives the same results. BLAS runs on one thread inside
+    each (:func:`one_blas_thread`).
+    """
+    n = next(iter(inputs.values())).shape[0] if inputs else 0
+    if n == 0:
+        return
+    step = max(1, min(step, math.ceil(n / threads)))  # at least one tile per thread
+    tiles = [(lo, min(n, lo + step)) for lo in range(0, n, step)]
+
+    def work(tile: tuple[int, int]) -> dict[str, LayerStats]:
+        lo, hi = tile
+        stats = runner.fresh_stats()
+        values = runner.run({name: runner.internal(name, v[lo:hi]) for name, v in inputs.items()}, stats)
+        for name, store in out.items():
+            store[lo:hi] = runner.external(values[name])
+        return stats
+
+    workers = min(threads, len(tiles))
+    with (
+        one_blas_thread(),
+        ThreadPoolExecutor(workers) as pool,
+        tqdm(total=len(tiles), disable=not progress, desc="emulate", unit="step") as bar,
+    ):
+        for stats in map(work, tiles) if workers == 1 else pool.map(work, tiles):
+            for name, seen in stats.items():
+                runner.stats[name].merge(seen)
+            bar.update()

@@ -42,6 +42,8 @@ ROUNDING_HELP: dict[str, str] = {
     "ceil": "toward +inf: ceil(v/2^n) (-2.5 -> -2, 2.5 -> 3)",
     "toward_zero": "truncation: trunc(v/2^n) (-2.5 -> -2, 2.5 -> 2)",
 }
+WIDTH_RANGE: tuple[int, int] = (1, 64)  # every integer format's width, accumulators included
+MULT_BITS_RANGE: tuple[int, int] = (2, 63)  # a requantizer multiplier's width (signed, in int64)
 MAX_SHIFT = 62  # the largest right shift of a requantizer (2^(n-1) and the sum stay within int64)
 
 # Exactness limits: every integer of magnitude <= F32_EXACT (F64_EXACT) is a float32 (float64).
@@ -64,10 +66,11 @@ class IntFormat:
     def __post_init__(self) -> None:
         if not isinstance(self.bits, (int, np.integer)) or isinstance(self.bits, bool):
             raise FormatError(f"IntFormat.bits must be an int, got {self.bits!r}")
-        if not 1 <= int(self.bits) <= 64:
+        lo, hi = WIDTH_RANGE
+        if not lo <= int(self.bits) <= hi:
             raise FormatError(
-                f"IntFormat.bits={self.bits} is outside the legal range 1..64; "
-                "use a width between 1 and 64 bits"
+                f"IntFormat.bits={self.bits} is outside the legal range {lo}..{hi}; "
+                f"use a width between {lo} and {hi} bits"
             )
         if not isinstance(self.signed, (bool, np.bool_)):
             raise FormatError(f"IntFormat.signed must be a bool, got {self.signed!r}")
@@ -394,8 +397,10 @@ def quantize_multiplier(real: float, bits: int = 32, max_shift: int = MAX_SHIFT)
     """
     if not math.isfinite(real):
         raise FormatError(f"quantize_multiplier: {real!r} is not finite; check the scales that produced it")
-    if not 2 <= bits <= 63:
-        raise FormatError(f"quantize_multiplier: bits={bits} outside 2..63")
+    if not MULT_BITS_RANGE[0] <= bits <= MULT_BITS_RANGE[1]:
+        raise FormatError(
+            f"quantize_multiplier: bits={bits} outside {MULT_BITS_RANGE[0]}..{MULT_BITS_RANGE[1]}"
+        )
     if real == 0.0:
         return Multiplier(0, 0)
     limit = (1 << (bits - 1)) - 1

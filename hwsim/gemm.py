@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from numpy.lib.stride_tricks import as_strided
 
 from hwsim.bundle import Conv2dNode, LinearNode, window_output
 from hwsim.fixed import F32_EXACT, F64_EXACT, I64_MAX, OVERFLOW_MODES, FormatError, IntFormat, wrap
@@ -70,16 +70,20 @@ def im2col(x: np.ndarray, node: Conv2dNode | LinearNode) -> np.ndarray:
 
 
 def _patches(x_nhwc: np.ndarray, node: Conv2dNode) -> np.ndarray:
-    """A strided view ``[N, H_out, W_out, C, kh, kw]`` of the zero-padded NHWC input."""
+    """A strided view ``[N, H_out, W_out, C, kh, kw]`` of the zero-padded NHWC input.
+
+    ``view[n, oh, ow, c, i, j] = padded[n, oh * sh + i, ow * sw + j, c]`` (read-only).
+    """
+    n, h, w, c = x_nhwc.shape
     ph, pw = node.padding
     if ph or pw:
-        n, h, w, c = x_nhwc.shape
         padded = np.zeros((n, h + 2 * ph, w + 2 * pw, c), dtype=x_nhwc.dtype)
         padded[:, ph : ph + h, pw : pw + w] = x_nhwc
         x_nhwc = padded
-    kh, kw = node.kernel
-    view = sliding_window_view(x_nhwc, (kh, kw), axis=(1, 2))
-    return view[:, :: node.stride[0], :: node.stride[1]]
+    ho, wo = output_hw(node, h, w)
+    (kh, kw), (sh, sw) = node.kernel, node.stride
+    s0, s1, s2, s3 = x_nhwc.strides
+    return as_strided(x_nhwc, (n, ho, wo, c, kh, kw), (s0, s1 * sh, s2 * sw, s3, s1, s2), writeable=False)
 
 
 def weight_matrix(node: Conv2dNode | LinearNode) -> np.ndarray:

@@ -18,15 +18,14 @@ Every key is required except ``timing`` (``native`` when absent) and ``name`` (t
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from hwsim.errors import UserError
+from hwsim.errors import UserError, shown
 from hwsim.fixed import OVERFLOW_MODES, CodeFormat, FormatError, IntFormat, rounding_code
+from hwsim.output import safe_name
+from hwsim.yaml_io import YamlError, is_finite_number, read_yaml
 
 DATAFLOWS: tuple[str, ...] = ("ws", "os", "is")
 TIMINGS: tuple[str, ...] = ("native", "scalesim")
@@ -44,25 +43,23 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_number(value: object) -> bool:
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)) and math.isfinite(value)
-
-
 def _check_int(field_name: str, value: object, lo: int, hi: int) -> None:
     if not _is_int(value) or not lo <= value <= hi:  # type: ignore[operator]
         raise HwConfigError(
-            f"field '{field_name}': {value!r} is not an integer in the legal range {lo}..{hi}"
+            f"field '{field_name}': {shown(value)} is not an integer in the legal range {lo}..{hi}"
         )
 
 
 def _check_positive(field_name: str, value: object, hi: float) -> None:
-    if not _is_number(value) or not 0 < value <= hi:  # type: ignore[operator]
-        raise HwConfigError(f"field '{field_name}': {value!r} is not a number in the legal range (0, {hi:g}]")
+    if not is_finite_number(value) or not 0 < value <= hi:  # type: ignore[operator]
+        raise HwConfigError(
+            f"field '{field_name}': {shown(value)} is not a number in the legal range (0, {hi:g}]"
+        )
 
 
 def _check_choice(field_name: str, value: object, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise HwConfigError(f"field '{field_name}': {value!r} is not one of {', '.join(choices)}")
+        raise HwConfigError(f"field '{field_name}': {shown(value)} is not one of {', '.join(choices)}")
 
 
 @dataclass(frozen=True)
@@ -129,13 +126,18 @@ class HardwareConfig:
         for attr, kind in (("array", ArrayConfig), ("pe", PEConfig), ("buffers", BufferConfig)):
             if not isinstance(getattr(self, attr), kind):
                 raise HwConfigError(
-                    f"field '{attr}': expected a {kind.__name__}, got {getattr(self, attr)!r}"
+                    f"field '{attr}': expected a {kind.__name__}, got {shown(getattr(self, attr))}"
                 )
         _check_positive("dram_bytes_per_cycle", self.dram_bytes_per_cycle, 1e6)
         _check_positive("clock_mhz", self.clock_mhz, 1e5)
         _check_choice("timing", self.timing, TIMINGS)
         if not isinstance(self.name, str):
-            raise HwConfigError(f"field 'name': expected a string, got {self.name!r}")
+            raise HwConfigError(f"field 'name': expected a string, got {shown(self.name)}")
+        if self.name:  # a name becomes a directory name (hwsim simulate with several --hw)
+            try:
+                safe_name(self.name, "field 'name'")
+            except UserError as err:
+                raise HwConfigError(str(err)) from None
 
     @property
     def label(self) -> str:
@@ -187,16 +189,26 @@ _SECTION_KEYS = {
 }
 
 
+def _string_keys(value: dict[Any, Any], where: str, legal: tuple[str, ...]) -> None:
+    """Every key of a mapping is a string (a YAML ``1:`` or ``true:`` key is not a field name)."""
+    for key in value:
+        if not isinstance(key, str):
+            raise HwConfigError(
+                f"{where}key {shown(key)} is not a field name; legal keys: {', '.join(legal)}"
+            )
+
+
 def _section(doc: dict[str, Any], key: str) -> dict[str, Any]:
     value = doc[key]
     if not isinstance(value, dict):
         raise HwConfigError(
-            f"field '{key}': expected a mapping with keys {', '.join(_SECTION_KEYS[key])}, got {value!r}"
+            f"field '{key}': expected a mapping with keys {', '.join(_SECTION_KEYS[key])}, got {shown(value)}"
         )
+    _string_keys(value, f"field '{key}': ", _SECTION_KEYS[key])
     unknown = sorted(set(value) - set(_SECTION_KEYS[key]))
     if unknown:
         raise HwConfigError(
-            f"field '{key}.{unknown[0]}' is unknown; legal keys: {', '.join(_SECTION_KEYS[key])}"
+            f"field {shown(f'{key}.{unknown[0]}')} is unknown; legal keys: {', '.join(_SECTION_KEYS[key])}"
         )
     missing = [k for k in _SECTION_KEYS[key] if k not in value]
     if missing:
@@ -210,9 +222,10 @@ def hw_config_from_dict(doc: object, default_name: str = "") -> HardwareConfig:
     """Build and validate a :class:`HardwareConfig` from a parsed YAML document."""
     if not isinstance(doc, dict):
         raise HwConfigError(f"expected a mapping with keys {', '.join(_REQUIRED)}, got {type(doc).__name__}")
+    _string_keys(doc, "", _TOP_KEYS)
     unknown = sorted(set(doc) - set(_TOP_KEYS))
     if unknown:
-        raise HwConfigError(f"field '{unknown[0]}' is unknown; legal keys: {', '.join(_TOP_KEYS)}")
+        raise HwConfigError(f"field {shown(unknown[0])} is unknown; legal keys: {', '.join(_TOP_KEYS)}")
     missing = [k for k in _REQUIRED if k not in doc]
     if missing:
         raise HwConfigError(
@@ -236,16 +249,14 @@ def load_hw_config(path: str | Path) -> HardwareConfig:
     """Read and validate a hardware YAML; any problem raises one :class:`HwConfigError` naming the file."""
     path = Path(path)
     try:
-        text = path.read_text()
+        doc = read_yaml(path)
     except OSError as err:
         raise HwConfigError(
             f"{path}: cannot read the hardware description ({err.strerror}); "
             "pass an existing YAML file, e.g. configs/hw/ws_16x16.yaml"
         ) from None
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise HwConfigError(f"{path}: not valid YAML ({err})") from None
+    except YamlError as err:
+        raise HwConfigError(str(err)) from None
     try:
         return hw_config_from_dict(doc, default_name=path.stem)
     except HwConfigError as err:

@@ -3,10 +3,10 @@
 Place in the flow: the last step of ``hwsim compare`` (and of the other hwsim commands that
 report per layer): they build a :class:`Report` (one dict per layer, with the columns of
 reports/README.md, and a dict of totals) and call :func:`write_report`, which writes every file
-under ``reports/<run>/`` atomically (each to a temporary name, then renamed). Plots are functions
-``(rows, path, title) -> path`` (the signature of hwsim.plots); pass more in ``plots`` to add them,
-and a command's own files (a table of its own) in ``extra_files``. Columns not listed in
-:data:`LAYER_COLUMNS` are kept, after the known ones.
+under ``reports/<run>/``, published as a whole through hwsim.output (a staging directory, then a
+swap). Plots are functions ``(rows, path, title) -> path`` (the signature of hwsim.plots); pass
+more in ``plots`` to add them, and a command's own files (a table of its own) in ``extra_files``.
+Columns not listed in :data:`LAYER_COLUMNS` are kept, after the known ones.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from hwsim.atomic import write_atomic  # noqa: E402  (re-exported: reports write through it)
+from hwsim.output import REPORT, Output, publish_directory  # noqa: E402
 
 Row = dict[str, Any]
 PlotFn = Callable[[Sequence[Row], Path, str], Path]
@@ -336,6 +337,25 @@ REPORT_FILES: tuple[str, ...] = ("report.json", "layers.csv", "report.md", "repo
 
 def write_report(
     report: Report,
+    directory: str | os.PathLike[str] | Output,
+    plots: Mapping[str, PlotFn] | None = None,
+    extra_files: Mapping[str, str | bytes] | None = None,
+) -> dict[str, Path]:
+    """Publish the report as the directory ``directory``, whole (hwsim.output.publish_directory).
+
+    The files (see :func:`write_report_files`) are written into a staging directory that then
+    replaces ``directory``, so a reader, a concurrent run or an interrupt leaves the old report or
+    the new one, never a mix. ``directory`` is a claim of :func:`hwsim.output.claim` (kind
+    ``REPORT``) or a path, which the output policy checks. Returns the paths by file name.
+    """
+    dest = Path(directory)
+    with publish_directory(directory, REPORT) as staged:
+        written = write_report_files(report, staged, plots, extra_files)
+    return {name: dest / path.relative_to(staged) for name, path in written.items()}
+
+
+def write_report_files(
+    report: Report,
     directory: str | os.PathLike[str],
     plots: Mapping[str, PlotFn] | None = None,
     extra_files: Mapping[str, str | bytes] | None = None,
@@ -344,8 +364,9 @@ def write_report(
 
     ``plots`` maps a PNG file name to a plot function (default :data:`DEFAULT_PLOTS`);
     ``extra_files`` maps a file name (no directory part) to its contents, text or bytes (e.g. a
-    command's own table). Every file is written to a temporary name and renamed
-    (:func:`write_atomic`), so a reader never sees a half-written one. Returns the paths by file name.
+    command's own table). Each file is written whole (:func:`write_atomic`), into a directory the
+    caller publishes (a design-space report, the demo's per-model pages): use :func:`write_report`
+    for a report of its own. Returns the paths by file name.
     """
     plot_fns = DEFAULT_PLOTS if plots is None else plots
     extras = dict(extra_files or {})

@@ -24,7 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from hwsim.bundle import Bundle, Conv2dNode, LinearNode, MacNode, MaxPoolNode, RequantNode
-from hwsim.emulator import Emulation, EmulatorConfig, emulate
+from hwsim.emulator import Emulation, EmulatorConfig, emulate, one_blas_thread
 from hwsim.fixed import bits_for_range
 from hwsim.gemm import im2col, weight_matrix
 from hwsim.hwconfig import HardwareConfig
@@ -261,47 +261,48 @@ def simulate_bundle(
         desc="array model",
         unit="layer",
     )
-    for node, row in bar:
-        layer = layer_from_node(node, bundle)
-        w = weight_matrix(node)
-        x_all = emulation.tensors[node.input]
-        expected = emulation.tensors[node.output]
-        out_shape = bundle.tensors[node.output].shape
-        overflow = events = mismatches = 0
-        lo = hi = 0
-        for start in range(0, images, IMAGE_CHUNK):
-            chunk = min(IMAGE_CHUNK, images - start)
-            run = execute_gemm(im2col(x_all[start : start + chunk], node), w, hw)
-            values = _group_outputs(run.values, node, out_shape, chunk)
-            mismatches += int(np.count_nonzero(values != expected[start : start + chunk]))
-            overflow += run.overflow_count
-            events += run.overflow_events
-            part_lo, part_hi = run.partial_range if run.partial_range else (run.min_sum, run.max_sum)
-            lo, hi = (part_lo, part_hi) if start == 0 else (min(lo, part_lo), max(hi, part_hi))
-            executed = native_gemm_cycles(gemm_shape(layer, chunk), hw)
-            if run.cycles != executed:
+    with one_blas_thread():  # the GEMMs of a few images: see hwsim.emulator.one_blas_thread
+        for node, row in bar:
+            layer = layer_from_node(node, bundle)
+            w = weight_matrix(node)
+            x_all = emulation.tensors[node.input]
+            expected = emulation.tensors[node.output]
+            out_shape = bundle.tensors[node.output].shape
+            overflow = events = mismatches = 0
+            lo = hi = 0
+            for start in range(0, images, IMAGE_CHUNK):
+                chunk = min(IMAGE_CHUNK, images - start)
+                run = execute_gemm(im2col(x_all[start : start + chunk], node), w, hw)
+                values = _group_outputs(run.values, node, out_shape, chunk)
+                mismatches += int(np.count_nonzero(values != expected[start : start + chunk]))
+                overflow += run.overflow_count
+                events += run.overflow_events
+                part_lo, part_hi = run.partial_range if run.partial_range else (run.min_sum, run.max_sum)
+                lo, hi = (part_lo, part_hi) if start == 0 else (min(lo, part_lo), max(hi, part_hi))
+                executed = native_gemm_cycles(gemm_shape(layer, chunk), hw)
+                if run.cycles != executed:
+                    raise ModelMismatchError(
+                        f"layer '{node.name}': executed folds took {run.cycles}, the analytic "
+                        f"model says {executed}"
+                    )
+            stats = emulation.layers[node.name]
+            if overflow != stats.overflow_count:
                 raise ModelMismatchError(
-                    f"layer '{node.name}': executed folds took {run.cycles}, the analytic "
-                    f"model says {executed}"
+                    f"layer '{node.name}': the array counted {overflow} overflowed outputs, "
+                    f"the emulator {stats.overflow_count}"
                 )
-        stats = emulation.layers[node.name]
-        if overflow != stats.overflow_count:
-            raise ModelMismatchError(
-                f"layer '{node.name}': the array counted {overflow} overflowed outputs, "
-                f"the emulator {stats.overflow_count}"
+            elements = int(expected.size)
+            row.update(
+                {
+                    "overflow_count": overflow,
+                    "overflow_events": events,
+                    "overflow_rate": overflow / elements if elements else 0.0,
+                    "peak_acc_abs": stats.peak_acc_abs,
+                    "min_safe_acc_bits": stats.min_safe_acc_bits_worst,
+                    "min_safe_acc_bits_observed": bits_for_range(min(lo, 0), max(hi, 0), True),
+                    "array_value_mismatches": mismatches,
+                }
             )
-        elements = int(expected.size)
-        row.update(
-            {
-                "overflow_count": overflow,
-                "overflow_events": events,
-                "overflow_rate": overflow / elements if elements else 0.0,
-                "peak_acc_abs": stats.peak_acc_abs,
-                "min_safe_acc_bits": stats.min_safe_acc_bits_worst,
-                "min_safe_acc_bits_observed": bits_for_range(min(lo, 0), max(hi, 0), True),
-                "array_value_mismatches": mismatches,
-            }
-        )
     totals = _totals(rows, hw)
     totals.update(
         {

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import math
 import multiprocessing
-import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -55,12 +54,19 @@ from hwsim.bundle import (
     TensorSpec,
     node_macs,
 )
-from hwsim.emulator import EmulatorConfig, emulate, emulate_from, live_tensors
+from hwsim.emulator import EmulatorConfig, available_cores, emulate, emulate_from, live_tensors
 from hwsim.errors import UserError
-from hwsim.fixed import round_shift
+from hwsim.fixed import MAX_SHIFT, WIDTH_RANGE, round_shift
 
 WHATS: tuple[str, ...] = ("w_bits", "a_bits", "acc_bits")
 DEFAULT_RANGES = {"w_bits": (2, 8), "a_bits": (2, 8), "acc_bits": (8, 24)}
+# The widths a sweep can set: a symmetric signed weight needs 2 bits; codes and shifts stay in int64
+# (hwsim.fixed.MAX_SHIFT); an accumulator is any width the emulator runs (hwsim.fixed.WIDTH_RANGE).
+WIDTH_LIMITS: dict[str, tuple[int, int]] = {
+    "w_bits": (2, MAX_SHIFT),
+    "a_bits": (1, MAX_SHIFT),
+    "acc_bits": WIDTH_RANGE,
+}
 CHUNK = 32  # images per emulation call while collecting the unmodified run's tensors
 
 
@@ -126,18 +132,29 @@ class SweepResult:
         ]
 
 
-def parse_range(text: str) -> list[int]:
-    """``"2..8"`` -> ``[2, ..., 8]``; ``"4,6,8"`` -> ``[4, 6, 8]``."""
+def parse_range(text: str, what: str = "acc_bits") -> list[int]:
+    """``"2..8"`` -> ``[2, ..., 8]``; ``"4,6,8"`` -> ``[4, 6, 8]``; widths within ``WIDTH_LIMITS[what]``.
+
+    The bounds are checked before the list is built, so ``1..10000000000`` costs nothing.
+    """
+    lo_ok, hi_ok = WIDTH_LIMITS[what]
+    legal = f"{what} widths must lie in {lo_ok}..{hi_ok}"
+    shown = text if len(text) <= 40 else text[:37] + "..."
     try:
         if ".." in text:
             lo, hi = (int(v) for v in text.split(".."))
+            if not lo_ok <= lo <= hi <= hi_ok:
+                raise UserError(f"--range {shown!r}: {legal}, with LO <= HI (e.g. {lo_ok}..{hi_ok})")
             widths = list(range(lo, hi + 1))
         else:
-            widths = [int(v) for v in text.split(",")]
+            parts = text.split(",")
+            if len(parts) > hi_ok - lo_ok + 1:
+                raise UserError(f"--range {shown!r}: {len(parts)} widths; {legal}, each at most once")
+            widths = [int(v) for v in parts]
     except ValueError:
-        raise UserError(f"--range {text!r}: expected LO..HI (e.g. 2..8) or a list (e.g. 4,6,8)") from None
-    if not widths or min(widths) < 1 or max(widths) > 62:
-        raise UserError(f"--range {text!r}: widths must lie in 1..62 and the range must not be empty")
+        raise UserError(f"--range {shown!r}: expected LO..HI (e.g. 2..8) or a list (e.g. 4,6,8)") from None
+    if not widths or min(widths) < lo_ok or max(widths) > hi_ok:
+        raise UserError(f"--range {shown!r}: {legal} and the range must not be empty")
     return sorted(set(widths))
 
 
@@ -239,9 +256,7 @@ def sqnr_db(reference: np.ndarray, test: np.ndarray) -> float:
 
 def default_jobs() -> int:
     """The CPU cores this process may use (the default number of sweep workers of ``hwsim sweep``)."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return os.cpu_count() or 1
+    return available_cores()
 
 
 @dataclass(frozen=True, eq=False)
@@ -301,7 +316,8 @@ def _evaluate(layer: str, bits: int, plan: _Plan | None = None) -> tuple[np.ndar
     run = _point_run(plan, node, bits)
     assert run is not None
     given = {t: plan.cache[t] for t in live_tensors(plan.bundle, layer)}
-    emulation = emulate_from(run.bundle, run.start, given, run.config, keep=False)
+    # one thread: the points themselves are spread over the ``jobs`` workers
+    emulation = emulate_from(run.bundle, run.start, given, run.config, keep=False, threads=1)
     stats = emulation.layers[layer]
     return emulation.logits, stats.overflow_count, stats.elements
 
@@ -396,7 +412,7 @@ def sweep_bundle(
     parts: dict[str, list[np.ndarray]] = {t: [] for t in needed}
     base_overflow = dict.fromkeys((n.name for n in bundle.mac_nodes), 0)
     for start in range(0, images, CHUNK):
-        run = emulate(bundle, input_codes[start : start + CHUNK], cfg, keep=needed)
+        run = emulate(bundle, input_codes[start : start + CHUNK], cfg, keep=needed, threads=jobs)
         logits_parts.append(run.logits)
         for t in needed:
             parts[t].append(run.tensors[t].astype(dtypes[t]))

@@ -30,7 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from hwsim.errors import UserError
-from hwsim.fixed import IntFormat, narrow
+from hwsim.fixed import F64_EXACT, IntFormat, narrow, wrap
+from hwsim.gemm import abs_bound, exact_matmul
 from hwsim.hwconfig import HardwareConfig
 from hwsim.mapping import Fold, GemmShape, fold_plan
 from hwsim.timing import ZERO, CycleBreakdown
@@ -390,32 +391,27 @@ def execute_gemm(
         track_partials = mode == "saturate"
     a64 = a.astype(np.int64, copy=False)
     w64 = w.astype(np.int64, copy=False)
-    acc = np.zeros((g, m, n), dtype=np.int64) if carry is None else np.asarray(carry, dtype=np.int64).copy()
-    exact_run = acc.copy() if track_partials else None
-    lo_seen = int(acc.min()) if track_partials else 0
-    hi_seen = int(acc.max()) if track_partials else 0
-    sticky = np.zeros((g, m, n), dtype=bool) if mode == "saturate" else None
-    events = 0
+    carry64 = np.zeros((g, m, n), dtype=np.int64) if carry is None else np.asarray(carry, dtype=np.int64)
+    bound = abs_bound(int(np.abs(a64).max()), w64) + int(np.abs(carry64).max())
+    exact = (exact_matmul(a64, w64, bound) if bound <= F64_EXACT else np.matmul(a64, w64)) + carry64
+    # An output whose partial sums all stay within the accumulator never narrows: its value is
+    # its exact sum and it has no overflow event; only the others are stepped through k. Per
+    # output, |carry| + sum_k |a w| bounds them (float64, with a margin for its rounding).
+    if bound <= fmt.max:
+        may_narrow = np.zeros(exact.shape, dtype=bool)
+    else:
+        reach = np.matmul(np.abs(a64).astype(np.float64), np.abs(w64).astype(np.float64)) + np.abs(carry64)
+        may_narrow = reach > float(fmt.max) * (1.0 - 1e-9)
+    flagged = int(np.count_nonzero(may_narrow))
+    if track_partials or flagged > may_narrow.size // 4:
+        acc, events, sticky, partials = _step_all(a64, w64, carry64, fmt, mode, track_partials)
+    else:
+        acc = wrap(exact, fmt)[0] if mode == "wrap" else exact.copy()  # wrap is modular
+        events, sticky, partials = 0, np.zeros(acc.shape, dtype=bool), None
+        if flagged:
+            events = _step_flagged(a64, w64, carry64, may_narrow, fmt, mode, acc, sticky)
     lo, hi = fmt.min, fmt.max
-    for kk in range(k):  # K-folds ascend and each fold's rows ascend: the order is simply k
-        product = a64[:, :, kk, None] * w64[:, None, kk, :]
-        total = acc + product
-        out_of_range = (total < lo) | (total > hi)
-        count = int(np.count_nonzero(out_of_range))
-        if count:
-            events += count
-            if sticky is not None:
-                sticky |= out_of_range
-            total, _ = narrow(total, fmt, mode)  # type: ignore[arg-type]
-        acc = total
-        if exact_run is not None:
-            exact_run += product
-            lo_seen = min(lo_seen, int(exact_run.min()))
-            hi_seen = max(hi_seen, int(exact_run.max()))
-    exact = np.matmul(a64, w64)
-    if carry is not None:
-        exact += np.asarray(carry, dtype=np.int64)
-    if sticky is not None:
+    if mode == "saturate":
         overflowed = int(np.count_nonzero(sticky))
     else:
         overflowed = int(np.count_nonzero((exact < lo) | (exact > hi)))
@@ -429,5 +425,77 @@ def execute_gemm(
         peak_abs=int(np.abs(exact).max()),
         min_sum=int(exact.min()),
         max_sum=int(exact.max()),
-        partial_range=(lo_seen, hi_seen) if track_partials else None,
+        partial_range=partials,
     )
+
+
+def _step_all(
+    a64: np.ndarray, w64: np.ndarray, carry64: np.ndarray, fmt: IntFormat, mode: str, track_partials: bool
+) -> tuple[np.ndarray, int, np.ndarray, tuple[int, int] | None]:
+    """Every output over ascending k, one narrowing per product.
+
+    Returns the values, the overflow events, which outputs were clamped, and (``track_partials``)
+    the range of every exact partial sum.
+    """
+    acc = carry64.copy()
+    exact_run = acc.copy() if track_partials else None
+    lo_seen = int(acc.min()) if track_partials else 0
+    hi_seen = int(acc.max()) if track_partials else 0
+    sticky = np.zeros(acc.shape, dtype=bool)
+    events = 0
+    lo, hi = fmt.min, fmt.max
+    for kk in range(a64.shape[2]):  # K-folds ascend and each fold's rows ascend: the order is simply k
+        product = a64[:, :, kk, None] * w64[:, None, kk, :]
+        total = acc + product
+        out_of_range = (total < lo) | (total > hi)
+        count = int(np.count_nonzero(out_of_range))
+        if count:
+            events += count
+            sticky |= out_of_range
+            total, _ = narrow(total, fmt, mode)  # type: ignore[arg-type]
+        acc = total
+        if exact_run is not None:
+            exact_run += product
+            lo_seen = min(lo_seen, int(exact_run.min()))
+            hi_seen = max(hi_seen, int(exact_run.max()))
+    return acc, events, sticky, (lo_seen, hi_seen) if track_partials else None
+
+
+_STEP_CHUNK = 1 << 18  # flagged outputs stepped through k at once
+
+
+def _step_flagged(
+    a64: np.ndarray,
+    w64: np.ndarray,
+    carry64: np.ndarray,
+    flagged: np.ndarray,
+    fmt: IntFormat,
+    mode: str,
+    acc: np.ndarray,
+    sticky: np.ndarray,
+) -> int:
+    """:func:`_step_all` for the ``flagged`` outputs only: their values into ``acc``, clamps into ``sticky``.
+
+    Returns their overflow events (the others have none: no partial sum of theirs leaves the range).
+    """
+    lo, hi = fmt.min, fmt.max
+    events = 0
+    gi, mi, ni = np.nonzero(flagged)
+    for group in np.unique(gi):
+        sel = gi == group
+        a_t = np.ascontiguousarray(a64[group].T)  # [K, M]: row k holds A[:, k]
+        w_g = w64[group]
+        for start in range(0, int(np.count_nonzero(sel)), _STEP_CHUNK):
+            m_c = mi[sel][start : start + _STEP_CHUNK]
+            n_c = ni[sel][start : start + _STEP_CHUNK]
+            psum = carry64[group, m_c, n_c]
+            clamped = np.zeros(m_c.size, dtype=bool)
+            for kk in range(a64.shape[2]):
+                total = psum + a_t[kk].take(m_c) * w_g[kk].take(n_c)
+                out_of_range = (total < lo) | (total > hi)
+                events += int(np.count_nonzero(out_of_range))
+                clamped |= out_of_range
+                psum, _ = narrow(total, fmt, mode)  # type: ignore[arg-type]
+            acc[group, m_c, n_c] = psum
+            sticky[group, m_c, n_c] = clamped
+    return events

@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +36,6 @@ from typing import Any
 
 import numpy as np
 
-from hwsim.atomic import replace_directory, staging_directory
 from hwsim.bundle import Bundle, RequantNode
 from hwsim.emulator import EmulatorConfig, emulate
 from hwsim.errors import UserError
@@ -45,6 +43,7 @@ from hwsim.fixed import CodeFormat, IntFormat, requantize_sum, sign
 from hwsim.gemm import gemm_exact
 from hwsim.hwconfig import HardwareConfig, requant_parameters, verilog_parameters
 from hwsim.mapping import GemmShape
+from hwsim.output import VECTORS, Output, publish_directory
 from hwsim.systolic import execute_gemm, run_gemm_cycles
 from hwsim.timing import native_gemm_cycles
 
@@ -113,6 +112,18 @@ class VectorSet:
         return before + rows + m + rows - 1 + c
 
 
+# The register-level array model steps every PE every cycle; beyond this many PE-cycles (minutes of
+# numpy, and far more for an RTL simulator) a vector set is refused: test the RTL on a smaller array.
+MAX_PE_CYCLES = 20_000_000_000
+NOTE_PE_CYCLES = 1_000_000_000  # from here `hwsim vectors` says up front that it will take a while
+
+
+def array_model_steps(m: int, k: int, n: int, hw: HardwareConfig) -> tuple[int, int]:
+    """``(cycles, PE-cycles)`` the register-level model spends on a GEMM ``[m, k] x [k, n]`` on ``hw``."""
+    cycles = native_gemm_cycles(GemmShape(m=m, k=k, n=n), hw).total
+    return cycles, cycles * hw.array.rows * hw.array.cols
+
+
 def formats(parameters: dict[str, int]) -> tuple[IntFormat, IntFormat, IntFormat]:
     """``(a_fmt, w_fmt, acc_fmt)`` of a parameter set."""
     return (
@@ -161,6 +172,14 @@ def make_vector_set(
         if carry.shape != (m, n):
             raise UserError(f"{name}: carry {carry.shape} must have the output's shape [M, N] = {(m, n)}")
         acc.check(carry, f"{name}: carried accumulators")
+    cycles, steps = array_model_steps(m, k, n, hw)
+    if steps > MAX_PE_CYCLES:
+        raise VectorError(
+            f"{name}: GEMM M={m} K={k} N={n} on {hw.array.rows}x{hw.array.cols} PEs runs {cycles} cycles, "
+            f"{steps:.2e} PE-cycles in the register-level array model, over the limit of "
+            f"{MAX_PE_CYCLES:.0e} (hwsim.vectors.MAX_PE_CYCLES); vectors are for RTL simulation, where "
+            "this array would take far longer: use a smaller array (rows x cols) in the --hw file"
+        )
     run = run_gemm_cycles(a, w, hw, carry=carry)
     if carry is None:
         emulated = gemm_exact(a, w, acc, hw.pe.overflow).acc
@@ -178,29 +197,44 @@ def make_vector_set(
 # --- words -----------------------------------------------------------------------------------
 
 
+_CHUNK_BITS = 1 << 24  # bits unpacked at once while packing or unpacking words (bounded memory)
+
+
 def pack_words(lanes: np.ndarray, bits: int) -> list[int]:
     """``[words, lanes]`` integer codes -> one Python int per word, lane ``i`` at bits ``i*bits``."""
-    mask = (1 << bits) - 1
+    lanes = np.asarray(lanes, dtype=np.int64)
+    shifts = np.arange(bits, dtype=np.uint64)
+    step = max(1, _CHUNK_BITS // max(1, lanes.shape[1] * bits))
     words: list[int] = []
-    for row in np.asarray(lanes, dtype=np.int64).tolist():
-        word = 0
-        for i, value in enumerate(row):
-            word |= (int(value) & mask) << (i * bits)
-        words.append(word)
+    # Each lane's low ``bits`` bits (two's complement), least significant first, packed into
+    # little-endian bytes: linear in the word's width (a shift-and-or per lane is quadratic).
+    for start in range(0, lanes.shape[0], step):
+        u = lanes[start : start + step].astype(np.uint64)
+        planes = ((u[:, :, None] >> shifts) & np.uint64(1)).astype(np.uint8)
+        packed = np.packbits(planes.reshape(u.shape[0], -1), axis=1, bitorder="little")
+        words += [int.from_bytes(row.tobytes(), "little") for row in packed]
     return words
 
 
 def unpack_words(words: list[int], lanes: int, fmt: IntFormat) -> np.ndarray:
     """Inverse of :func:`pack_words`: ``[len(words), lanes]`` int64 codes of ``fmt``."""
     bits = fmt.bits
-    mask = (1 << bits) - 1
+    width = lanes * bits
+    nbytes = (width + 7) // 8
+    mask = (1 << width) - 1
+    weights = np.left_shift(np.uint64(1), np.arange(bits, dtype=np.uint64))
     out = np.empty((len(words), lanes), dtype=np.int64)
-    for r, word in enumerate(words):
-        for i in range(lanes):
-            v = (int(word) >> (i * bits)) & mask
-            if fmt.signed and v >> (bits - 1):
-                v -= 1 << bits
-            out[r, i] = v
+    step = max(1, _CHUNK_BITS // max(1, width))
+    for start in range(0, len(words), step):
+        chunk = words[start : start + step]
+        raw = np.frombuffer(b"".join((int(w) & mask).to_bytes(nbytes, "little") for w in chunk), np.uint8)
+        planes = np.unpackbits(raw.reshape(len(chunk), nbytes), axis=1, bitorder="little")[:, :width]
+        u = (planes.reshape(len(chunk), lanes, bits).astype(np.uint64) * weights).sum(axis=2, dtype=np.uint64)
+        if fmt.signed:  # sign-extend: the lane's top bit to bit 63, then an arithmetic shift back
+            spare = np.uint64(64 - bits)
+            out[start : start + len(chunk)] = (u << spare).view(np.int64) >> np.int64(64 - bits)
+        else:
+            out[start : start + len(chunk)] = u.view(np.int64)
     return out
 
 
@@ -247,8 +281,8 @@ def _hex_lines(words: list[int], bits: int) -> str:
     return "".join(f"{word:0{digits}x}\n" for word in words)
 
 
-def write_vectors(vs: VectorSet, out_dir: str | os.PathLike[str]) -> Path:
-    """Write ``vs`` to ``out_dir`` (replaced as a whole: written to a temporary directory, then renamed)."""
+def write_vectors(vs: VectorSet, out_dir: str | os.PathLike[str] | Output) -> Path:
+    """Write ``vs`` to ``out_dir``, published whole by the output policy (hwsim.output)."""
     out = Path(out_dir)
     p = vs.parameters
     a_fmt, w_fmt, acc_fmt = formats(p)
@@ -280,8 +314,7 @@ def write_vectors(vs: VectorSet, out_dir: str | os.PathLike[str]) -> Path:
         "files": {},
         "expected": {"cycles": vs.cycles, "overflow_events": vs.overflow_events},
     }
-    tmp = staging_directory(out)
-    try:
+    with publish_directory(out_dir, VECTORS) as tmp:
         for key, (lanes, fmt) in files.items():
             word_bits = lanes.shape[1] * fmt.bits
             (tmp / f"{key}.hex").write_text(_hex_lines(pack_words(lanes, fmt.bits), word_bits))
@@ -294,10 +327,6 @@ def write_vectors(vs: VectorSet, out_dir: str | os.PathLike[str]) -> Path:
                 "signed": fmt.signed,
             }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-        replace_directory(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
@@ -346,11 +375,94 @@ def _load_manifest(d: Path) -> dict[str, Any]:
     return manifest
 
 
+_FILE = {"path": str, "words": int, "lanes": int}
+# The keys a manifest of each kind must hold, with their types (nested dicts are nested schemas).
+MANIFEST_SCHEMA: dict[str, dict[str, Any]] = {
+    "gemm": {
+        "name": str,
+        "parameters": dict,
+        "gemm": {"m": int, "k": int, "n": int},
+        "addr_bits": int,
+        "files": {"abuf": _FILE, "wbuf": _FILE, "expected_obuf": _FILE},
+        "expected": {"cycles": int, "overflow_events": int},
+    },
+    "requant": {
+        "name": str,
+        "parameters": dict,
+        "rounding": str,
+        "function": str,
+        "inputs": int,
+        "formats": {"out": dict},
+        "shape": list,
+        "elements": int,
+        "files": {"stimulus": {"path": str}},
+        "expected": {"clamped": int},
+    },
+}
+MANIFEST_PARAMETERS: dict[str, tuple[str, ...]] = {
+    "gemm": ("ROWS", "COLS", "A_BITS", "W_BITS", "ACC_BITS"),
+    "requant": ("X_BITS", "MULT_BITS"),
+}
+
+
+def _type_ok(value: object, expected: type) -> bool:
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return isinstance(value, expected)
+
+
+def _check_schema(value: dict[str, Any], schema: dict[str, Any], where: str, prefix: str) -> None:
+    for key, expected in schema.items():
+        name = f"{prefix}{key}"
+        if key not in value:
+            raise VectorError(f"{where}: no {name!r}; regenerate the vectors with `hwsim vectors`")
+        if isinstance(expected, dict):
+            if not isinstance(value[key], dict):
+                raise VectorError(f"{where}: {name!r} is a {type(value[key]).__name__}, expected an object")
+            _check_schema(value[key], expected, where, f"{name}.")
+        elif not _type_ok(value[key], expected):
+            shown = "a non-negative integer" if expected is int else f"a {expected.__name__}"
+            raise VectorError(
+                f"{where}: {name!r} is {value[key]!r:.40}, expected {shown}; regenerate the vectors"
+            )
+
+
+def check_manifest(manifest: dict[str, Any], directory: Path) -> str:
+    """The kind of a parsed manifest after checking every key its readers use, and that its files exist.
+
+    ``parameters`` must map the Verilog parameter names to integers; a file must be a plain name
+    inside ``directory``.
+    """
+    where = str(directory / MANIFEST)
+    kind = manifest_kind(manifest, where)
+    _check_schema(manifest, MANIFEST_SCHEMA[kind], where, "")
+    params = manifest["parameters"]
+    bad = [k for k, v in params.items() if not _type_ok(v, int)]
+    absent = [k for k in MANIFEST_PARAMETERS[kind] if k not in params]
+    if bad or absent:
+        raise VectorError(
+            f"{where}: 'parameters' lacks {absent} or has non-integer {bad[:5]}; "
+            f"expected integers for at least {list(MANIFEST_PARAMETERS[kind])}; regenerate the vectors"
+        )
+    files = dict(manifest["files"])
+    if kind == "gemm" and manifest.get("accumulate"):
+        if not isinstance(files.get("carry_obuf"), dict):
+            raise VectorError(f"{where}: 'accumulate' is set but 'files' has no carry_obuf; regenerate")
+        _check_schema(files["carry_obuf"], _FILE, where, "files.carry_obuf.")
+    for key, info in files.items():
+        path = info.get("path") if isinstance(info, dict) else None
+        if not isinstance(path, str) or Path(path).name != path or path in ("", ".", ".."):
+            raise VectorError(f"{where}: files.{key}.path {path!r:.60} is not a file name in {directory}")
+        if not (directory / path).is_file():
+            raise VectorError(f"{where}: files.{key}: {directory / path} is missing; regenerate the vectors")
+    return kind
+
+
 def _manifest_of_kind(directory: str | os.PathLike[str], kind: str) -> tuple[Path, dict[str, Any]]:
     """The manifest of a vector set directory that must be of ``kind`` (``gemm`` or ``requant``)."""
     d = Path(directory)
     manifest = _load_manifest(d)
-    found = manifest_kind(manifest, d / MANIFEST)
+    found = check_manifest(manifest, d)
     if found != kind:
         reader = {"gemm": "read_vectors", "requant": "read_requant_vectors"}[found]
         raise VectorError(f"{d}: a {found} vector set, not a {kind} one; read it with {reader}")
@@ -542,8 +654,8 @@ def make_requant_vector_set(
     return vs
 
 
-def write_requant_vectors(vs: RequantVectorSet, out_dir: str | os.PathLike[str]) -> Path:
-    """Write ``vs`` to ``out_dir`` (``manifest.json`` and ``stimulus.npz``, replaced as a whole)."""
+def write_requant_vectors(vs: RequantVectorSet, out_dir: str | os.PathLike[str] | Output) -> Path:
+    """Write ``vs`` to ``out_dir`` (``manifest.json`` and ``stimulus.npz``, published whole)."""
     out = Path(out_dir)
     manifest: dict[str, Any] = {
         "format": FORMAT,
@@ -560,15 +672,10 @@ def write_requant_vectors(vs: RequantVectorSet, out_dir: str | os.PathLike[str])
         "files": {"stimulus": {"path": STIMULUS, "fields": [*REQUANT_FIELDS, "expected", "shape"]}},
         "expected": {"clamped": vs.clamped},
     }
-    tmp = staging_directory(out)
-    try:
+    with publish_directory(out_dir, VECTORS) as tmp:
         with (tmp / STIMULUS).open("wb") as f:
             np.savez(f, **vs.stimulus, expected=vs.expected, shape=np.array(vs.shape, dtype=np.int64))
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-        replace_directory(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

@@ -1,6 +1,7 @@
 """The `qat` command line: parses arguments at the edge and dispatches to qat.commands.*.
 
-User errors (hwsim.errors.UserError) print one message and exit with status 2, no traceback.
+User errors (hwsim.errors.UserError) print one message and exit with status 2, no traceback;
+SIGINT exits with 130, SIGTERM with 143, after the same cleanup (hwsim.cli.run_cli).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import importlib
 import pkgutil
 import sys
 
-from hwsim.errors import UserError
+from hwsim.cli import add_version_argument, run_cli
 from qat import commands
 
 
@@ -19,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="qat",
         description="Quantization-aware training of CIFAR-10 networks and export to an integer bundle.",
     )
+    add_version_argument(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"qat.commands.{info.name}")
@@ -29,16 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return int(args._run(args) or 0)
-    except UserError as err:
-        print(f"qat {args.command}: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("qat: interrupted", file=sys.stderr)
-        return 130
+    return run_cli("qat", build_parser(), argv)
 
 
 if __name__ == "__main__":

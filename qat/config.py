@@ -49,9 +49,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from hwsim.errors import UserError
+from hwsim.errors import UserError, shown
+from hwsim.yaml_io import YamlError, is_finite_number, read_yaml
 from qat.quantizers import MAX_CODE_BITS, METHODS, QuantSpec, make_act_quantizer, make_weight_quantizer
 
 TOP_KEYS: tuple[str, ...] = ("default", "input", "logits", "layers", "layer_wbit", "layer_abit")
@@ -67,6 +66,11 @@ class ConfigError(UserError):
     """A quantization config that is malformed or does not fit the model; the message says where."""
 
 
+def _label(key: Any) -> str:
+    """A layer key as messages name it: ``layers.conv1``, or a short repr of anything else."""
+    return key if isinstance(key, str) and len(key) <= 80 else shown(key)
+
+
 def _is_glob(key: str) -> bool:
     return any(ch in key for ch in "*?[")
 
@@ -75,7 +79,7 @@ def _check_code_bits(value: Any, where: str) -> int:
     """The input and logits formats: signed narrow codes of 2..MAX_CODE_BITS bits."""
     if isinstance(value, bool) or not isinstance(value, int) or not 2 <= value <= MAX_CODE_BITS:
         raise ConfigError(
-            f"{where}: bits={value!r} must be an integer in 2..{MAX_CODE_BITS} (signed codes; "
+            f"{where}: bits={shown(value)} must be an integer in 2..{MAX_CODE_BITS} (signed codes; "
             "the input and the logits are always quantized)"
         )
     return value
@@ -83,7 +87,7 @@ def _check_code_bits(value: Any, where: str) -> int:
 
 def _check_bits(value: Any, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{where}: bits must be an integer 1..{FLOAT_BITS}, got {value!r}")
+        raise ConfigError(f"{where}: bits must be an integer 1..{FLOAT_BITS}, got {shown(value)}")
     if not 1 <= value <= FLOAT_BITS:
         raise ConfigError(f"{where}: bits={value} is outside 1..{FLOAT_BITS} ({FLOAT_BITS} = not quantized)")
     return value
@@ -137,25 +141,29 @@ class SpecPatch:
         if not isinstance(raw, Mapping):
             raise ConfigError(
                 f"{where}: expected a mapping with fields {list(SPEC_FIELDS)}, "
-                f"got {type(raw).__name__} {raw!r}"
+                f"got {type(raw).__name__} {shown(raw)}"
             )
         unknown = [k for k in raw if k not in SPEC_FIELDS]
         if unknown:
-            raise ConfigError(f"{where}: unknown field(s) {unknown}; valid fields: {list(SPEC_FIELDS)}")
+            raise ConfigError(
+                f"{where}: unknown field(s) {shown(unknown)}; valid fields: {list(SPEC_FIELDS)}"
+            )
         method = raw.get("method")
         if method is not None and method not in METHODS:
-            raise ConfigError(f"{where}.method: {method!r} is not a method; valid methods: {list(METHODS)}")
+            raise ConfigError(
+                f"{where}.method: {shown(method)} is not a method; valid methods: {list(METHODS)}"
+            )
         bits = raw.get("bits")
         if bits is not None:
             _check_bits(bits, f"{where}.bits")
         per_channel = raw.get("per_channel")
         if per_channel is not None and not isinstance(per_channel, bool):
-            raise ConfigError(f"{where}.per_channel: expected true or false, got {per_channel!r}")
+            raise ConfigError(f"{where}.per_channel: expected true or false, got {shown(per_channel)}")
         numbers: dict[str, float | None] = {}
         for name in ("pact_init", "pact_l2"):
             value = raw.get(name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-                raise ConfigError(f"{where}.{name}: expected a number, got {value!r}")
+            if value is not None and not is_finite_number(value):
+                raise ConfigError(f"{where}.{name}: expected a finite number, got {shown(value)}")
             numbers[name] = None if value is None else float(value)
         return cls(method=method, bits=bits, per_channel=per_channel, **numbers)
 
@@ -242,14 +250,16 @@ def config_from_dict(raw: Any, source: str = "quantization config") -> QuantConf
         )
     unknown = [k for k in raw if k not in TOP_KEYS]
     if unknown:
-        raise ConfigError(f"{source}: unknown key(s) {unknown}; valid top-level keys: {list(TOP_KEYS)}")
+        raise ConfigError(
+            f"{source}: unknown key(s) {shown(unknown)}; valid top-level keys: {list(TOP_KEYS)}"
+        )
 
     default = raw.get("default") or {}
     if not isinstance(default, Mapping):
         raise ConfigError(f"{source}: default: expected a mapping with 'weight' and/or 'activation'")
     bad = [k for k in default if k not in ENTRY_KEYS]
     if bad:
-        raise ConfigError(f"{source}: default: unknown key(s) {bad}; valid keys: {list(ENTRY_KEYS)}")
+        raise ConfigError(f"{source}: default: unknown key(s) {shown(bad)}; valid keys: {list(ENTRY_KEYS)}")
     weight = (
         SpecPatch.parse(default.get("weight", {}), f"{source}: default.weight").apply(
             QuantSpec(), f"{source}: default.weight"
@@ -270,7 +280,7 @@ def config_from_dict(raw: Any, source: str = "quantization config") -> QuantConf
         if value is None:
             return fallback
         if not isinstance(value, Mapping) or set(value) - {"bits"}:
-            raise ConfigError(f"{source}: {key}: expected {{bits: N}}, got {value!r}")
+            raise ConfigError(f"{source}: {key}: expected {{bits: N}}, got {shown(value)}")
         return _check_code_bits(value.get("bits", fallback), f"{source}: {key}.bits")
 
     layers_raw = raw.get("layers") or {}
@@ -278,14 +288,14 @@ def config_from_dict(raw: Any, source: str = "quantization config") -> QuantConf
         raise ConfigError(f"{source}: layers: expected a mapping of module name (or glob) -> entry")
     entries = []
     for key, value in layers_raw.items():
-        where = f"{source}: layers.{key}"
+        where = f"{source}: layers.{_label(key)}"
         if not isinstance(key, str):
             raise ConfigError(f"{where}: layer keys must be strings (module names or globs)")
         if not isinstance(value, Mapping) or not value:
-            raise ConfigError(f"{where}: expected a mapping with {list(ENTRY_KEYS)}, got {value!r}")
+            raise ConfigError(f"{where}: expected a mapping with {list(ENTRY_KEYS)}, got {shown(value)}")
         bad = [k for k in value if k not in ENTRY_KEYS]
         if bad:
-            raise ConfigError(f"{where}: unknown key(s) {bad}; valid keys: {list(ENTRY_KEYS)}")
+            raise ConfigError(f"{where}: unknown key(s) {shown(bad)}; valid keys: {list(ENTRY_KEYS)}")
         entries.append(
             LayerEntry(
                 key=key,
@@ -302,7 +312,7 @@ def config_from_dict(raw: Any, source: str = "quantization config") -> QuantConf
     for name in ("layer_wbit", "layer_abit"):
         value = raw.get(name)
         if value is not None and not isinstance(value, list):
-            raise ConfigError(f"{source}: {name}: expected a list of bit widths, got {value!r}")
+            raise ConfigError(f"{source}: {name}: expected a list of bit widths, got {shown(value)}")
         lists[name] = (
             None
             if value is None
@@ -321,21 +331,16 @@ def config_from_dict(raw: Any, source: str = "quantization config") -> QuantConf
 
 
 def load_config(path: str | Path) -> QuantConfig:
-    """Read a quantization YAML file (the edge: nothing else in qat reads YAML configs)."""
+    """Read a quantization YAML file with ``hwsim.yaml_io`` (the edge: nothing else in qat reads them)."""
     path = Path(path)
     try:
-        text = path.read_text()
+        raw = read_yaml(path)
     except OSError as err:
         raise ConfigError(
             f"--quant {path}: cannot read it ({err.strerror}); pass a file from configs/quant/"
         ) from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        at = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(err, "problem", None) or str(err)
-        raise ConfigError(f"{path}:{at}: not valid YAML ({problem})") from None
+    except YamlError as err:
+        raise ConfigError(str(err)) from None
     return config_from_dict(raw, source=str(path))
 
 

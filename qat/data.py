@@ -27,11 +27,13 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, S
 
 from hwsim.cifar10 import CIFAR10_MEAN, CIFAR10_STD, Split, load_cifar10, synthetic_cifar10
 from hwsim.errors import UserError
+from hwsim.flags import check_float, check_int, int_in
 
 ENV_VAR = "CIFAR10_DIR"
 PAD = 4
 SYNTHETIC_SEEDS: dict[str, int] = {"train": 0, "test": 1}
 DEVICE_CHOICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+MAX_SYNTHETIC = 50_000  # generated images per split (CIFAR-10's training set size)
 
 
 @dataclass(frozen=True)
@@ -43,19 +45,32 @@ class Normalization:
 
     def __post_init__(self) -> None:
         for field, values in (("mean", self.mean), ("std", self.std)):
-            if len(values) != 3 or not all(isinstance(v, (int, float)) for v in values):
+            if not isinstance(values, (tuple, list)) or len(values) != 3:
                 raise UserError(
-                    f"Normalization.{field} must be 3 numbers (one per RGB channel), got {values!r}"
+                    f"Normalization.{field} must be 3 numbers (one per RGB channel), got {values!r:.60}"
                 )
-        if min(self.std) <= 0:
-            raise UserError(f"Normalization.std must be positive, got {self.std!r}")
+            for c, v in enumerate(values):
+                if field == "std":
+                    check_float(f"Normalization.std[{c}]", v, 0.0, lo_open=True)
+                else:
+                    check_float(f"Normalization.mean[{c}]", v)
 
     def to_dict(self) -> dict[str, list[float]]:
         return {"mean": [float(v) for v in self.mean], "std": [float(v) for v in self.std]}
 
     @classmethod
-    def from_dict(cls, d: dict) -> Normalization:
-        return cls(mean=tuple(float(v) for v in d["mean"]), std=tuple(float(v) for v in d["std"]))
+    def from_dict(cls, d: object) -> Normalization:
+        """The normalization of :meth:`to_dict`: ``{"mean": [3 numbers], "std": [3 positive numbers]}``."""
+        if not isinstance(d, dict) or set(d) != {"mean", "std"}:
+            keys = sorted(map(str, d)) if isinstance(d, dict) else type(d).__name__
+            raise UserError(
+                f"normalization: expected a dict with keys mean and std (3 numbers each), got {keys}"
+            )
+        for key in ("mean", "std"):
+            if not isinstance(d[key], (list, tuple)):
+                raise UserError(f"normalization.{key}: expected a list of 3 numbers, got {d[key]!r:.60}")
+        checked = cls(mean=tuple(d["mean"]), std=tuple(d["std"]))  # type: ignore[arg-type]
+        return cls(*(tuple(float(v) for v in values) for values in (checked.mean, checked.std)))  # type: ignore[arg-type]
 
     def apply(self, images_hwc: torch.Tensor) -> torch.Tensor:
         """uint8 ``[B, H, W, 3]`` -> float32 ``[B, 3, H, W]``, in the contract's order of operations."""
@@ -77,8 +92,8 @@ class DataSource:
     def __post_init__(self) -> None:
         if self.kind == "cifar10" and self.directory is None:
             raise UserError("DataSource(kind='cifar10') needs a directory")
-        if self.kind == "synthetic" and self.synthetic_n <= 0:
-            raise UserError(f"--synthetic N needs N >= 1, got {self.synthetic_n}")
+        if self.kind == "synthetic":
+            check_int("--synthetic", self.synthetic_n, 1, MAX_SYNTHETIC)
         if self.kind not in ("cifar10", "synthetic"):
             raise UserError(f"DataSource.kind {self.kind!r} is not 'cifar10' or 'synthetic'")
 
@@ -106,8 +121,9 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--synthetic",
         metavar="N",
-        type=int,
-        help="use N generated CIFAR-shaped images per split instead of CIFAR-10 (for trying the flow)",
+        type=int_in(1, MAX_SYNTHETIC),
+        help="use N generated CIFAR-shaped images per split instead of CIFAR-10 (for trying the flow; "
+        f"N <= {MAX_SYNTHETIC})",
     )
     parser.add_argument(
         "--device",

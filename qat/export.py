@@ -44,7 +44,9 @@ from hwsim.bundle import Bundle, BundleBuilder, Conv2dNode, LinearNode, Referenc
 from hwsim.bundle.build import compact_int_dtype, int_pair
 from hwsim.bundle.lowering import DEFAULT_MULT_BITS, CodesValue, RequantTerm, mac_range, requant_constants
 from hwsim.errors import UserError
-from hwsim.fixed import FormatError, bits_for_range, requantize_sum, sign
+from hwsim.fixed import MULT_BITS_RANGE, FormatError, bits_for_range, requantize_sum, sign
+from hwsim.flags import check_int
+from hwsim.output import Output
 from qat.data import Normalization, loader_from_arrays
 from qat.layers import InputQuant, LogitQuant, QAct, QConv2d, QLinear
 from qat.quantizers import (
@@ -615,6 +617,40 @@ class ReferenceSet:
     eval_images: np.ndarray | None = None
     eval_labels: np.ndarray | None = None
 
+    def __post_init__(self) -> None:
+        for images, labels, what in (
+            (self.images, self.labels, "reference"),
+            (self.eval_images, self.eval_labels, "evaluation"),
+        ):
+            if images is None and labels is None:
+                continue
+            if images is None or labels is None:
+                raise ExportError(f"ReferenceSet: {what} images and labels come together; got only one")
+            if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (32, 32, 3):
+                raise ExportError(
+                    f"ReferenceSet: {what} images are {images.dtype} {list(images.shape)}, expected uint8 "
+                    "[N, 32, 32, 3]"
+                )
+            labels = np.asarray(labels)
+            if labels.dtype.kind not in "iu" or labels.shape != (images.shape[0],):
+                raise ExportError(
+                    f"ReferenceSet: {what} labels are {labels.dtype} {list(labels.shape)}, expected "
+                    f"integers [{images.shape[0]}] (one per image; -1 where unknown)"
+                )
+
+    def check_classes(self, classes: int) -> None:
+        """Every label a class of a ``classes``-way classifier (reference labels may be -1, unknown)."""
+        for labels, lo, what in ((self.labels, -1, "reference"), (self.eval_labels, 0, "evaluation")):
+            if labels is None or not len(labels):
+                continue
+            bad = np.flatnonzero((labels < lo) | (labels >= classes))
+            if bad.size:
+                i = int(bad[0])
+                raise ExportError(
+                    f"{what} label {int(labels[i])} (image {i}) is not a class of the model's {classes} "
+                    f"outputs; expected {lo}..{classes - 1}" + (" (-1: unknown)" if lo < 0 else "")
+                )
+
 
 @dataclass(frozen=True)
 class ExportReport:
@@ -665,7 +701,7 @@ class ExportReport:
 
 def export_model(
     model: nn.Module,
-    out: str | Path,
+    out: str | Path | Output,
     references: ReferenceSet,
     *,
     device: torch.device,
@@ -676,10 +712,13 @@ def export_model(
     batch_size: int = 256,
 ) -> ExportReport:
     """Write the bundle of ``model`` to ``out`` (atomically) and load it back; see the module docstring."""
-    if isinstance(mult_bits, bool) or not isinstance(mult_bits, int) or not 2 <= mult_bits <= 63:
-        raise ExportError(f"--mult-bits {mult_bits!r}: expected 2..63")
+    check_int("--mult-bits", mult_bits, *MULT_BITS_RANGE)
+    check_int("batch_size", batch_size, 1)
     if references.images.shape[0] < 1:
         raise ExportError("no reference images: pass --reference-images N with N >= 1")
+    fc = getattr(model, "fc", None)
+    if isinstance(fc, nn.Linear):
+        references.check_classes(int(fc.out_features))
     model = model.to(device).eval()
     inq = next((m for m in model.modules() if isinstance(m, InputQuant)), None)
     if inq is None:

@@ -19,7 +19,7 @@ import io
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,9 +30,11 @@ from tqdm import tqdm
 
 from hwsim.atomic import write_atomic
 from hwsim.errors import UserError
+from hwsim.flags import MAX_BATCH, MAX_WORKERS, SEED_RANGE, check_float, check_int
 from qat.quantizers import Quantizer, regularization_loss
 
 SCHEDULES: tuple[str, ...] = ("cosine", "multistep")
+MAX_EPOCHS = 1_000_000
 METRIC_FIELDS: tuple[str, ...] = (
     "epoch",
     "lr",
@@ -73,21 +75,21 @@ class TrainConfig:
     workers: int = 0
 
     def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise UserError(f"--epochs must be >= 1, got {self.epochs}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise UserError(f"--lr must be a positive number, got {self.lr}")
-        if self.weight_decay < 0:
-            raise UserError(f"--weight-decay must be >= 0, got {self.weight_decay}")
-        if not 0 <= self.momentum < 1:
-            raise UserError(f"--momentum must be in [0, 1), got {self.momentum}")
+        check_int("--epochs", self.epochs, 1, MAX_EPOCHS)
+        check_float("--lr", self.lr, 0.0, lo_open=True)
+        check_float("--momentum", self.momentum, 0.0, 1.0, hi_open=True)
+        check_float("--weight-decay", self.weight_decay, 0.0, 1.0)
+        check_float("--gamma", self.gamma, 0.0, 1.0, lo_open=True)
+        check_int("--batch-size", self.batch_size, 1, MAX_BATCH)
+        check_int("--seed", self.seed, *SEED_RANGE)
+        check_int("--workers", self.workers, 0, MAX_WORKERS)
         if self.schedule not in SCHEDULES:
             raise UserError(f"--schedule {self.schedule!r} is not one of {list(SCHEDULES)}")
-        if self.batch_size < 1:
-            raise UserError(f"--batch-size must be >= 1, got {self.batch_size}")
-        if any(m < 1 or m > self.epochs for m in self.milestones) or list(self.milestones) != sorted(
-            set(self.milestones)
-        ):
+        if not isinstance(self.milestones, tuple):
+            raise UserError(f"--milestones {self.milestones!r}: expected a tuple of epochs")
+        for m in self.milestones:
+            check_int("--milestones", m, 1, self.epochs)
+        if list(self.milestones) != sorted(set(self.milestones)):
             raise UserError(
                 f"--milestones {list(self.milestones)} must be increasing epochs in 1..{self.epochs}"
             )
@@ -105,8 +107,22 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """The config of :meth:`to_dict`; a dict with other keys or wrongly typed values is a UserError."""
+        if not isinstance(d, dict):
+            raise UserError(f"train_args: expected a dict of TrainConfig fields, got {type(d).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(str(k) for k in d if k not in known)
+        missing = sorted(k for k in ("epochs", "lr") if k not in d)
+        if unknown or missing:
+            raise UserError(
+                f"train_args: unknown field(s) {unknown[:5]}, missing {missing}; expected the fields "
+                f"{sorted(known)}"
+            )
         d = dict(d)
-        d["milestones"] = tuple(d.get("milestones", ()))
+        milestones = d.get("milestones", ())
+        if not isinstance(milestones, (list, tuple)):
+            raise UserError(f"train_args: milestones {milestones!r:.40}: expected a list of epochs")
+        d["milestones"] = tuple(milestones)
         return cls(**d)
 
 

@@ -35,7 +35,7 @@ from typing import Any
 from hwsim.errors import UserError
 from hwsim.fixed import ROUNDING_MODES
 from hwsim.hwconfig import requant_parameters
-from hwsim.vectors import manifest_kind, read_requant_vectors
+from hwsim.vectors import check_manifest, manifest_kind, read_requant_vectors
 from rtl_models.sim import SIMULATORS, SimResult, run_testbench
 
 MANIFEST = "manifest.json"
@@ -43,17 +43,21 @@ VECTORS_FORMAT = "qnn-verify-rtl-vectors"
 
 
 def read_manifest(directory: Path) -> dict[str, Any]:
-    """The manifest.json of a vector set directory, checked to be one (of a known ``kind``)."""
+    """The manifest.json of a vector set directory, checked to be one: a known ``kind``, every key the
+    testbenches read, with its type (hwsim.vectors.check_manifest), and its files present."""
     path = directory / MANIFEST
     if not path.is_file():
         raise UserError(f"{directory}: no {MANIFEST}; pass a directory written by `hwsim vectors --out`")
     try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path}: not valid JSON ({err.msg}, line {err.lineno})") from None
+        manifest = json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        where = f", line {err.lineno}" if isinstance(err, json.JSONDecodeError) else ""
+        raise UserError(f"{path}: not valid JSON ({str(err)[:120]}{where})") from None
+    except OSError as err:
+        raise UserError(f"{path}: cannot be read ({err.strerror})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != VECTORS_FORMAT:
         raise UserError(f"{path}: not a vector set (format is not {VECTORS_FORMAT!r}); regenerate it")
-    manifest_kind(manifest, path)
+    check_manifest(manifest, directory)
     return manifest
 
 

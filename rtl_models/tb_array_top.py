@@ -27,6 +27,7 @@ from cocotb.handle import SimHandleBase
 from cocotb.triggers import RisingEdge, with_timeout
 from cocotb.utils import get_sim_time
 
+from hwsim.output import safe_name
 from hwsim.vectors import (
     VectorSet,
     abuf_lanes,
@@ -166,7 +167,8 @@ async def check_vector_set(tb: ArrayTopTB, vs: VectorSet, dump: str | None = Non
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     actual = await tb.read_outputs(vs)
     if dump:
-        np.save(Path(dump) / f"{vs.name}.rtl_y.npy", actual)
+        name = safe_name(vs.name, "the vector set's manifest.json, field 'name'")  # a file name from data
+        np.save(Path(dump) / f"{name}.rtl_y.npy", actual)
         timing = {
             "cycles": cycles,
             "run_seconds": wall,
@@ -174,7 +176,7 @@ async def check_vector_set(tb: ArrayTopTB, vs: VectorSet, dump: str | None = Non
             "cycles_per_second": cycles / max(wall, 1e-9),
             "cycles_per_cpu_second": cycles / max(cpu, 1e-9),
         }
-        (Path(dump) / f"{vs.name}.timing.json").write_text(json.dumps(timing) + "\n")
+        (Path(dump) / f"{name}.timing.json").write_text(json.dumps(timing) + "\n")
     events = unsigned_value(tb.dut.ovf_count)
     m, k, n = vs.shape
     tb.dut._log.info(

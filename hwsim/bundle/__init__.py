@@ -15,7 +15,7 @@ the sweeps and the RTL vectors. Modules:
 Code formats (:class:`~hwsim.fixed.CodeFormat`) and the arithmetic live in ``hwsim.fixed``.
 """
 
-from hwsim.bundle.build import BundleBuilder, save_bundle, write_bundle_files
+from hwsim.bundle.build import BUNDLE, BundleBuilder, save_bundle, write_bundle_files
 from hwsim.bundle.graph import (
     AvgPoolSumNode,
     Bundle,
@@ -39,6 +39,7 @@ from hwsim.bundle.schema import FORMAT_VERSION, FORMAT_VERSIONS, GRAPH_FILE, OPS
 from hwsim.fixed import LATTICES, CodeFormat
 
 __all__ = [
+    "BUNDLE",
     "FORMAT_VERSION",
     "FORMAT_VERSIONS",
     "GRAPH_FILE",

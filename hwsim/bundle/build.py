@@ -13,14 +13,12 @@ The graph.yaml it writes is spelled by ``hwsim.bundle.schema``.
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hwsim.atomic import replace_directory, staging_directory
 from hwsim.bundle.graph import (
     AvgPoolSumNode,
     Bundle,
@@ -46,6 +44,7 @@ from hwsim.bundle.schema import (
     graph_yaml,
 )
 from hwsim.fixed import DEFAULT_ROUNDING, CodeFormat, FormatError, bits_for_range
+from hwsim.output import Output, publish_directory, register_kind
 
 # One requantizer input: (tensor, multiplier [C], bias [C] in the units of the tensor, or None)
 RequantSource = tuple[str, Any, Any]
@@ -361,46 +360,54 @@ def bundle_files(bundle: Bundle) -> tuple[str, dict[str, np.ndarray], dict[str, 
     return graph_text(graph), dict(bundle.consts), ref
 
 
+def _looks_like_bundle(path: Path) -> bool:
+    """A bundle directory written before output markers: graph.yaml and only the bundle's files."""
+    names = {p.name for p in path.iterdir()}
+    return GRAPH_FILE in names and names <= {GRAPH_FILE, TENSORS_FILE, REFERENCE_FILE}
+
+
+BUNDLE = register_kind("bundle", recognize=_looks_like_bundle)
+"""The output kind of a bundle directory (hwsim.output): what save_bundle may replace."""
+
+
+def _write_files(
+    directory: Path,
+    graph: Mapping[str, Any] | str,
+    tensors: Mapping[str, np.ndarray],
+    reference: Mapping[str, np.ndarray] | None,
+) -> None:
+    text = graph if isinstance(graph, str) else graph_text(graph)
+    (directory / GRAPH_FILE).write_text(text, encoding="utf-8")
+    np.savez(directory / TENSORS_FILE, **dict(tensors))
+    if reference is not None:
+        np.savez(directory / REFERENCE_FILE, **dict(reference))
+
+
 def write_bundle_files(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | Output,
     graph: Mapping[str, Any] | str,
     tensors: Mapping[str, np.ndarray],
     reference: Mapping[str, np.ndarray] | None = None,
 ) -> Path:
-    """Write a bundle directory from raw parts, atomically (a temporary directory, then a rename).
+    """Write a bundle directory from raw parts, published whole (hwsim.output.publish_directory).
 
     ``graph`` is the graph.yaml mapping (or its text). No validation: :func:`save_bundle` writes
     validated bundles; this is for bundles made on purpose (tests of the loader). An existing
-    directory at ``path`` is replaced.
+    directory at ``path`` is replaced when the output policy allows it (an earlier bundle).
     """
-    dest = Path(path)
-    tmp = staging_directory(dest)
-    try:
-        text = graph if isinstance(graph, str) else graph_text(graph)
-        (tmp / GRAPH_FILE).write_text(text, encoding="utf-8")
-        np.savez(tmp / TENSORS_FILE, **dict(tensors))
-        if reference is not None:
-            np.savez(tmp / REFERENCE_FILE, **dict(reference))
-        replace_directory(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return dest
+    with publish_directory(path, BUNDLE) as staged:
+        _write_files(staged, graph, tensors, reference)
+    return Path(path)
 
 
-def save_bundle(bundle: Bundle, path: str | os.PathLike[str]) -> Path:
-    """Write ``bundle`` to the directory ``path`` atomically; returns the path.
+def save_bundle(bundle: Bundle, path: str | os.PathLike[str] | Output) -> Path:
+    """Write ``bundle`` to the directory ``path`` whole; returns the path.
 
     Files are written beside ``path`` and checked by the loader before they replace it, so a bundle
-    that would not load is never left at ``path``.
+    that would not load is never left at ``path``. ``path`` is a claim of
+    :func:`hwsim.output.claim` (kind :data:`BUNDLE`) or a path, checked by the output policy.
     """
-    dest = Path(path)
-    staging = staging_directory(dest)
-    try:
-        text, arrays, ref = bundle_files(bundle)
-        written = write_bundle_files(staging / "bundle", text, arrays, ref)
-        load_bundle(written)
-        replace_directory(written, dest)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return dest
+    with publish_directory(path, BUNDLE) as staged:
+        _write_files(staged, *bundle_files(bundle))
+        load_bundle(staged)
+    return Path(path)

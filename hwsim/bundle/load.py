@@ -14,14 +14,15 @@ from __future__ import annotations
 import math
 import os
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
+from hwsim import limits
 from hwsim.bundle.graph import (
     AvgPoolSumNode,
     Bundle,
@@ -55,6 +56,7 @@ from hwsim.bundle.schema import (
     op_since,
     required_and_optional,
 )
+from hwsim.errors import shown
 from hwsim.fixed import (
     DEFAULT_ROUNDING,
     LATTICES,
@@ -64,6 +66,7 @@ from hwsim.fixed import (
     FormatError,
     IntFormat,
 )
+from hwsim.yaml_io import YamlError, is_finite_number, read_yaml
 
 _FIX_GRAPH = "fix graph.yaml or re-export the bundle"
 _FIX_TENSORS = "fix tensors.npz or re-export the bundle"
@@ -71,6 +74,7 @@ _FIX_REFERENCE = "fix reference.npz or re-export the bundle (reference.npz is op
 # Integer dtypes the spec allows for multipliers and biases (docs/export-format.md, tensors.npz)
 _MULTIPLIER_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
 _BIAS_DTYPES = (np.dtype(np.int32),)
+MAX_NAME_CHARS = 200  # node and tensor names
 # An avgpool_sum's scale is scale_in / (H*W), a maxpool's scale_in, up to the decimal printing of graph.yaml
 _SCALE_RTOL = 1e-9
 
@@ -91,21 +95,16 @@ class _Where:
         return BundleError(f"{loc}: {problem}; expected {expected}; {fix}")
 
 
-def _describe(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _mapping(value: Any, where: _Where, fld: str | None, expected: str) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
-        raise where.error(fld, f"got {type(value).__name__} {_describe(value)}", f"a mapping ({expected})")
+        raise where.error(fld, f"got {type(value).__name__} {shown(value)}", f"a mapping ({expected})")
     for key in value:
         if not isinstance(key, str):
-            raise where.error(fld, f"key {_describe(key)} is not a string", f"a mapping ({expected})")
+            raise where.error(fld, f"key {shown(key)} is not a string", f"a mapping ({expected})")
     return value
 
 
@@ -130,23 +129,22 @@ def _keys(
 def _int(value: Any, where: _Where, fld: str, lo: int, hi: int | None = None) -> int:
     if not _is_int(value) or value < lo or (hi is not None and value > hi):
         rng = f"{lo}..{hi}" if hi is not None else f">= {lo}"
-        raise where.error(fld, f"got {_describe(value)}", f"an integer in {rng}")
+        raise where.error(fld, f"got {shown(value)}", f"an integer in {rng}")
     return int(value)
 
 
 def _str(value: Any, where: _Where, fld: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise where.error(fld, f"got {_describe(value)}", "a non-empty string")
+    """A node or tensor name: a non-empty string short enough to quote whole in a message."""
+    if not isinstance(value, str) or not value or len(value) > MAX_NAME_CHARS:
+        raise where.error(
+            fld, f"got {shown(value)}", f"a non-empty string of at most {MAX_NAME_CHARS} characters"
+        )
     return value
 
 
 def _float(value: Any, where: _Where, fld: str, positive: bool) -> float:
-    try:
-        finite = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
-    except OverflowError:  # an integer too large for a float
-        finite = False
-    if not finite:
-        raise where.error(fld, f"got {_describe(value)}", "a finite number")
+    if not is_finite_number(value):
+        raise where.error(fld, f"got {shown(value)}", "a finite number")
     if positive and value <= 0:
         raise where.error(fld, f"got {value!r}", "a positive number")
     return float(value)
@@ -154,7 +152,7 @@ def _float(value: Any, where: _Where, fld: str, positive: bool) -> float:
 
 def _int_pair(value: Any, where: _Where, fld: str, lo: int) -> tuple[int, int]:
     if not isinstance(value, list) or len(value) != 2 or not all(_is_int(v) and v >= lo for v in value):
-        raise where.error(fld, f"got {_describe(value)}", f"a list of two integers >= {lo}")
+        raise where.error(fld, f"got {shown(value)}", f"a list of two integers >= {lo}")
     return int(value[0]), int(value[1])
 
 
@@ -163,12 +161,12 @@ def _code_format(value: Any, where: _Where, fld: str) -> CodeFormat:
     _keys(fmt, where, *required_and_optional(FORMAT_KEYS), prefix=f"{fld}.")
     bits = _int(fmt["bits"], where, f"{fld}.bits", 1, 64)
     if not isinstance(fmt["signed"], bool):
-        raise where.error(f"{fld}.signed", f"got {_describe(fmt['signed'])}", "true or false")
+        raise where.error(f"{fld}.signed", f"got {shown(fmt['signed'])}", "true or false")
     nominal = fmt.get("nominal_bits", bits)
     nominal = _int(nominal, where, f"{fld}.nominal_bits", 1, 64)
     lattice = fmt.get("lattice", "full")
     if lattice not in LATTICES:
-        raise where.error(f"{fld}.lattice", f"got {_describe(lattice)}", f"one of {', '.join(LATTICES)}")
+        raise where.error(f"{fld}.lattice", f"got {shown(lattice)}", f"one of {', '.join(LATTICES)}")
     try:
         return CodeFormat(bits, fmt["signed"], nominal, lattice)
     except FormatError as err:
@@ -176,41 +174,134 @@ def _code_format(value: Any, where: _Where, fld: str) -> CodeFormat:
 
 
 class _Arrays:
-    """The arrays of tensors.npz (or reference.npz) by key, with errors mapped to BundleError."""
+    """The arrays of tensors.npz (or reference.npz) by key, each read on first use; errors are BundleError."""
 
-    def __init__(self, arrays: Mapping[str, Any], file: str, fix: str) -> None:
+    def __init__(self, names: Iterable[str], read: Callable[[str], np.ndarray], file: str, fix: str) -> None:
         self.file = file
         self.fix = fix
-        self.arrays: dict[str, np.ndarray] = {str(k): np.asarray(v) for k, v in arrays.items()}
+        self.names: tuple[str, ...] = tuple(names)
+        self._read = read
+        self.arrays: dict[str, np.ndarray] = {}  # the arrays read so far
 
     @staticmethod
-    def read(path: Path, fix: str) -> _Arrays:
-        """The whole archive at ``path``, read into memory."""
+    def memory(arrays: Mapping[str, Any], file: str, fix: str) -> _Arrays:
+        """Arrays held in memory (``validate_bundle``)."""
+        held = {str(k): np.asarray(v) for k, v in arrays.items()}
+        return _Arrays(held, held.__getitem__, file, fix)
+
+    @staticmethod
+    @contextmanager
+    def open(path: Path, fix: str) -> Iterator[_Arrays]:
+        """The archive at ``path``, its directory checked (``_npz_members``); members are read on use."""
         try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {str(k): np.asarray(data[k]) for k in data.files}
+            archive = zipfile.ZipFile(path)
         except FileNotFoundError:
             raise BundleError(
                 f"{path}: missing; expected an .npz archive (numpy.savez); re-export the bundle"
             ) from None
-        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, RuntimeError) as err:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, RuntimeError) as err:
             raise BundleError(
-                f"{path}: not a readable .npz archive of plain arrays ({type(err).__name__}: {err}); "
-                f"expected a numpy.savez archive without pickled objects; {fix}"
-            ) from None
-        except Exception as err:  # zlib.error and other decoder failures of a corrupt archive
-            raise BundleError(
-                f"{path}: corrupt .npz archive ({type(err).__name__}: {err}); "
+                f"{path}: not a readable .npz archive ({type(err).__name__}: {shown(str(err), 200)}); "
                 f"expected a numpy.savez archive; {fix}"
             ) from None
-        return _Arrays(arrays, str(path), fix)
+        with archive:
+            members = _npz_members(archive, path, fix)
+            yield _Arrays(members, lambda key: _npz_array(archive, members[key], path, fix), str(path), fix)
+
+    def array(self, key: str) -> np.ndarray:
+        """The array ``key`` (one of :attr:`names`), read once."""
+        if key not in self.arrays:
+            self.arrays[key] = self._read(key)
+        return self.arrays[key]
 
     def get(self, key: Any, where: _Where, fld: str) -> np.ndarray:
         if not isinstance(key, str) or not key:
-            raise where.error(fld, f"got {_describe(key)}", f"the name of an array in {TENSORS_FILE}")
-        if key not in self.arrays:
-            raise where.error(fld, f"array '{key}' is not in {self.file}", "a key of tensors.npz", self.fix)
-        return self.arrays[key]
+            raise where.error(fld, f"got {shown(key)}", f"the name of an array in {TENSORS_FILE}")
+        if key not in self.names:
+            raise where.error(
+                fld, f"array {shown(key)} is not in {self.file}", "a key of tensors.npz", self.fix
+            )
+        return self.array(key)
+
+    def unread(self) -> list[str]:
+        """The arrays nothing has asked for."""
+        return [name for name in self.names if name not in self.arrays]
+
+
+def _npz_members(archive: zipfile.ZipFile, path: Path, fix: str) -> dict[str, zipfile.ZipInfo]:
+    """The ``.npy`` members of an archive by array name, their declared sizes checked before any is read.
+
+    The total uncompressed size is at most :data:`hwsim.limits.NPZ_BYTES`; a large member
+    compressed more than :data:`hwsim.limits.NPZ_RATIO` to one is refused as a decompression bomb.
+    """
+    cap = limits.NPZ_BYTES.value()
+    members: dict[str, zipfile.ZipInfo] = {}
+    total = 0
+    for info in archive.infolist():
+        name = info.filename
+        if info.is_dir() or not name.endswith(".npy"):
+            raise BundleError(
+                f"{path}: member {shown(name)} is not a .npy array; expected only the arrays of "
+                f"numpy.savez; {fix}"
+            )
+        key = name[: -len(".npy")]
+        if key in members:
+            raise BundleError(f"{path}: member {shown(name)} appears twice; expected each array once; {fix}")
+        size = info.file_size
+        if size > limits.NPZ_RATIO_FLOOR and size > limits.NPZ_RATIO * max(info.compress_size, 1):
+            raise BundleError(
+                f"{path}: member {shown(name)} declares {size} bytes compressed into {info.compress_size} "
+                f"(more than {limits.NPZ_RATIO}:1, a decompression bomb); expected arrays that compress "
+                f"like real data; {fix}"
+            )
+        total += size
+        if total > cap:
+            raise BundleError(
+                f"{path}: the members declare more than {cap} bytes uncompressed (at member {shown(name)}, "
+                f"{size} bytes); expected a smaller archive; {limits.NPZ_BYTES.how_to_raise()}"
+            )
+        members[key] = info
+    return members
+
+
+def _npz_array(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path, fix: str) -> np.ndarray:
+    """One member read: its .npy header checked against the member's declared size, then its data."""
+    name = shown(info.filename)
+    try:
+        with archive.open(info) as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+            else:
+                raise ValueError(f".npy format version {version}, expected 1.0 or 2.0")
+            data_bytes = info.file_size - f.tell()
+        if dtype.hasobject:
+            raise BundleError(
+                f"{path}: member {name} holds Python objects (dtype {shown(dtype)}); expected plain "
+                f"numeric arrays (nothing pickled); {fix}"
+            )
+        need = math.prod(shape) * dtype.itemsize
+        if need > data_bytes:
+            raise BundleError(
+                f"{path}: member {name} declares shape {shown(list(shape))} of {dtype} ({need} bytes) but "
+                f"holds {data_bytes} bytes; expected a complete .npy array; {fix}"
+            )
+        with archive.open(info) as f:
+            return np.asarray(np.lib.format.read_array(f, allow_pickle=False))
+    except BundleError:
+        raise
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, RuntimeError) as err:
+        raise BundleError(
+            f"{path}: member {name} is not a readable array ({type(err).__name__}: {shown(str(err), 200)}); "
+            f"expected a numpy.savez archive without pickled objects; {fix}"
+        ) from None
+    except Exception as err:  # zlib.error and other decoder failures of a corrupt archive
+        raise BundleError(
+            f"{path}: corrupt .npz archive at member {name} ({type(err).__name__}: {shown(str(err), 200)}); "
+            f"expected a numpy.savez archive; {fix}"
+        ) from None
 
 
 def _int_array(
@@ -282,15 +373,16 @@ def _weights(
 
 
 def _tensor_spec(name: str, raw: Any, file: str) -> TensorSpec:
+    _str(name, _Where(file, "tensors"), "the name of a tensor")
     where = _Where(file, f"tensor '{name}'")
     spec = _mapping(raw, where, None, "shape, kind, format, scale")
     kind = spec.get("kind")
     if kind not in TENSOR_KINDS:
-        raise where.error("kind", f"got {_describe(kind)}", f"one of {', '.join(TENSOR_KINDS)}")
+        raise where.error("kind", f"got {shown(kind)}", f"one of {', '.join(TENSOR_KINDS)}")
     _keys(spec, where, *required_and_optional(TENSOR_KEYS[kind]))
     shape = spec["shape"]
     if not isinstance(shape, list) or not shape or not all(_is_int(v) and v >= 1 for v in shape):
-        raise where.error("shape", f"got {_describe(shape)}", "a non-empty list of positive integers")
+        raise where.error("shape", f"got {shown(shape)}", "a non-empty list of positive integers")
     if kind == "acc":
         return TensorSpec(name, "acc", tuple(shape), None, None)
     fmt = _code_format(spec["format"], where, "format")
@@ -315,7 +407,7 @@ class _Loader:
         if not _is_int(version) or version not in FORMAT_VERSIONS:
             raise self.top.error(
                 "format_version",
-                f"unsupported version {_describe(version)}" if "format_version" in graph else "missing",
+                f"unsupported version {shown(version)}" if "format_version" in graph else "missing",
                 f"one of {', '.join(map(str, FORMAT_VERSIONS))}",
                 "re-export the bundle with this version of qat export",
             )
@@ -326,7 +418,7 @@ class _Loader:
         self.mult_bits = _int(graph["mult_bits"], self.top, "mult_bits", 2, 63)
         model = graph.get("model", "")
         if not isinstance(model, str):
-            raise self.top.error("model", f"got {_describe(model)}", "a string")
+            raise self.top.error("model", f"got {shown(model)}", "a string")
         quant = graph.get("quantization", {})
         quant = dict(_mapping(quant if quant is not None else {}, self.top, "quantization", "free-form"))
         ref_info = graph.get("reference")
@@ -363,7 +455,7 @@ class _Loader:
 
         raw_nodes = graph["nodes"]
         if not isinstance(raw_nodes, list) or not raw_nodes:
-            raise self.top.error("nodes", f"got {_describe(raw_nodes)}", "a non-empty list of nodes")
+            raise self.top.error("nodes", f"got {shown(raw_nodes)}", "a non-empty list of nodes")
         produced: dict[str, str] = {input_tensor: "the network input"}
         names: set[str] = set()
         nodes: list[Node] = []
@@ -374,6 +466,7 @@ class _Loader:
                     "name", "duplicate node name", "unique node names"
                 )
             names.add(node.name)
+            self._check_working_size(node)
             produced[node.output] = f"node '{node.name}'"
             nodes.append(node)
         if output not in produced or output == input_tensor:
@@ -383,6 +476,13 @@ class _Loader:
                 "the output of a node (the logits)",
             )
         self._check_acc_bits(nodes)
+        unread = self.npz.unread()
+        if unread:
+            raise BundleError(
+                f"{self.npz.file}: array {shown(unread[0])} is not named by any node of graph.yaml "
+                f"({len(unread)} such array{'s' if len(unread) > 1 else ''}); expected only the arrays "
+                "graph.yaml names (docs/export-format.md, tensors.npz); remove it or re-export the bundle"
+            )
         meta = BundleMeta(
             self.version,
             model,
@@ -396,14 +496,15 @@ class _Loader:
             quant,
             ref_info,
         )
-        return Bundle(directory, meta, self.tensors, tuple(nodes), dict(self.npz.arrays), None)
+        consts = {key: self.npz.arrays[key] for key in self.npz.names}  # every one was read, in file order
+        return Bundle(directory, meta, self.tensors, tuple(nodes), consts, None)
 
     def _rounding(self, value: Any, where: _Where, fld: str = "rounding") -> str:
         if self.version == 1:
             if value != DEFAULT_ROUNDING:
                 raise where.error(
                     fld,
-                    f"unsupported rounding {_describe(value)}",
+                    f"unsupported rounding {shown(value)}",
                     f"'{DEFAULT_ROUNDING}' (the only rule of format_version 1)",
                     "set rounding: half_up, or format_version: 2 for the other modes",
                 )
@@ -411,7 +512,7 @@ class _Loader:
         if not isinstance(value, str) or value not in ROUNDING_MODES:
             raise where.error(
                 fld,
-                f"unknown rounding mode {_describe(value)}",
+                f"unknown rounding mode {shown(value)}",
                 f"one of {', '.join(ROUNDING_MODES)} (docs/export-format.md, Rounding)",
             )
         return value
@@ -436,6 +537,25 @@ class _Loader:
                 f"set acc_bits: {need} (a narrower accumulator is a run-time choice: --acc-bits)",
             )
 
+    def _check_working_size(self, node: Node) -> None:
+        """What ``node`` needs for one image (:func:`working_bytes`) must fit the working-size limit."""
+        parts = working_bytes(node, self.tensors)
+        need, cap = sum(parts.values()), limits.WORKING_BYTES.value()
+        if need > cap:
+            detail = ", ".join(
+                f"{what} {size / 2**20:.1f} MiB" if size >= 2**20 else f"{what} {size / 2**10:.1f} KiB"
+                for what, size in parts.items()
+                if size
+            )
+            raise _Where(self.gfile, f"node '{node.name}'").error(
+                None,
+                f"needs {need} bytes ({need / 2**30:.1f} GiB) for one image ({detail}), more than the limit "
+                f"of {cap} bytes",
+                "a node whose inputs, output, padded input and im2col matrix fit the limit (the emulator "
+                "holds at least one image at a time)",
+                f"check the shapes and padding in graph.yaml, or {limits.WORKING_BYTES.how_to_raise()}",
+            )
+
     def _declared(self, name: str, where: _Where, fld: str) -> str:
         if name not in self.tensors:
             raise where.error(
@@ -448,9 +568,7 @@ class _Loader:
 
     def _floats(self, value: Any, where: _Where, fld: str, n: int, positive: bool) -> tuple[float, ...]:
         if not isinstance(value, list) or len(value) != n:
-            raise where.error(
-                fld, f"got {_describe(value)}", f"a list of {n} numbers (one per input channel)"
-            )
+            raise where.error(fld, f"got {shown(value)}", f"a list of {n} numbers (one per input channel)")
         return tuple(_float(v, where, fld, positive) for v in value)
 
     def _read(
@@ -492,7 +610,7 @@ class _Loader:
         if op not in OPS:
             raise where.error(
                 "op",
-                f"unknown op {_describe(op)}",
+                f"unknown op {shown(op)}",
                 f"one of {', '.join(OPS)}",
                 "re-export the bundle with a matching version of qat export",
             )
@@ -588,9 +706,7 @@ class _Loader:
     ) -> RequantNode:
         function = node["function"]
         if function not in REQUANT_FUNCTIONS:
-            raise where.error(
-                "function", f"got {_describe(function)}", f"one of {', '.join(REQUANT_FUNCTIONS)}"
-            )
+            raise where.error("function", f"got {shown(function)}", f"one of {', '.join(REQUANT_FUNCTIONS)}")
         y = self._write(node["output"], where, produced, "codes")
         assert y.fmt is not None
         if function == "clamp" and y.fmt.lattice not in ("full", "narrow"):
@@ -611,7 +727,7 @@ class _Loader:
         raw_inputs = node["inputs"]
         if not isinstance(raw_inputs, list) or not raw_inputs:
             raise where.error(
-                "inputs", f"got {_describe(raw_inputs)}", "a non-empty list of {tensor, multiplier, bias?}"
+                "inputs", f"got {shown(raw_inputs)}", "a non-empty list of {tensor, multiplier, bias?}"
             )
         inputs = []
         for i, raw in enumerate(raw_inputs):
@@ -754,17 +870,56 @@ class _Loader:
         return MaxPoolNode(name, x.name, y.name, kernel, stride, padding)
 
 
+def working_bytes(node: Node, tensors: Mapping[str, TensorSpec]) -> dict[str, int]:
+    """What ``node`` holds for one image, as int64 bytes by part (the emulator's widest element).
+
+    Parts: ``inputs`` and ``output`` (the tensors it reads and writes), ``padded input`` (a conv or
+    maxpool with padding: the zero-padded copy) and ``im2col`` (a conv: ``C_in * kh * kw`` columns
+    for each of the ``H_out * W_out`` output positions). :data:`hwsim.limits.WORKING_BYTES` bounds the sum.
+    """
+    item = np.dtype(np.int64).itemsize
+    parts = {
+        "inputs": sum(math.prod(tensors[t].shape) for t in node.reads) * item,
+        "output": math.prod(tensors[node.output].shape) * item,
+        "padded input": 0,
+        "im2col": 0,
+    }
+    if isinstance(node, (Conv2dNode, MaxPoolNode)):
+        c, h, w = tensors[node.input].shape
+        ph, pw = node.padding
+        if ph or pw:
+            parts["padded input"] = c * (h + 2 * ph) * (w + 2 * pw) * item
+    if isinstance(node, Conv2dNode):
+        kh, kw = node.kernel
+        _, h_out, w_out = tensors[node.output].shape
+        parts["im2col"] = tensors[node.input].shape[0] * kh * kw * h_out * w_out * item
+    return parts
+
+
 def _reference(npz: _Arrays, bundle: Bundle) -> Reference:
     """reference.npz checked against the bundle's tensors (keys as docs/export-format.md lists them)."""
-    arrays = npz.arrays
     file = npz.file
 
     def err(key: str, problem: str, expected: str) -> BundleError:
-        return BundleError(f"{file}: array '{key}': {problem}; expected {expected}; {_FIX_REFERENCE}")
+        return BundleError(f"{file}: array {shown(key)}: {problem}; expected {expected}; {_FIX_REFERENCE}")
 
     for key in ("input_codes", "labels"):
-        if key not in arrays:
+        if key not in npz.names:
             raise err(key, "missing", "input_codes and labels (docs/export-format.md)")
+    for key in npz.names:  # every name is one the format defines, before any array is read
+        if key in ("input_codes", "labels", "device", "eval_predictions", "eval_labels"):
+            continue
+        prefix, _, tensor = key.partition("/")
+        if prefix not in ("codes", "float") or not tensor:
+            raise err(
+                key,
+                "unknown key",
+                "input_codes, labels, codes/<tensor>, float/<tensor>, eval_predictions, eval_labels, device",
+            )
+        tspec = bundle.tensors.get(tensor)
+        if tspec is None or tspec.kind != "codes":
+            raise err(key, f"{shown(tensor)} is not a codes tensor of graph.yaml", "a declared codes tensor")
+    arrays = {key: npz.array(key) for key in npz.names}
     spec = bundle.input_spec
     inp = arrays["input_codes"]
     if inp.ndim != 4 or tuple(inp.shape[1:]) != spec.shape or inp.shape[0] < 1:
@@ -777,6 +932,13 @@ def _reference(npz: _Arrays, bundle: Bundle) -> Reference:
     labels = arrays["labels"]
     if labels.dtype.kind not in "iu" or labels.shape != (n,):
         raise err("labels", f"{labels.dtype} of shape {list(labels.shape)}", f"integers of shape [{n}]")
+    classes = bundle.output_spec.shape[0]
+    outside = np.flatnonzero((labels < -1) | (labels >= classes))
+    if outside.size:
+        i = int(outside[0])
+        raise err(
+            "labels", f"label {int(labels[i])} at index {i}", f"-1 (unknown) or a class in 0..{classes - 1}"
+        )
     codes: dict[str, np.ndarray] = {}
     floats: dict[str, np.ndarray] = {}
     eval_pred = eval_labels = None
@@ -794,15 +956,7 @@ def _reference(npz: _Arrays, bundle: Bundle) -> Reference:
                 raise err(key, f"{arr.dtype} of shape {list(arr.shape)}", "a 1-d integer array")
             continue
         prefix, _, tensor = key.partition("/")
-        if prefix not in ("codes", "float") or not tensor:
-            raise err(
-                key,
-                "unknown key",
-                "input_codes, labels, codes/<tensor>, float/<tensor>, eval_predictions, eval_labels, device",
-            )
-        tspec = bundle.tensors.get(tensor)
-        if tspec is None or tspec.kind != "codes":
-            raise err(key, f"'{tensor}' is not a codes tensor of graph.yaml", "a declared codes tensor")
+        tspec = bundle.tensors[tensor]
         if tuple(arr.shape) != (n, *tspec.shape):
             raise err(key, f"shape {list(arr.shape)}", f"[{n}, {', '.join(map(str, tspec.shape))}]")
         if prefix == "codes":
@@ -827,9 +981,9 @@ def _reference(npz: _Arrays, bundle: Bundle) -> Reference:
                 f"shape {list(eval_labels.shape)}",
                 f"{list(eval_pred.shape)} like eval_predictions",
             )
-        classes = bundle.output_spec.shape[0]
-        if eval_pred.size and (int(eval_pred.min()) < 0 or int(eval_pred.max()) >= classes):
-            raise err("eval_predictions", "a class index out of range", f"classes in 0..{classes - 1}")
+        for key, arr in (("eval_predictions", eval_pred), ("eval_labels", eval_labels)):
+            if arr.size and (int(arr.min()) < 0 or int(arr.max()) >= classes):
+                raise err(key, "a class index out of range", f"classes in 0..{classes - 1}")
         eval_pred, eval_labels = eval_pred.astype(np.int64), eval_labels.astype(np.int64)
     return Reference(
         inp.astype(np.int64), labels.astype(np.int64), codes, floats, eval_pred, eval_labels, device
@@ -844,24 +998,18 @@ def _read_graph(directory: Path) -> tuple[str, Any]:
             f"{GRAPH_FILE} and {TENSORS_FILE}; pass the directory that qat export wrote"
         )
     try:
-        text = path.read_text(encoding="utf-8")
+        return str(path), read_yaml(path)
     except FileNotFoundError:
         raise BundleError(
             f"{path}: missing; expected the graph of the bundle (docs/export-format.md); "
             "pass the directory that qat export wrote"
         ) from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise BundleError(f"{path}: unreadable ({err}); expected UTF-8 YAML; re-export the bundle") from None
-    try:
-        return str(path), yaml.safe_load(text)
-    except yaml.YAMLError as err:
+    except OSError as err:
         raise BundleError(
-            f"{path}: not valid YAML ({str(err).splitlines()[0]}); expected a YAML mapping; {_FIX_GRAPH}"
+            f"{path}: unreadable ({err.strerror}); expected UTF-8 YAML; re-export the bundle"
         ) from None
-    except (ValueError, TypeError, OverflowError, RecursionError) as err:  # e.g. a malformed timestamp
-        raise BundleError(
-            f"{path}: YAML value that cannot be read ({err}); expected a YAML mapping; {_FIX_GRAPH}"
-        ) from None
+    except YamlError as err:
+        raise BundleError(f"{err}; expected a YAML mapping; {_FIX_GRAPH}") from None
 
 
 def load_bundle(path: str | os.PathLike[str]) -> Bundle:
@@ -869,11 +1017,12 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
     directory = Path(path)
     gfile, graph = _read_graph(directory)
     _mapping(graph, _Where(gfile), None, "the top level of graph.yaml: format_version, tensors, nodes, ...")
-    arrays = _Arrays.read(directory / TENSORS_FILE, _FIX_TENSORS)
-    bundle = _Loader(gfile, graph, arrays).load(directory)
+    with _Arrays.open(directory / TENSORS_FILE, _FIX_TENSORS) as arrays:
+        bundle = _Loader(gfile, graph, arrays).load(directory)
     ref_path = directory / REFERENCE_FILE
     if ref_path.exists():
-        bundle = replace(bundle, reference=_reference(_Arrays.read(ref_path, _FIX_REFERENCE), bundle))
+        with _Arrays.open(ref_path, _FIX_REFERENCE) as ref:
+            bundle = replace(bundle, reference=_reference(ref, bundle))
     return bundle
 
 
@@ -889,9 +1038,9 @@ def validate_bundle(
     were on disk at ``label``; the returned :class:`Bundle` has no path.
     """
     base = Path(label)
-    tensors = _Arrays(arrays, str(base / TENSORS_FILE), _FIX_TENSORS)
+    tensors = _Arrays.memory(arrays, str(base / TENSORS_FILE), _FIX_TENSORS)
     bundle = _Loader(str(base / GRAPH_FILE), graph, tensors).load(None)
     if reference is not None:
-        ref = _reference(_Arrays(reference, str(base / REFERENCE_FILE), _FIX_REFERENCE), bundle)
+        ref = _reference(_Arrays.memory(reference, str(base / REFERENCE_FILE), _FIX_REFERENCE), bundle)
         bundle = replace(bundle, reference=ref)
     return bundle

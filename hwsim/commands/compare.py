@@ -13,6 +13,7 @@ from hwsim.bundle import load_bundle
 from hwsim.commands import add_emulator_arguments
 from hwsim.compare import compare_bundle
 from hwsim.emulator import EmulatorConfig
+from hwsim.output import REPORT, add_output_arguments, claim
 from hwsim.report import fmt_value, write_report
 
 HELP = "compare the emulator with the PyTorch reference per layer and write a report"
@@ -20,9 +21,7 @@ HELP = "compare the emulator with the PyTorch reference per layer and write a re
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bundle", type=Path, help="bundle directory written by qat export")
-    parser.add_argument(
-        "--report", type=Path, required=True, metavar="DIR", help="directory for the report files"
-    )
+    add_output_arguments(parser, REPORT, "directory for the report files", flag="--report")
     parser.add_argument(
         "--data",
         type=Path,
@@ -34,13 +33,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    bundle = load_bundle(args.bundle)
-    config = EmulatorConfig(acc_bits=args.acc_bits, overflow=args.overflow)
     data = args.data
     if data is None and os.environ.get("CIFAR10_DIR"):
         data = Path(os.environ["CIFAR10_DIR"])
+    out = claim(args.report, REPORT, flag="--report", force=args.force, inputs=(args.bundle, data))
+    bundle = load_bundle(args.bundle)
+    config = EmulatorConfig(acc_bits=args.acc_bits, overflow=args.overflow)
     result = compare_bundle(bundle, config, data, batch_size=args.batch_size, progress=args.progress)
-    written = write_report(result.report, args.report)
+    written = write_report(result.report, out)
     cols = ("name", "type", "overflow_count", "peak_acc_abs", "mismatch_rate", "max_abs_err_lsb", "sqnr_db")
     table = [[c for c in cols]] + [[fmt_value(r.get(c)) for c in cols] for r in result.report.rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(cols))]

@@ -11,20 +11,17 @@ import argparse
 import os
 from pathlib import Path
 
-from hwsim.demo import ACC_WIDTHS, PRECISION_SCOPES, PRECISION_WIDTHS, DemoConfig, run_demo
+from hwsim.demo import ACC_WIDTHS, DEMO, PRECISION_SCOPES, PRECISION_WIDTHS, DemoConfig, run_demo
+from hwsim.flags import finite_float, jobs_int, positive_int
 from hwsim.hwconfig import load_hw_config
+from hwsim.output import add_output_arguments
 from hwsim.sweep import default_jobs, parse_range
 
 HELP = "run the whole flow on the bundled quantized ResNet20s and write one report per model plus an index"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=Path("reports/demo"),
-        help="report directory, replaced as a whole (default reports/demo)",
-    )
+    add_output_arguments(parser, DEMO, "report directory", default=Path("reports/demo"))
     parser.add_argument(
         "--models", nargs="+", default=None, metavar="NAME", help="only these bundled models (default: all)"
     )
@@ -37,7 +34,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "without either the demo runs on the bundles' reference images)",
     )
     parser.add_argument(
-        "--test-images", type=int, default=None, metavar="N", help="with --data: only the first N test images"
+        "--test-images",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="with --data: only the first N test images",
     )
     parser.add_argument(
         "--bundles",
@@ -58,13 +59,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--sim-images",
-        type=int,
+        type=positive_int,
         default=1,
         metavar="N",
         help="images whose every fold the array model executes and checks against the emulator (default 1)",
     )
     parser.add_argument(
-        "--sweep-images", type=int, default=16, metavar="N", help="images per sweep point (default 16)"
+        "--sweep-images",
+        type=positive_int,
+        default=16,
+        metavar="N",
+        help="images per sweep point (default 16)",
     )
     parser.add_argument(
         "--acc-widths",
@@ -84,13 +89,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--threshold",
-        type=float,
+        type=finite_float(0.0, 1.0),
         default=0.99,
         help="top-1 agreement a width must keep to count as safe (default 0.99)",
     )
     parser.add_argument(
         "--jobs",
-        type=int,
+        type=jobs_int,
         default=None,
         help=f"worker processes (default: every core, here {default_jobs()})",
     )
@@ -115,13 +120,14 @@ def run(args: argparse.Namespace) -> int:
         **({"hw": tuple(load_hw_config(p) for p in args.hw)} if args.hw else {}),
         sim_images=args.sim_images,
         sweep_images=args.sweep_images,
-        acc_widths=tuple(parse_range(args.acc_widths)),
-        precision_widths=tuple(parse_range(args.precision_widths)),
+        acc_widths=tuple(parse_range(args.acc_widths, "acc_bits")),
+        precision_widths=tuple(parse_range(args.precision_widths, "w_bits")),
         precision_scope=args.precision_sweep,
         threshold=args.threshold,
         jobs=default_jobs() if args.jobs is None else args.jobs,
         progress=not args.no_progress,
         markdown_only=args.markdown_only,
+        force=args.force,
     )
     result = run_demo(config)
     for s in result.summaries:

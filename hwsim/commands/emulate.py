@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import argparse
 import io
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from hwsim.atomic import write_atomic
 from hwsim.bundle import load_bundle, quantize_images
 from hwsim.commands import add_emulator_arguments
 from hwsim.compare import top1
 from hwsim.emulator import EmulatorConfig, emulate
 from hwsim.errors import UserError
+from hwsim.flags import positive_int
+from hwsim.output import Output, add_output_arguments, claim, publish_file, register_kind
 from hwsim.report import fmt_value
 
 HELP = "run a bundle bit-accurately and print per-layer overflow counts, peak |acc| and top-1"
@@ -25,7 +27,7 @@ HELP = "run a bundle bit-accurately and print per-layer overflow counts, peak |a
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bundle", type=Path, help="bundle directory written by qat export")
     parser.add_argument(
-        "--images", type=int, default=None, metavar="N", help="emulate only the first N images"
+        "--images", type=positive_int, default=None, metavar="N", help="emulate only the first N images"
     )
     parser.add_argument(
         "--data",
@@ -34,23 +36,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="CIFAR-10 batches directory: emulate its test split instead of the reference inputs",
     )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=None,
+    add_output_arguments(
+        parser,
+        EMULATION,
+        "save every tensor's codes, the logits and the predictions",
         metavar="FILE.npz",
-        help="save every tensor's codes, the logits and the predictions",
+        required=False,
     )
     add_emulator_arguments(parser)
 
 
-def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+ARRAYS = ("logits.npy", "predictions.npy", "labels.npy")
+
+
+def _looks_like_emulation(path: Path) -> bool:
+    """An .npz that ``hwsim emulate --out`` wrote: the logits, predictions, labels and tensors/*."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = set(z.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+    return set(ARRAYS) <= names and all(n in ARRAYS or n.startswith("tensors/") for n in names)
+
+
+EMULATION = register_kind("emulation arrays", directory=False, recognize=_looks_like_emulation)
+
+
+def _write_npz(out: Output, arrays: dict[str, np.ndarray]) -> None:
     buf = io.BytesIO()
     np.savez(buf, **arrays)
-    write_atomic(path, buf.getvalue())
+    publish_file(out, EMULATION, buf.getvalue())
 
 
 def run(args: argparse.Namespace) -> int:
+    npz = None
+    if args.out is not None:
+        npz = claim(args.out, EMULATION, force=args.force, inputs=(args.bundle, args.data))
     bundle = load_bundle(args.bundle)
     config = EmulatorConfig(acc_bits=args.acc_bits, overflow=args.overflow)
     if args.images is not None and args.images < 1:
@@ -117,9 +138,9 @@ def run(args: argparse.Namespace) -> int:
     for name, other in (("reference predictions", ref_pred), ("eval_predictions", eval_pred)):
         if other is not None:
             print(f"agreement with the {name}: {fmt_value(float(np.mean(result.predictions == other)))}")
-    if args.out is not None:
+    if npz is not None:
         arrays = {f"tensors/{k}": v for k, v in result.tensors.items()}
         arrays.update({"logits": result.logits, "predictions": result.predictions, "labels": labels})
-        _write_npz(args.out, arrays)
+        _write_npz(npz, arrays)
         print(f"wrote {args.out}")
     return 0

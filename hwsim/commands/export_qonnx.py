@@ -13,23 +13,32 @@ from pathlib import Path
 
 from hwsim.bundle import load_bundle
 from hwsim.errors import UserError
+from hwsim.flags import batch_int, positive_int
 from hwsim.interop.qonnx_export import (
     INPUT_KINDS,
-    PRODUCER,
+    QONNX_MODEL,
     ExportError,
     compare_with_emulator,
     export_qonnx,
     save_model,
 )
+from hwsim.output import add_output_arguments, claim
 
 HELP = "write a bundle as a QONNX model (Quant/BipolarQuant ops) that computes the bundle's integer codes"
 
 
+CHECK_IMAGES = 16  # reference images --check runs when --images is not given
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bundle", type=Path, help="bundle directory (written by qat export or an importer)")
-    parser.add_argument("--out", type=Path, required=True, metavar="MODEL.onnx", help="the model to write")
+    add_output_arguments(parser, QONNX_MODEL, "the model to write", metavar="MODEL.onnx")
     parser.add_argument(
-        "--batch", type=int, default=1, metavar="N", help="images per run of the model (a fixed batch axis)"
+        "--batch",
+        type=batch_int,
+        default=1,
+        metavar="N",
+        help="images per run of the model (a fixed batch axis)",
     )
     parser.add_argument(
         "--input",
@@ -49,52 +58,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="run the model with qonnx on the reference inputs; compare each node's codes to the emulator",
     )
     parser.add_argument(
-        "--images", type=int, default=16, metavar="N", help="reference images for --check (default 16)"
+        "--images",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help=f"reference images for --check (default {CHECK_IMAGES}, or all of the reference if fewer)",
     )
-    parser.add_argument(
-        "--force", action="store_true", help="overwrite --out even if it is not a model this command wrote"
-    )
-
-
-def _check_out(path: Path, force: bool) -> None:
-    """Refuse a directory, and a file that is not a model this command wrote (unless ``force``)."""
-    if path.is_dir():
-        raise UserError(f"--out {path}: is a directory; expected a file name such as {path / 'model.onnx'}")
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise UserError(f"--out {path}: {parent} is a file, not a directory; pick a path in a directory")
-    if not path.exists() or force:
-        return
-    try:
-        import onnx
-
-        producer = onnx.load(str(path), load_external_data=False).producer_name
-    except Exception:  # not an ONNX file at all
-        producer = None
-    if producer != PRODUCER:
-        raise UserError(
-            f"--out {path}: exists and is not a model written by {PRODUCER}; "
-            "remove it, pick another name, or pass --force"
-        )
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.batch < 1:
-        raise UserError(f"--batch {args.batch}: expected a positive number of images")
-    if args.images < 1:
-        raise UserError(f"--images {args.images}: expected a positive number of images")
-    _check_out(args.out, args.force)
+    out = claim(args.out, QONNX_MODEL, force=args.force, inputs=(args.bundle,))
     bundle = load_bundle(args.bundle)
+    held = bundle.reference.images if bundle.reference is not None else None
+    if args.check and args.images is not None and held is not None and args.images > held:
+        raise UserError(
+            f"--images {args.images}: the bundle's reference holds {held} inputs; "
+            f"pass --images {held} or less"
+        )
     dtype = "float32" if args.float32 else "auto"
     export = export_qonnx(bundle, batch=args.batch, dtype=dtype, input_kind=args.input)
-    try:
-        save_model(export, args.out)
-    except OSError as err:
-        raise UserError(
-            f"--out {args.out}: cannot write it ({err.strerror or err}); pick a writable path"
-        ) from None
+    save_model(export, out)
     exact = sum(e.exact for e in export.exactness)
     print(
         f"wrote {args.out}: {len(export.model.graph.node)} ONNX nodes for {len(bundle.nodes)} bundle nodes, "
@@ -111,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         ref = bundle.reference
         if ref is None:
             raise ExportError(f"{args.bundle}: --check needs reference.npz (its input codes); drop --check")
-        codes = ref.input_codes[: args.images]
+        codes = ref.input_codes[: min(CHECK_IMAGES, ref.images) if args.images is None else args.images]
         rows = compare_with_emulator(bundle, codes, dtype=dtype)
         print(f"qonnx execute_onnx vs hwsim emulate on {codes.shape[0]} reference images:")
         width = max(len(r.tensor) for r in rows)

@@ -7,26 +7,33 @@ Needs the optional packages of ``pip install -e .[onnx]`` (onnx, qonnx, onnxrunt
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
+from hwsim.bundle import BUNDLE
 from hwsim.bundle.lowering import DEFAULT_MULT_BITS
 from hwsim.errors import UserError
+from hwsim.flags import batch_int, mult_bits_int, positive_int
+from hwsim.output import add_output_arguments, claim
 
 HELP = "import a QONNX model (e.g. from Brevitas) as an integer bundle, with qonnx's execution as reference"
 
 
 def _floats(text: str) -> list[float]:
     try:
-        return [float(v) for v in text.replace(",", " ").split()]
+        values = [float(v) for v in text.replace(",", " ").split()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected numbers, e.g. 0.4914,0.4822,0.4465") from None
+        values = [math.nan]
+    if not values or not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r:.40}: expected finite numbers, e.g. 0.4914,0.4822,0.4465")
+    return values
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "model", type=Path, help="QONNX model file (.onnx), e.g. from brevitas.export.export_qonnx"
     )
-    parser.add_argument("--out", type=Path, required=True, metavar="BUNDLE", help="bundle directory to write")
+    add_output_arguments(parser, BUNDLE, "bundle directory to write", metavar="BUNDLE")
     parser.add_argument(
         "--data",
         type=Path,
@@ -36,7 +43,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "on all of it (default: synthetic images)",
     )
     parser.add_argument(
-        "--images", type=int, default=8, metavar="N", help="images in the reference batch (default 8)"
+        "--images",
+        type=positive_int,
+        default=8,
+        metavar="N",
+        help="images in the reference batch (default 8)",
     )
     parser.add_argument("--mean", type=_floats, default=None, help="input normalization mean per channel")
     parser.add_argument("--std", type=_floats, default=None, help="input normalization std per channel")
@@ -48,10 +59,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(FINN's MultiThreshold rounds ties up)",
     )
     parser.add_argument(
-        "--mult-bits", type=int, default=DEFAULT_MULT_BITS, metavar="B", help="multiplier width (default 32)"
+        "--mult-bits",
+        type=mult_bits_int,
+        default=DEFAULT_MULT_BITS,
+        metavar="B",
+        help="multiplier width (default 32)",
     )
     parser.add_argument(
-        "--batch-size", type=int, default=256, help="images per qonnx execution (default 256)"
+        "--batch-size", type=batch_int, default=256, help="images per qonnx execution (default 256)"
     )
     parser.add_argument(
         "--no-eval", action="store_true", help="with --data: skip qonnx's top-1 on the whole test split"
@@ -62,13 +77,14 @@ def run(args: argparse.Namespace) -> int:
     from hwsim.interop import IMPORTERS
 
     data = args.data
+    out = claim(args.out, BUNDLE, force=args.force, inputs=(args.model, data))
     if data is not None and not (Path(data) / "test_batch").is_file():
         raise UserError(
             f"--data {data}: no CIFAR-10 test_batch there; expected a CIFAR-10 python batches directory"
         )
     report = IMPORTERS["qonnx"](
         args.model,
-        args.out,
+        out,
         data=data,
         images=args.images,
         mean=args.mean,

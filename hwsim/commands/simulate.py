@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import math
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +24,26 @@ from hwsim.bundle import Bundle, load_bundle
 from hwsim.compare import compare_bundle
 from hwsim.emulator import EmulatorConfig
 from hwsim.errors import UserError
+from hwsim.flags import batch_int, check_int, positive_int
 from hwsim.hwconfig import HardwareConfig, load_hw_config
-from hwsim.report import PlotFn, Report, Row, write_report
+from hwsim.output import (
+    DESIGN_SPACE_REPORT,
+    REPORT,
+    Output,
+    add_output_arguments,
+    claim,
+    publish_directory,
+    safe_name,
+)
+from hwsim.report import PlotFn, Report, Row, write_report, write_report_files
 from hwsim.simulate import Simulation, simulate_bundle
 
 HELP = "simulate a bundle on a MAC array: cycles, memory, overflow and errors per layer"
 
 COMPARE_FIELDS = ("mismatch_rate", "max_abs_err_lsb", "sqnr_db", "exact_match_rate", "mean_abs_err_lsb")
 GRID_KEYS = ("rows", "cols", "dataflow", "acc_bits", "overflow", "timing")
+MAX_GRID = 1024  # hardware configurations one --grid may expand to
+DEFAULT_IMAGES = 8  # inputs of the value statistics when --images is not given
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,12 +65,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--images",
-        type=int,
-        default=8,
-        help="inputs that feed the value, overflow and error statistics (default 8)",
+        type=positive_int,
+        default=None,
+        help=f"inputs that feed the value, overflow and error statistics (default {DEFAULT_IMAGES}, or "
+        "all of the reference if it holds fewer)",
     )
     parser.add_argument(
-        "--batch", type=int, default=1, help="images per inference for cycles and latency (default 1)"
+        "--batch",
+        type=batch_int,
+        default=1,
+        help="images per inference for cycles and latency (default 1)",
     )
     parser.add_argument(
         "--data",
@@ -64,7 +82,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="CIFAR-10 directory: take the inputs from its test split instead of the bundle's reference",
     )
-    parser.add_argument("--report", type=Path, required=True, help="report directory (e.g. reports/sim16)")
+    add_output_arguments(
+        parser,
+        REPORT,
+        "report directory (e.g. reports/sim16); with several configurations a design-space report",
+        flag="--report",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -85,6 +108,12 @@ def parse_grid(items: Sequence[str]) -> list[dict[str, Any]]:
             else:
                 parsed.append(v)
         axes.append((key, parsed))
+    count = math.prod(len(v) for _, v in axes)
+    if count > MAX_GRID:
+        raise UserError(
+            f"--grid: {count} combinations; at most {MAX_GRID} configurations are simulated in one "
+            "call; split the grid"
+        )
     return [
         dict(zip([k for k, _ in axes], combo, strict=True))
         for combo in itertools.product(*[v for _, v in axes])
@@ -102,27 +131,37 @@ def hardware_list(paths: Sequence[Path], grid: Sequence[str]) -> list[HardwareCo
     return configs
 
 
-def select_inputs(bundle: Bundle, images: int, data: Path | None) -> tuple[np.ndarray, np.ndarray | None]:
-    """The first ``images`` inputs (codes) and their labels: from ``data``'s test split or the reference."""
-    if images < 1:
-        raise UserError(f"--images {images}: expected at least 1")
+def select_inputs(
+    bundle: Bundle, images: int | None, data: Path | None, default: int = 8
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The first ``images`` inputs (codes) and their labels: from ``data``'s test split or the reference.
+
+    ``images`` None takes ``default`` or all there are if fewer; more than there are is an error.
+    """
+    if images is not None:
+        check_int("--images", images, 1)
     if data is not None:
         from hwsim.bundle import quantize_images
         from hwsim.cifar10 import load_cifar10
 
         pixels, labels = load_cifar10(data, "test")
-        if images > pixels.shape[0]:
-            raise UserError(f"--images {images}: {data} holds only {pixels.shape[0]} test images")
-        return quantize_images(pixels[:images], bundle), labels[:images]
+        count = min(default, pixels.shape[0]) if images is None else images
+        if count > pixels.shape[0]:
+            raise UserError(
+                f"--images {count}: {data} holds only {pixels.shape[0]} test images; "
+                f"pass --images {pixels.shape[0]} or less"
+            )
+        return quantize_images(pixels[:count], bundle), labels[:count]
     ref = bundle.reference
     if ref is None:
         raise UserError(f"{bundle.path}: no reference.npz to take inputs from; pass --data CIFAR10_DIR")
-    if images > ref.images:
+    count = min(default, ref.images) if images is None else images
+    if count > ref.images:
         raise UserError(
-            f"--images {images}: the bundle's reference holds {ref.images} inputs; "
-            "pass --images <= that, or --data CIFAR10_DIR for more"
+            f"--images {count}: the bundle's reference holds {ref.images} inputs; "
+            f"pass --images {ref.images} or less, or --data CIFAR10_DIR for more"
         )
-    return ref.input_codes[:images], ref.labels[:images]
+    return ref.input_codes[:count], ref.labels[:count]
 
 
 def merge_comparison(sim: Simulation, bundle: Bundle) -> list[str]:
@@ -160,7 +199,11 @@ def _plots(sim: Simulation) -> dict[str, PlotFn]:
     }
 
 
-def write_simulation(sim: Simulation, bundle: Bundle, directory: Path, notes: list[str]) -> None:
+def write_simulation(
+    sim: Simulation, bundle: Bundle, directory: Path | Output, notes: list[str], whole: bool = True
+) -> None:
+    """The report of one simulation: published as ``directory`` whole, or (``whole`` False) written
+    into ``directory``, a sub-report inside a design-space report being published."""
     hw = sim.hw
     meta = {
         "bundle": str(bundle.path),
@@ -196,61 +239,91 @@ def write_simulation(sim: Simulation, bundle: Bundle, directory: Path, notes: li
             f"layers that overflow at {hw.pe.acc_bits} bits: {', '.join(sim.totals['overflowing_layers'])}"
         )
     title = f"hwsim simulate: {bundle.meta.model} on {hw.label}"
-    write_report(Report(title, meta, sim.rows, sim.totals, notes), directory, _plots(sim))
+    writer = write_report if whole else write_report_files
+    writer(Report(title, meta, sim.rows, sim.totals, notes), directory, _plots(sim))
 
 
 def run(args: argparse.Namespace) -> int:
     if args.batch < 1:
         raise UserError(f"--batch {args.batch}: expected at least 1")
-    bundle = load_bundle(args.bundle)
     configs = hardware_list(args.hw, args.grid)
-    codes, _labels = select_inputs(bundle, args.images, args.data)
+    several = len(configs) > 1
+    out = claim(
+        args.report,
+        DESIGN_SPACE_REPORT if several else REPORT,
+        flag="--report",
+        force=args.force,
+        inputs=(args.bundle, *args.hw, args.data),
+    )
+    names = [
+        safe_name(hw.label, "--hw: a hardware name (its YAML's field 'name', or the file's stem)")
+        for hw in configs
+    ]
+    bundle = load_bundle(args.bundle)
+    codes, _labels = select_inputs(bundle, args.images, args.data, DEFAULT_IMAGES)
     progress = not args.no_progress
-    summaries: list[Row] = []
-    for hw in configs:
-        sim = simulate_bundle(bundle, hw, codes, batch=args.batch, progress=progress)
-        notes = merge_comparison(sim, bundle)
-        directory = args.report if len(configs) == 1 else args.report / hw.label
-        write_simulation(sim, bundle, directory, notes)
-        t = sim.totals
-        summaries.append(
-            {
-                "name": hw.label,
-                "hw": hw.label,
-                "rows": hw.array.rows,
-                "cols": hw.array.cols,
-                "dataflow": hw.array.dataflow,
-                "acc_bits": hw.pe.acc_bits,
-                "timing": hw.timing,
-                "cycles": t["cycles"],
-                "latency_us": t["latency_us"],
-                "utilization": t["utilization"],
-                "stall_cycles": t["stall_cycles"],
-                "overflow_count": t["overflow_count"],
-                "memory_bound_layers": len(t["memory_bound_layers"]),
-                "report": str(directory),
-            }
-        )
-        print(
-            f"{hw.label}: {t['cycles']} cycles, {t['latency_us']:.1f} us per inference, "
-            f"utilization {100 * t['utilization']:.1f} %, overflowing layers: {len(t['overflowing_layers'])} "
-            f"-> {directory / 'report.html'}"
-        )
-    if len(configs) > 1:
-        best = min(summaries, key=lambda s: s["latency_us"])
-        write_report(
-            Report(
-                f"hwsim simulate: {bundle.meta.model}, design space",
-                {"bundle": str(bundle.path), "batch": args.batch},
-                summaries,
-                {
-                    "configurations": len(summaries),
-                    "fastest": best["hw"],
-                    "fastest_latency_us": best["latency_us"],
-                },
-            ),
-            args.report,
-            {"design_space.png": lambda rows, path, title: plots.plot_design_space(rows, path, title)},
-        )
+    with ExitStack() as stack:
+        # several configurations: one design-space report, its sub-reports included, published whole
+        staged = stack.enter_context(publish_directory(out, DESIGN_SPACE_REPORT)) if several else None
+        summaries = [
+            _simulate_one(args, bundle, hw, codes, out if staged is None else staged / name, progress, name)
+            for hw, name in zip(configs, names, strict=True)
+        ]
+        if staged is not None:
+            best = min(summaries, key=lambda s: s["latency_us"])
+            write_report_files(
+                Report(
+                    f"hwsim simulate: {bundle.meta.model}, design space",
+                    {"bundle": str(bundle.path), "batch": args.batch},
+                    summaries,
+                    {
+                        "configurations": len(summaries),
+                        "fastest": best["hw"],
+                        "fastest_latency_us": best["latency_us"],
+                    },
+                ),
+                staged,
+                {"design_space.png": lambda rows, path, title: plots.plot_design_space(rows, path, title)},
+            )
+    if several:
         print(f"design space ({len(summaries)} configurations) -> {args.report / 'report.html'}")
     return 0
+
+
+def _simulate_one(
+    args: argparse.Namespace,
+    bundle: Bundle,
+    hw: HardwareConfig,
+    codes: np.ndarray,
+    directory: Path | Output,
+    progress: bool,
+    name: str,
+) -> Row:
+    """Simulate ``hw``, write its report to ``directory`` and return its design-space row."""
+    sim = simulate_bundle(bundle, hw, codes, batch=args.batch, progress=progress)
+    notes = merge_comparison(sim, bundle)
+    whole = isinstance(directory, Output)
+    shown = args.report if whole else args.report / name
+    write_simulation(sim, bundle, directory, notes, whole=whole)
+    t = sim.totals
+    print(
+        f"{hw.label}: {t['cycles']} cycles, {t['latency_us']:.1f} us per inference, "
+        f"utilization {100 * t['utilization']:.1f} %, overflowing layers: {len(t['overflowing_layers'])} "
+        f"-> {shown / 'report.html'}"
+    )
+    return {
+        "name": hw.label,
+        "hw": hw.label,
+        "rows": hw.array.rows,
+        "cols": hw.array.cols,
+        "dataflow": hw.array.dataflow,
+        "acc_bits": hw.pe.acc_bits,
+        "timing": hw.timing,
+        "cycles": t["cycles"],
+        "latency_us": t["latency_us"],
+        "utilization": t["utilization"],
+        "stall_cycles": t["stall_cycles"],
+        "overflow_count": t["overflow_count"],
+        "memory_bound_layers": len(t["memory_bound_layers"]),
+        "report": str(shown),
+    }

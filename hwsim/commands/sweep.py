@@ -21,9 +21,20 @@ from hwsim.bundle import Bundle, load_bundle
 from hwsim.commands.simulate import select_inputs
 from hwsim.errors import UserError
 from hwsim.fixed import OVERFLOW_MODES
+from hwsim.flags import finite_float, jobs_int, positive_int
+from hwsim.output import REPORT, add_output_arguments, claim
 from hwsim.report import Report, Row, fmt_value, write_report
-from hwsim.sweep import DEFAULT_RANGES, WHATS, SweepResult, default_jobs, parse_range, sweep_bundle
+from hwsim.sweep import (
+    DEFAULT_RANGES,
+    WHATS,
+    WIDTH_LIMITS,
+    SweepResult,
+    default_jobs,
+    parse_range,
+    sweep_bundle,
+)
 
+DEFAULT_IMAGES = 64  # inputs per point when --images is not given (at most what there are)
 HELP = (
     "bit-width sensitivity: re-quantize one layer at a time (w_bits, a_bits or acc_bits) and measure the loss"
 )
@@ -36,9 +47,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--range",
         dest="widths",
         default=None,
-        help="widths, LO..HI or a list (default 2..8; acc_bits: 8..24)",
+        help="widths, LO..HI or a list (default 2..8; acc_bits: 8..24); legal: "
+        + ", ".join(f"{w} {lo}..{hi}" for w, (lo, hi) in WIDTH_LIMITS.items()),
     )
-    parser.add_argument("--images", type=int, default=64, help="inputs evaluated per point (default 64)")
+    parser.add_argument(
+        "--images",
+        type=positive_int,
+        default=None,
+        help=f"inputs evaluated per point (default {DEFAULT_IMAGES}, or all of the reference if it holds "
+        "fewer; more than there are is an error)",
+    )
     parser.add_argument(
         "--data",
         type=Path,
@@ -47,7 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--threshold",
-        type=float,
+        type=finite_float(0.0, 1.0),
         default=0.99,
         help="top-1 agreement a width must keep to count as safe (default 0.99)",
     )
@@ -60,11 +78,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--jobs",
-        type=int,
+        type=jobs_int,
         default=None,
         help=f"worker processes sharing the points (default: every core, here {default_jobs()})",
     )
-    parser.add_argument("--report", type=Path, required=True, help="report directory")
+    add_output_arguments(parser, REPORT, "report directory", flag="--report")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -117,10 +135,11 @@ def _points_csv(result: SweepResult) -> str:
 def run(args: argparse.Namespace) -> int:
     if not 0 <= args.threshold <= 1:
         raise UserError(f"--threshold {args.threshold}: expected a fraction in [0, 1]")
+    out = claim(args.report, REPORT, flag="--report", force=args.force, inputs=(args.bundle, args.data))
     bundle = load_bundle(args.bundle)
     lo, hi = DEFAULT_RANGES[args.what]
-    widths = parse_range(args.widths or f"{lo}..{hi}")
-    codes, labels = select_inputs(bundle, args.images, args.data)
+    widths = parse_range(args.widths or f"{lo}..{hi}", args.what)
+    codes, labels = select_inputs(bundle, args.images, args.data, DEFAULT_IMAGES)
     reference = None
     if bundle.reference is not None and args.data is None and bundle.meta.output in bundle.reference.codes:
         reference = np.argmax(bundle.reference.codes[bundle.meta.output][: codes.shape[0]], axis=1)
@@ -205,7 +224,7 @@ def run(args: argparse.Namespace) -> int:
     title = f"hwsim sweep {what}: {bundle.meta.model}"
     write_report(
         Report(title, meta, layer_rows(result, bundle), totals, notes),
-        args.report,
+        out,
         figures,
         extra_files={"sweep.csv": _points_csv(result)},
     )

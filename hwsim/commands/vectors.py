@@ -9,6 +9,7 @@ node: its accumulators in, its codes out) runs against RTL through ``python -m r
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +18,19 @@ from hwsim.bundle import Bundle, Conv2dNode, LinearNode, RequantNode, load_bundl
 from hwsim.emulator import EmulatorConfig, emulate
 from hwsim.errors import UserError
 from hwsim.fixed import IntFormat
+from hwsim.flags import non_negative_int, seed_int
 from hwsim.gemm import im2col, weight_matrix
 from hwsim.hwconfig import HardwareConfig, load_hw_config
-from hwsim.vectors import make_requant_vector_set, make_vector_set, write_requant_vectors, write_vectors
+from hwsim.output import VECTORS, add_output_arguments, claim
+from hwsim.vectors import (
+    MAX_PE_CYCLES,
+    NOTE_PE_CYCLES,
+    array_model_steps,
+    make_requant_vector_set,
+    make_vector_set,
+    write_requant_vectors,
+    write_vectors,
+)
 
 HELP = (
     "write a layer's GEMM (stimulus, expected outputs, cycles) or a requantizer (inputs, expected "
@@ -42,20 +53,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="HW.yaml",
         help="hardware description (ws; its accumulator width and overflow also feed a requant node)",
     )
+    add_output_arguments(parser, VECTORS, "directory to write")
     parser.add_argument(
-        "--out", type=Path, required=True, metavar="DIR", help="directory to write (replaced)"
-    )
-    parser.add_argument(
-        "--image", type=int, default=0, metavar="I", help="index of the reference.npz input image (default 0)"
+        "--image",
+        type=non_negative_int,
+        default=0,
+        metavar="I",
+        help="index of the reference.npz input image (default 0)",
     )
     parser.add_argument(
         "--seed",
-        type=int,
+        type=seed_int,
         default=0,
         help="seed of a random input image when the bundle has no reference.npz",
     )
     parser.add_argument(
-        "--group", type=int, default=0, metavar="G", help="group of a grouped conv (default 0)"
+        "--group", type=non_negative_int, default=0, metavar="G", help="group of a grouped conv (default 0)"
     )
 
 
@@ -75,6 +88,7 @@ def _image(bundle: Bundle, args: argparse.Namespace) -> np.ndarray:
 
 
 def run(args: argparse.Namespace) -> int:
+    args.out = claim(args.out, VECTORS, force=args.force, inputs=(args.bundle, args.hw))
     bundle = load_bundle(args.bundle)
     hw = load_hw_config(args.hw)
     names = [n.name for n in bundle.mac_nodes] + [n.name for n in bundle.nodes if isinstance(n, RequantNode)]
@@ -105,6 +119,13 @@ def run(args: argparse.Namespace) -> int:
         )
     in_fmt = bundle.tensors[node.input].fmt
     assert in_fmt is not None
+    cycles, steps = array_model_steps(a.shape[1], a.shape[2], w.shape[2], hw)
+    if NOTE_PE_CYCLES < steps <= MAX_PE_CYCLES:
+        print(
+            f"{node.name}: the register-level array model steps {hw.array.rows}x{hw.array.cols} PEs through "
+            f"{cycles} cycles ({steps:.1e} PE-cycles); this takes a while",
+            file=sys.stderr,
+        )
     vs = make_vector_set(
         a[args.group],
         w[args.group],

@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,6 +42,7 @@ from hwsim.bundle.schema import plain
 from hwsim.errors import UserError
 from hwsim.fixed import F32_EXACT, F64_EXACT, CodeFormat
 from hwsim.interop.qonnx_rounding import TO_QONNX
+from hwsim.output import Output, publish_file, register_kind
 
 QONNX_DOMAIN = "qonnx.custom_op.general"
 ONNX_OPSET = 11  # qonnx.util.basic.get_preferred_onnx_opset()
@@ -731,8 +734,20 @@ def compare_with_emulator(
     return rows
 
 
-def save_model(export: QonnxExport, path: Any) -> None:
-    """Write the model (``onnx.save``, atomically through hwsim.atomic)."""
-    from hwsim.atomic import write_atomic
+def _looks_like_model(path: Path) -> bool:
+    """A model that ``hwsim export-qonnx`` wrote: its producer name is :data:`PRODUCER`."""
+    try:
+        import onnx
 
-    write_atomic(path, export.model.SerializeToString())
+        return bool(onnx.load(str(path), load_external_data=False).producer_name == PRODUCER)
+    except Exception:  # not an ONNX file at all
+        return False
+
+
+QONNX_MODEL = register_kind("QONNX model", directory=False, recognize=_looks_like_model)
+"""The output kind of ``hwsim export-qonnx --out`` (hwsim.output)."""
+
+
+def save_model(export: QonnxExport, path: str | os.PathLike[str] | Output) -> Path:
+    """Write the model (its ONNX bytes) to ``path`` whole, as the output policy allows."""
+    return publish_file(path, QONNX_MODEL, export.model.SerializeToString())

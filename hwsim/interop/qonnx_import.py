@@ -35,6 +35,7 @@ from hwsim.bundle.lowering import DEFAULT_MULT_BITS, CodesValue, RequantTerm, ma
 from hwsim.errors import UserError
 from hwsim.fixed import CodeFormat, FormatError, bits_for_range
 from hwsim.interop.qonnx_rounding import FROM_QONNX, mode_of
+from hwsim.output import Output
 
 INSTALL_HINT = "pip install -e .[onnx]"
 INPUT_TENSOR = "input"
@@ -1402,7 +1403,7 @@ def _feed(
 
 def import_qonnx(
     model_path: str | Path,
-    out: str | Path,
+    out: str | Path | Output,
     *,
     data: str | Path | None = None,
     images: int = DEFAULT_IMAGES,

@@ -37,10 +37,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from hwsim.bundle import GRAPH_FILE
-from hwsim.errors import UserError
+from hwsim.errors import UserError, shown
+from hwsim.output import safe_name
+from hwsim.yaml_io import YamlError, read_yaml
 
 BUNDLES_DIR = Path(__file__).resolve().parent / "bundles"
 MANIFEST_FILE = "MANIFEST.yaml"
@@ -125,7 +125,7 @@ def _check_top1(where: str, top1: object) -> None:
         or not 0.0 <= top1 <= 1.0
     ):
         raise ManifestError(
-            f"{where}, field 'top1_pytorch': {top1!r}; expected a fraction in [0, 1] (0.91, not 91)"
+            f"{where}, field 'top1_pytorch': {shown(top1)}; expected a fraction in [0, 1] (0.91, not 91)"
         )
 
 
@@ -136,8 +136,8 @@ def _is_bundle(path: Path) -> bool:
 def _from_graph(name: str, path: Path) -> PretrainedModel:
     """What graph.yaml says of a bundle without a manifest entry (its quantization record)."""
     try:
-        graph = yaml.safe_load((path / GRAPH_FILE).read_text()) or {}
-    except (OSError, yaml.YAMLError):
+        graph = read_yaml(path / GRAPH_FILE) or {}
+    except (OSError, YamlError):
         graph = {}
     quant = graph.get("quantization") if isinstance(graph, dict) else None
     default = (quant or {}).get("config", {}).get("default", {}) if isinstance(quant, dict) else {}
@@ -164,7 +164,7 @@ def _check_fields(
     path: Path, where: str, entry: Any, required: tuple[str, ...], optional: tuple[str, ...]
 ) -> None:
     if not isinstance(entry, dict):
-        raise ManifestError(f"{path}: {where}: expected a mapping of fields, got {entry!r}")
+        raise ManifestError(f"{path}: {where}: expected a mapping of fields, got {shown(entry)}")
     missing = [k for k in required if k not in entry]
     unknown = sorted(set(entry) - set(required) - set(optional))
     if missing or unknown:
@@ -184,28 +184,31 @@ def _read_manifest(directory: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        doc = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ManifestError(f"{path}: not valid YAML ({err}); fix the file") from None
+        doc = read_yaml(path)
+    except OSError as err:
+        raise ManifestError(f"{path}: cannot read it ({err.strerror}); fix the file") from None
+    except YamlError as err:
+        raise ManifestError(f"{err}; fix the file") from None
     if not isinstance(doc, dict) or set(doc) - set(_TOP_LEVEL):
         raise ManifestError(
             f"{path}: expected a mapping with keys {', '.join(_TOP_LEVEL)} (float optional); got "
-            f"{sorted(doc) if isinstance(doc, dict) else type(doc).__name__}"
+            f"{shown(sorted(map(str, doc))) if isinstance(doc, dict) else type(doc).__name__}"
         )
     if doc.get("manifest_version") != MANIFEST_VERSION:
         raise ManifestError(
-            f"{path}: field 'manifest_version' is {doc.get('manifest_version')!r}; expected "
+            f"{path}: field 'manifest_version' is {shown(doc.get('manifest_version'))}; expected "
             f"{MANIFEST_VERSION}"
         )
     models = doc.get("models")
     if not isinstance(models, dict) or not models:
         raise ManifestError(f"{path}: field 'models' must map each bundle directory name to its record")
     for name, entry in models.items():
+        safe_name(name, f"{path}: field 'models', a bundle directory name")  # a path from data
         _check_fields(path, f"model '{name}'", entry, _REQUIRED, _OPTIONAL)
     primary = doc.get("primary")
     if primary is not None and primary not in models:
         raise ManifestError(
-            f"{path}: field 'primary' is {primary!r}, which is not a model of the manifest; "
+            f"{path}: field 'primary' is {shown(primary)}, which is not a model of the manifest; "
             f"models: {', '.join(models)}"
         )
     if "float" in doc:

@@ -30,13 +30,23 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from hwsim.atomic import replace_directory, staging_directory
 from hwsim.bundle import GRAPH_FILE, REFERENCE_FILE, TENSORS_FILE, Bundle, load_bundle
 from hwsim.errors import UserError
+from hwsim.output import claim, publish_directory, register_kind, safe_name
 from hwsim.pretrained import BUNDLES_DIR, MANIFEST_FILE
+from hwsim.yaml_io import read_yaml
 
 DEFAULT_REFERENCE_IMAGES = 32
 CHECKPOINT_FILE = "checkpoint.pt"
+
+
+def _looks_packed(path: Path) -> bool:
+    """A bundled model written before output markers: graph.yaml and only the files packed here."""
+    names = {p.name for p in path.iterdir()}
+    return GRAPH_FILE in names and names <= {GRAPH_FILE, TENSORS_FILE, REFERENCE_FILE, CHECKPOINT_FILE}
+
+
+PACKED = register_kind("bundled model", recognize=_looks_packed)
 
 
 def _npz_arrays(path: Path) -> dict[str, np.ndarray]:
@@ -73,7 +83,7 @@ def compact_reference(bundle: Bundle, raw: dict[str, np.ndarray], images: int) -
 
 
 def _graph_text(source: Path, images: int, checkpoint: bool) -> str:
-    graph = yaml.safe_load((source / GRAPH_FILE).read_text())
+    graph = read_yaml(source / GRAPH_FILE)
     if isinstance(graph.get("reference"), dict):
         graph["reference"]["images"] = images
     quant = graph.get("quantization")
@@ -123,8 +133,7 @@ def pack_bundle(
 ) -> Path:
     """Write ``directory/name/`` from the bundle ``source`` (see the module docstring); returns its path."""
     src = Path(source)
-    if not name or Path(name).name != name or name.startswith("."):
-        raise UserError(f"name {name!r}: expected a plain directory name such as dorefa_a4w4")
+    safe_name(name, "the bundled model's name")
     if reference_images < 1:
         raise UserError(f"--reference-images {reference_images}: expected at least 1")
     bundle = load_bundle(src)
@@ -136,9 +145,8 @@ def pack_bundle(
     ckpt = Path(checkpoint) if checkpoint is not None else None
     if ckpt is not None and not ckpt.is_file():
         raise UserError(f"--checkpoint {ckpt}: no such file; pass the best.pt or checkpoint.pt of qat train")
-    dest = Path(directory) / name
-    tmp = staging_directory(dest)
-    try:
+    dest = claim(Path(directory) / name, PACKED, inputs=(src, ckpt))
+    with publish_directory(dest, PACKED) as tmp:
         (tmp / GRAPH_FILE).write_text(_graph_text(src, images, ckpt is not None), encoding="utf-8")
         _savez_compressed(tmp / TENSORS_FILE, _npz_arrays(src / TENSORS_FILE))
         _savez_compressed(
@@ -147,11 +155,7 @@ def pack_bundle(
         if ckpt is not None:
             shutil.copyfile(ckpt, tmp / CHECKPOINT_FILE)
         _check_copy(bundle, load_bundle(tmp), images)
-        replace_directory(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return dest
+    return dest.path
 
 
 def manifest_stub(name: str, path: Path) -> str:

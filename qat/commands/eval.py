@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from hwsim.flags import batch_int, workers_int
 from qat.checkpoint import load_model
 from qat.data import add_data_arguments, make_loader, resolve_data
 from qat.train import evaluate, resolve_device
@@ -24,8 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--split", choices=("test", "train"), default="test", help="which split (default: test)"
     )
-    parser.add_argument("--batch-size", type=int, default=256, help="batch size (default: 256)")
-    parser.add_argument("--workers", type=int, default=0, help="data-loader worker processes (default: 0)")
+    parser.add_argument("--batch-size", type=batch_int, default=256, help="batch size (default: 256)")
+    parser.add_argument(
+        "--workers", type=workers_int, default=0, help="data-loader worker processes (default: 0)"
+    )
     add_data_arguments(parser)
 
 

@@ -15,10 +15,14 @@ import argparse
 
 import numpy as np
 
+from hwsim.bundle import BUNDLE
 from hwsim.errors import UserError
+from hwsim.flags import batch_int, int_in, mult_bits_int, positive_int
+from hwsim.output import add_output_arguments, claim
 from qat.checkpoint import load_model
 from qat.data import add_data_arguments, resolve_data
 from qat.export import DEFAULT_MULT_BITS, DEFAULT_REFERENCE_IMAGES, ReferenceSet, export_model
+from qat.quantizers import MAX_CODE_BITS
 from qat.train import resolve_device
 
 HELP = "export a checkpoint to an integer bundle (graph.yaml, tensors.npz, reference.npz) for hwsim"
@@ -26,18 +30,18 @@ HELP = "export a checkpoint to an integer bundle (graph.yaml, tensors.npz, refer
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", metavar="CKPT", help="checkpoint.pt or best.pt written by `qat train`")
-    parser.add_argument("--out", required=True, metavar="BUNDLE", help="bundle directory to write (replaced)")
+    add_output_arguments(parser, BUNDLE, "bundle directory to write", metavar="BUNDLE")
     parser.add_argument(
         "--reference-images",
-        type=int,
-        default=DEFAULT_REFERENCE_IMAGES,
+        type=positive_int,
+        default=None,
         metavar="N",
-        help="test images whose per-layer outputs go into reference.npz "
-        f"(default: {DEFAULT_REFERENCE_IMAGES})",
+        help="test images whose per-layer outputs go into reference.npz; more than the test split "
+        f"holds is an error (default: {DEFAULT_REFERENCE_IMAGES}, or the whole split if smaller)",
     )
     parser.add_argument(
         "--calibrate-float",
-        type=int,
+        type=int_in(2, MAX_CODE_BITS),
         default=None,
         metavar="N",
         help="quantize layers left in float (bits 32) to N bits: weights per channel from their max, "
@@ -45,27 +49,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--mult-bits",
-        type=int,
+        type=mult_bits_int,
         default=DEFAULT_MULT_BITS,
         metavar="B",
         help=f"width of every requantizer multiplier (default: {DEFAULT_MULT_BITS})",
     )
-    parser.add_argument("--batch-size", type=int, default=256, help="images per PyTorch batch (default: 256)")
+    parser.add_argument(
+        "--batch-size", type=batch_int, default=256, help="images per PyTorch batch (default: 256)"
+    )
     add_data_arguments(parser)
 
 
+def reference_count(requested: int | None, available: int, data: str) -> int:
+    """Images in the reference batch: ``--reference-images`` (at most what the test split holds),
+    by default :data:`DEFAULT_REFERENCE_IMAGES` or the whole split if it is smaller."""
+    if requested is None:
+        return min(DEFAULT_REFERENCE_IMAGES, available)
+    if requested > available:
+        raise UserError(
+            f"--reference-images {requested}: the test split of {data} holds only {available} images; "
+            f"pass --reference-images {available} or less, or more data"
+        )
+    return requested
+
+
 def run(args: argparse.Namespace) -> int:
-    if args.reference_images < 1:
-        raise UserError(f"--reference-images must be >= 1, got {args.reference_images}")
-    if args.batch_size < 1:
-        raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
     device = resolve_device(args.device)
     source = resolve_data(args)
+    out = claim(args.out, BUNDLE, force=args.force, inputs=(args.checkpoint, source.directory))
     model, meta = load_model(args.checkpoint, device)
     images, labels = source.load("test")
-    count = min(args.reference_images, len(labels))
-    if count < args.reference_images:
-        print(f"note: the test split has only {len(labels)} images; the reference batch uses all of them")
+    count = reference_count(args.reference_images, len(labels), source.describe())
     whole_set = source.kind == "cifar10"
     references = ReferenceSet(
         images=images[:count],
@@ -86,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     }
     report = export_model(
         model,
-        args.out,
+        out,
         references,
         device=device,
         model_name=meta["model"],

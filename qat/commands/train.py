@@ -19,8 +19,12 @@ from pathlib import Path
 import torch
 
 from hwsim.errors import UserError
+from hwsim.flags import batch_int, finite_float, int_in, seed_int, workers_int
+from hwsim.output import TRAINING_RUN, claim, prepare_directory
 from qat.checkpoint import (
+    check_resumable,
     load_matching_weights,
+    load_training_state,
     make_payload,
     model_from_payload,
     read_checkpoint,
@@ -30,6 +34,7 @@ from qat.config import QuantConfig, load_config
 from qat.data import Normalization, add_data_arguments, make_loader, resolve_data
 from qat.models import MODEL_NAMES, build_model
 from qat.train import (
+    MAX_EPOCHS,
     SCHEDULES,
     RunState,
     TrainConfig,
@@ -57,7 +62,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--init", metavar="CKPT", help="start from this checkpoint's weights (e.g. the float best.pt)"
     )
     parser.add_argument(
-        "--epochs", type=int, required=True, help="number of epochs (the total, also with --resume)"
+        "--epochs",
+        type=int_in(1, MAX_EPOCHS),
+        required=True,
+        help="number of epochs (the total, also with --resume)",
     )
     parser.add_argument(
         "--out", required=True, metavar="DIR", help="run directory for checkpoints and metrics.csv"
@@ -67,25 +75,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--lr",
-        type=float,
+        type=finite_float(0.0, lo_open=True),
         default=None,
         help=f"initial learning rate (default: {FLOAT_LR}, or {FINETUNE_LR} with --init)",
     )
-    parser.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default: 0.9)")
-    parser.add_argument("--weight-decay", type=float, default=5e-4, help="SGD weight decay (default: 5e-4)")
+    parser.add_argument(
+        "--momentum",
+        type=finite_float(0.0, 1.0, hi_open=True),
+        default=0.9,
+        help="SGD momentum (default: 0.9)",
+    )
+    parser.add_argument(
+        "--weight-decay", type=finite_float(0.0, 1.0), default=5e-4, help="SGD weight decay (default: 5e-4)"
+    )
     parser.add_argument("--schedule", choices=SCHEDULES, default="cosine", help="learning-rate schedule")
     parser.add_argument(
         "--milestones",
-        type=int,
+        type=int_in(1, MAX_EPOCHS),
         nargs="+",
         default=(),
         metavar="EPOCH",
         help="multistep: epochs where the lr is multiplied by --gamma (default: 50%% and 75%%)",
     )
-    parser.add_argument("--gamma", type=float, default=0.1, help="multistep decay factor (default: 0.1)")
-    parser.add_argument("--batch-size", type=int, default=128, help="batch size (default: 128)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of initialization, shuffling, augmentation")
-    parser.add_argument("--workers", type=int, default=0, help="data-loader worker processes (default: 0)")
+    parser.add_argument(
+        "--gamma",
+        type=finite_float(0.0, 1.0, lo_open=True),
+        default=0.1,
+        help="multistep decay factor (default: 0.1)",
+    )
+    parser.add_argument("--batch-size", type=batch_int, default=128, help="batch size (default: 128)")
+    parser.add_argument(
+        "--seed", type=seed_int, default=0, help="seed of initialization, shuffling, augmentation"
+    )
+    parser.add_argument(
+        "--workers", type=workers_int, default=0, help="data-loader worker processes (default: 0)"
+    )
     add_data_arguments(parser)
 
 
@@ -94,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
     source = resolve_data(args)
     out = Path(args.out)
     ckpt_path = out / "checkpoint.pt"
+    run_dir = claim(out, TRAINING_RUN, inputs=(args.init, args.quant, source.directory))
 
     if args.resume:
         if args.quant or args.init:
@@ -105,8 +130,8 @@ def run(args: argparse.Namespace) -> int:
         payload = read_checkpoint(ckpt_path)
         if args.model is not None and args.model != payload["model"]:
             raise UserError(f"--resume: {ckpt_path} is a {payload['model']} run, not --model {args.model}")
+        cfg = check_resumable(payload, ckpt_path)
         model = model_from_payload(payload, str(ckpt_path))
-        cfg = TrainConfig.from_dict(payload["train_args"])
         if args.epochs != cfg.epochs:
             raise UserError(
                 f"--resume: the run was started with --epochs {cfg.epochs} (its {cfg.schedule} schedule "
@@ -154,8 +179,7 @@ def run(args: argparse.Namespace) -> int:
     optimizer = make_optimizer(model, cfg)
     scheduler = make_scheduler(optimizer, cfg)
     if args.resume:
-        optimizer.load_state_dict(payload["optimizer"])
-        scheduler.load_state_dict(payload["scheduler"])
+        load_training_state(optimizer, scheduler, payload, ckpt_path)
 
     pin = device.type == "cuda"
     train_loader = make_loader(
@@ -182,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
         f"{len(train_loader.dataset)} train / {len(test_loader.dataset)} test images, "
         f"epochs {state.epoch + 1}..{cfg.epochs}, lr {cfg.lr} ({cfg.schedule}), out {out}"
     )
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_directory(run_dir)
 
     def save(st: RunState, is_best: bool) -> None:
         payload = make_payload(

@@ -175,8 +175,11 @@ CASES: list[tuple[str, Callable[[dict[str, Any], dict[str, np.ndarray]], None], 
     ("unsupported rounding", lambda g, a: g.__setitem__("rounding", "half_odd"), r"field 'rounding'"),
     (
         "unsupported rounding in version 1",
-        lambda g, a: (g.__setitem__("format_version", 1), g.__setitem__("rounding", "half_even"),
-                      [n.pop("rounding", None) for n in g["nodes"]]),
+        lambda g, a: (
+            g.__setitem__("format_version", 1),
+            g.__setitem__("rounding", "half_even"),
+            [n.pop("rounding", None) for n in g["nodes"]],
+        ),
         r"field 'rounding'.*format_version 1",
     ),
     (

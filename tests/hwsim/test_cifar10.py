@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import pickle
 import subprocess
 import sys
@@ -9,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hwsim.cifar10 import (
     CIFAR10_MEAN,
@@ -160,3 +163,80 @@ def test_synthetic_classes_differ_more_than_images_within_a_class() -> None:
 def test_reader_does_not_import_torch() -> None:
     code = "import sys, hwsim.cifar10; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def _write_test_batch(root: Path, labels: object, n: int) -> None:
+    write_batches(root)
+    with (root / "test_batch").open("wb") as f:
+        pickle.dump({b"data": np.zeros((n, 3072), np.uint8), b"labels": labels}, f)
+
+
+@pytest.mark.parametrize(
+    ("labels", "index", "fragment"),
+    [
+        ([0, None, 2], 1, "label 1 is None (a NoneType), not a class index"),
+        ([0, 1, "cat"], 2, "label 2 is 'cat' (a str), not a class index"),
+        ([0.5, 1.0, 2.0], 0, "label 0 is 0.5 (a float), not a class index"),
+        (np.array([1.0, 2.5, 3.0]), 1, "label 1 is 2.5 (a float), not a class index"),
+        (np.array([1.0, np.nan, 3.0]), 1, "label 1 is nan (a float), not a class index"),
+        ([0, True, 2], 1, "label 1 is True (a bool)"),
+        ([0, 1, 10], 2, "label 2 is 10, expected integers 0..9"),
+        (np.array([3, -1, 4]), 1, "label 1 is -1, expected integers 0..9"),
+        ([0, 1, 2**70], 2, f"label 2 is {2**70}, expected integers 0..9"),
+        (np.array(["a", "b", "c"]), 0, "label 0 is 'a' (a str)"),
+        ([[0], [1], [2]], 0, "label 0 is [0] (a list)"),
+        ([10.0, 0.5, 1], 0, "label 0 is 10.0, expected integers 0..9"),
+    ],
+)
+def test_bad_labels_name_the_file_and_the_index(
+    tmp_path: Path, labels: object, index: int, fragment: str
+) -> None:
+    root = tmp_path / "cifar"
+    _write_test_batch(root, labels, 3)
+    with pytest.raises(UserError) as err:
+        load_cifar10(root, "test")
+    assert str(root / "test_batch") in str(err.value) and fragment in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize("labels", ["0123", 5, {0: 1}, np.zeros((3, 1), np.int64), [0, 1]])
+def test_labels_that_are_not_a_list_of_one_per_image(tmp_path: Path, labels: object) -> None:
+    root = tmp_path / "cifar"
+    _write_test_batch(root, labels, 3)
+    with pytest.raises(UserError, match=r"field 'labels'"):
+        load_cifar10(root, "test")
+
+
+LABEL = st.one_of(
+    st.integers(-(2**64), 2**64),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.none(),
+    st.text(max_size=3),
+    st.booleans(),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(labels=st.lists(LABEL, min_size=1, max_size=12))
+def test_random_labels_are_read_exactly_or_refused_at_the_first_bad_one(
+    tmp_path_factory: pytest.TempPathFactory, labels: list[object]
+) -> None:
+    """A label is taken iff it is an int (or an integral float) in 0..9, never truncated or cast."""
+
+    def good(v: object) -> bool:
+        if isinstance(v, bool):
+            return False
+        if isinstance(v, float):
+            return math.isfinite(v) and v.is_integer() and 0 <= v <= 9
+        return isinstance(v, int) and 0 <= v <= 9
+
+    root = tmp_path_factory.mktemp("labels")
+    _write_test_batch(root, labels, len(labels))
+    if all(good(v) for v in labels):
+        _, got = load_cifar10(root, "test")
+        assert got.dtype == np.int64 and got.tolist() == [int(v) for v in labels]  # type: ignore[call-overload]
+    else:
+        with pytest.raises(UserError) as err:
+            load_cifar10(root, "test")
+        first_bad = next(i for i, v in enumerate(labels) if not good(v))
+        message = str(err.value)
+        assert f"label {first_bad} is " in message, message

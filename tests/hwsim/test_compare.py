@@ -132,7 +132,10 @@ def test_cli_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     path = tiny_bundle(tmp_path / "noref")
     assert hwsim_main(["compare", str(path), "--report", str(tmp_path / "r")]) == 2
     assert "no reference.npz" in capsys.readouterr().err
-    assert hwsim_main(["emulate", str(path), "--acc-bits", "99"]) == 2
+    with pytest.raises(SystemExit) as exit_:  # argparse refuses the flag's value: usage, status 2
+        hwsim_main(["emulate", str(path), "--acc-bits", "99"])
+    assert exit_.value.code == 2
+    assert "argument --acc-bits: expected an integer in 1..64, got '99'" in capsys.readouterr().err
 
 
 def test_emulate_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

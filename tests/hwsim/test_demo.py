@@ -113,7 +113,7 @@ def test_refuses_to_replace_a_directory_that_is_not_a_demo(
     keep.mkdir()
     (keep / "notes.txt").write_text("keep me")
     assert main(["demo", "--bundles", str(bundles_dir), "--out", str(keep), *FAST]) == 2
-    assert "no earlier demo report" in capsys.readouterr().err
+    assert "not a previous demo output" in capsys.readouterr().err
     assert (keep / "notes.txt").read_text() == "keep me"
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from hwsim.output import MARKER
 from hwsim.report import LAYER_COLUMNS, Report, plot_error_per_layer, write_atomic, write_report
 
 
@@ -72,7 +73,9 @@ def test_write_report_files(tmp_path: Path) -> None:
         "error_per_layer.png",
         "accumulator_bits.png",
     }
-    assert sorted(p.name for p in out.iterdir()) == sorted(written)  # no temporary files left behind
+    # no temporary files left behind; the marker names the kind of output (hwsim.output)
+    assert sorted(p.name for p in out.iterdir()) == sorted([*written, MARKER])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
     doc = json.loads(
         (out / "report.json").read_text(),
         parse_constant=lambda c: (_ for _ in ()).throw(AssertionError(f"non-standard JSON constant {c}")),
@@ -120,7 +123,9 @@ def test_extra_files_are_written_with_the_report(tmp_path: Path) -> None:
     assert written["points.csv"] == out / "points.csv" and written["blob.bin"] == out / "blob.bin"
     assert (out / "points.csv").read_text() == "layer,bits\nconv1,4\n"
     assert (out / "blob.bin").read_bytes() == b"\x00\x01\xff"
-    assert sorted(p.name for p in out.iterdir()) == sorted(written)  # no temporary files left behind
+    # no temporary files left behind; the marker names the kind of output (hwsim.output)
+    assert sorted(p.name for p in out.iterdir()) == sorted([*written, MARKER])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
     for bad in ("../escape.csv", "sub/points.csv", "", "report.json", "error_per_layer.png"):
         with pytest.raises(ValueError, match="extra_files"):
             write_report(sample_report(), tmp_path / "bad", extra_files={bad: "x"})

@@ -122,7 +122,7 @@ def test_bad_requant_input_exits_2(
     assert "kind 'conv' is not one of gemm, requant" in capsys.readouterr().err
     (Path(rq_sets[1]) / "stimulus.npz").unlink()
     assert main([rq_sets[1]]) == 2
-    assert "stimulus.npz: cannot read the stimulus" in capsys.readouterr().err
+    assert "files.stimulus: " in (err := capsys.readouterr().err) and "stimulus.npz is missing" in err
     assert main([sets[0], rq_sets[0], "--sources", str(RTL_DIR / "requant.v")]) == 2
     assert "not both in one call" in capsys.readouterr().err
 
@@ -153,3 +153,80 @@ def test_a_mixed_mode_bundle_on_disk_through_both_commands(
     assert lines and all(line.startswith("PASS on icarus: ") for line in lines)
     for mode in modes.values():
         assert any(mode in line for line in lines), mode
+
+
+def _drop(*keys: str):  # type: ignore[no-untyped-def]
+    def change(m: dict) -> None:
+        target = m
+        for key in keys[:-1]:
+            target = target[key]
+        del target[keys[-1]]
+
+    return change
+
+
+def _put(value: object, *keys: str):  # type: ignore[no-untyped-def]
+    def change(m: dict) -> None:
+        target = m
+        for key in keys[:-1]:
+            target = target[key]
+        target[keys[-1]] = value
+
+    return change
+
+
+# (case, kind of set, mutation of manifest.json, fragment of the message)
+MANIFEST_CASES = [
+    ("no parameters", "gemm", _drop("parameters"), "no 'parameters'"),
+    ("parameters a list", "gemm", _put([1, 2], "parameters"), "'parameters' is [1, 2], expected a dict"),
+    ("parameter a string", "gemm", _put("16", "parameters", "ROWS"), "non-integer ['ROWS']"),
+    ("parameter missing", "gemm", _drop("parameters", "COLS"), "lacks ['COLS']"),
+    ("no gemm", "gemm", _drop("gemm"), "no 'gemm'"),
+    ("m a string", "gemm", _put("4", "gemm", "m"), "'gemm.m' is '4', expected a non-negative integer"),
+    ("no addr_bits", "gemm", _drop("addr_bits"), "no 'addr_bits'"),
+    ("no files", "gemm", _drop("files"), "no 'files'"),
+    ("no abuf", "gemm", _drop("files", "abuf"), "no 'files.abuf'"),
+    ("path outside", "gemm", _put("../abuf.hex", "files", "abuf", "path"), "is not a file name in"),
+    ("path absolute", "gemm", _put("/etc/passwd", "files", "wbuf", "path"), "is not a file name in"),
+    ("file missing", "gemm", _put("nope.hex", "files", "abuf", "path"), "nope.hex is missing"),
+    ("no expected", "gemm", _drop("expected", "cycles"), "no 'expected.cycles'"),
+    ("no requant parameters", "requant", _drop("parameters"), "no 'parameters'"),
+    ("no MULT_BITS", "requant", _drop("parameters", "MULT_BITS"), "lacks ['MULT_BITS']"),
+    ("elements negative", "requant", _put(-1, "elements"), "'elements' is -1"),
+    ("shape a dict", "requant", _put({}, "shape"), "'shape' is {}, expected a list"),
+    ("no stimulus", "requant", _drop("files", "stimulus"), "no 'files.stimulus'"),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "kind", "change", "fragment"), MANIFEST_CASES, ids=[c[0] for c in MANIFEST_CASES]
+)
+def test_malformed_manifest_exits_2_naming_the_key(
+    case: str,
+    kind: str,
+    change,  # type: ignore[no-untyped-def]
+    fragment: str,
+    sets: list[str],
+    rq_sets: list[str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    other = tmp_path / "bad"
+    shutil.copytree((sets if kind == "gemm" else rq_sets)[0], other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    change(manifest)
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    assert main([str(other), "--sim", "icarus"]) == 2
+    err = capsys.readouterr().err
+    assert f"{other / 'manifest.json'}: " in err and fragment in err, err
+    assert "Traceback" not in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", "not json", "\xff\xfe"])
+def test_manifest_that_is_not_an_object(text: str, sets: list[str], tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    other = tmp_path / "bad"
+    shutil.copytree(sets[0], other)
+    (other / "manifest.json").write_bytes(text.encode("latin-1"))
+    assert main([str(other)]) == 2
+    err = capsys.readouterr().err
+    assert "manifest.json: not" in err and "Traceback" not in err

@@ -88,7 +88,7 @@ def test_cli_rejects_an_unknown_layer(tmp_path: Path, capsys) -> None:
             "--hw",
             str(HW_DIR / "ws_8x8.yaml"),
             "--out",
-            str(tmp_path),
+            str(tmp_path / "vectors"),  # not tmp_path: it holds the input bundle
         ]
     )
     assert rc == 2
