@@ -15,12 +15,9 @@ import pkgutil
 import re
 import signal
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from types import FrameType
 
-from hwsim import commands
+from hwsim import commands, interrupts
 from hwsim.errors import UserError
 
 DISTRIBUTION = "qnn-verify"
@@ -65,42 +62,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the program is, so that it unwinds (and cleans up) as after SIGINT."""
-
-
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    raise Terminated()
-
-
-@contextmanager
-def _sigterm_raises() -> Iterator[None]:
-    try:
-        previous = signal.signal(signal.SIGTERM, _terminate)
-    except ValueError:  # not the main thread (main() called from a thread): leave SIGTERM as it is
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def run_cli(prog: str, parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
     """Parse ``argv``, run the chosen command; UserError -> message and 2, SIGINT -> 130, SIGTERM -> 143."""
     args = parser.parse_args(argv)
-    with _sigterm_raises():
+    with interrupts.handling():
         try:
-            return int(args._run(args) or 0)
+            status = int(args._run(args) or 0)
+            interrupts.check()  # a signal whose exception was swallowed on the way
+            return status
         except UserError as err:
             print(f"{prog} {args.command}: error: {err}", file=sys.stderr)
             return 2
-        except Terminated:
-            print(f"{prog}: terminated", file=sys.stderr)
-            return 128 + signal.SIGTERM
-        except KeyboardInterrupt:
-            print(f"{prog}: interrupted", file=sys.stderr)
-            return 128 + signal.SIGINT
+        except KeyboardInterrupt as err:
+            signum = err.signum if isinstance(err, interrupts.Interrupted) else signal.SIGINT
+            what = "terminated" if signum == signal.SIGTERM else "interrupted"
+            print(f"{prog}: {what}", file=sys.stderr)
+            return 128 + signum
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,13 +29,13 @@ import errno
 import os
 import re
 import shutil
-import signal
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hwsim import interrupts
 from hwsim.atomic import usual_mode, write_atomic
 from hwsim.errors import UserError
 
@@ -275,21 +275,6 @@ def _is_output_error(err: BaseException, places: Iterable[Path]) -> bool:
     return any(_within(name, p) or _within(_real(name), _real(p)) for p in places)
 
 
-@contextmanager
-def _signals_held() -> Iterator[None]:
-    """SIGINT and SIGTERM wait until the block is done (in the main thread, where handlers run)."""
-    held = {signal.SIGINT, signal.SIGTERM}
-    try:
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
-    except (AttributeError, ValueError, OSError):  # no pthread_sigmask on this platform
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
 def _swap(staged: Path, out: Output) -> None:
     """Put ``staged`` at ``out.path``; the old one goes aside, then is deleted. A concurrent run of
     the same kind may publish at the same time: then the last one to rename wins, whole."""
@@ -303,7 +288,8 @@ def _swap(staged: Path, out: Output) -> None:
                     "was replaced by something else while the command ran",
                     "run it again, or choose another path",
                 )
-            with _signals_held():
+            interrupts.check()
+            with interrupts.held():
                 moved = None
                 if os.path.lexists(dest):
                     try:
@@ -340,6 +326,7 @@ def publish_directory(dest: str | os.PathLike[str] | Output, kind: OutputKind) -
         raise _cannot_write(out, err) from None
     try:
         yield staged
+        interrupts.check()  # a signal whose exception was swallowed still stops the publishing
         write_atomic(staged / MARKER, kind.name + "\n")
         _swap(staged, out)
     except BaseException as err:
@@ -360,6 +347,7 @@ def publish_file(dest: str | os.PathLike[str] | Output, kind: OutputKind, data: 
     """Write ``data`` to the file output ``dest`` atomically (checked by the policy first)."""
     out = _as_output(dest, kind)
     _check(out)
+    interrupts.check()
     try:
         _ensure_parent(out)
         return write_atomic(out.path, data)
