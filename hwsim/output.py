@@ -355,6 +355,18 @@ def publish_file(dest: str | os.PathLike[str] | Output, kind: OutputKind, data: 
         raise _cannot_write(out, err) from None
 
 
+@contextmanager
+def writing_into(out: Output) -> Iterator[None]:
+    """``with writing_into(run):`` an ``OSError`` about a file under the in-place output ``out`` (no
+    space left, a read-only file system) becomes an :class:`OutputError` naming the path."""
+    try:
+        yield
+    except OSError as err:
+        if _is_output_error(err, (out.path,)):
+            raise _cannot_write(out, err) from None
+        raise
+
+
 def prepare_directory(dest: Output) -> Path:
     """Create the output directory written in place (a training run), with its marker; returns it."""
     _check(dest)

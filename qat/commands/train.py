@@ -20,7 +20,7 @@ import torch
 
 from hwsim.errors import UserError
 from hwsim.flags import batch_int, finite_float, int_in, seed_int, workers_int
-from hwsim.output import TRAINING_RUN, claim, prepare_directory
+from hwsim.output import TRAINING_RUN, claim, prepare_directory, writing_into
 from qat.checkpoint import (
     check_resumable,
     load_matching_weights,
@@ -222,10 +222,11 @@ def run(args: argparse.Namespace) -> int:
             data=source.describe(),
             init=init,
         )
-        save_checkpoint(ckpt_path, payload)
-        if is_best:  # the model only: --resume reads checkpoint.pt, so best.pt leaves out the optimizer
-            save_checkpoint(out / "best.pt", {**payload, "optimizer": None, "scheduler": None})
-        write_metrics_csv(out / "metrics.csv", st.metrics)
+        with writing_into(run_dir):
+            save_checkpoint(ckpt_path, payload)
+            if is_best:  # the model only: --resume reads checkpoint.pt, so best.pt leaves out the optimizer
+                save_checkpoint(out / "best.pt", {**payload, "optimizer": None, "scheduler": None})
+            write_metrics_csv(out / "metrics.csv", st.metrics)
 
     state = fit(model, train_loader, test_loader, cfg, device, optimizer, scheduler, state, save)
     print(

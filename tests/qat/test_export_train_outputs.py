@@ -93,3 +93,21 @@ def test_train_refuses_bad_outputs_and_its_own_inputs(
     code, err = run(["train", *TRAIN, "--init", str(ckpt), "--out", str(packed)], capsys)
     assert code == 2 and "contains the input" in err, err
     assert snapshot(tmp_path) == before
+
+
+def test_train_turns_a_full_disk_into_a_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file system refuses the checkpoint (as a full disk does): exit 2 naming the file, no traceback."""
+    import errno
+
+    import qat.checkpoint
+
+    def no_space(path: Path, data: bytes) -> Path:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(qat.checkpoint, "write_atomic", no_space)
+    out = tmp_path / "run"
+    code, err = run(["train", *TRAIN, "--model", "toynet", "--out", str(out)], capsys)
+    assert code == 2 and "Traceback" not in err, err
+    assert str(out / "checkpoint.pt") in err and "No space left on device" in err, err
