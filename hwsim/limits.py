@@ -2,7 +2,8 @@
 
 Place in the flow: read where input is parsed, before any work that could exhaust memory or time:
 ``hwsim.yaml_io`` (every YAML file: hardware, quantization, graph.yaml, manifests) and
-``hwsim.bundle.load`` (tensors.npz, reference.npz, and each node's working size). Each limit is a
+``hwsim.bundle.load`` (tensors.npz, reference.npz, and each node's working size), ``hwsim.vectors``
+(the register-level array model's work). Each limit is a
 stated default, large enough for every bundled model and far below what a machine holds; a user
 with a legitimately larger input raises it with the environment variable named in the message.
 docs/reliability.md lists them.
@@ -73,3 +74,11 @@ WORKING_BYTES = Limit(
 maxpool, the zero-padded input and (conv) the im2col matrix. The emulator holds at least one
 image at a time, so a bundle above this limit cannot run. The bundled ResNet20s need at most
 1.6 MiB for their largest node."""
+
+PE_CYCLES = Limit(
+    "HWSIM_MAX_PE_CYCLES", 20_000_000_000, "PE-cycles of one GEMM in the register-level array model"
+)
+"""Work of one GEMM in ``hwsim vectors`` (cycles x rows x cols; about 10^8 a second): a vector set
+is for an RTL simulator, which takes far longer still (the first ResNet20 conv on a 16x16 array:
+1.4 x 10^8)."""
+

@@ -42,6 +42,7 @@ from hwsim.errors import UserError
 from hwsim.fixed import CodeFormat, IntFormat, requantize_sum, sign
 from hwsim.gemm import gemm_exact
 from hwsim.hwconfig import HardwareConfig, requant_parameters, verilog_parameters
+from hwsim.limits import PE_CYCLES
 from hwsim.mapping import GemmShape
 from hwsim.output import VECTORS, Output, publish_directory
 from hwsim.systolic import execute_gemm, run_gemm_cycles
@@ -112,9 +113,8 @@ class VectorSet:
         return before + rows + m + rows - 1 + c
 
 
-# The register-level array model steps every PE every cycle; beyond this many PE-cycles (minutes of
+# The register-level array model steps every PE every cycle; beyond hwsim.limits.PE_CYCLES (minutes of
 # numpy, and far more for an RTL simulator) a vector set is refused: test the RTL on a smaller array.
-MAX_PE_CYCLES = 20_000_000_000
 NOTE_PE_CYCLES = 1_000_000_000  # from here `hwsim vectors` says up front that it will take a while
 
 
@@ -173,12 +173,13 @@ def make_vector_set(
             raise UserError(f"{name}: carry {carry.shape} must have the output's shape [M, N] = {(m, n)}")
         acc.check(carry, f"{name}: carried accumulators")
     cycles, steps = array_model_steps(m, k, n, hw)
-    if steps > MAX_PE_CYCLES:
+    limit = PE_CYCLES.value()
+    if steps > limit:
         raise VectorError(
             f"{name}: GEMM M={m} K={k} N={n} on {hw.array.rows}x{hw.array.cols} PEs runs {cycles} cycles, "
             f"{steps:.2e} PE-cycles in the register-level array model, over the limit of "
-            f"{MAX_PE_CYCLES:.0e} (hwsim.vectors.MAX_PE_CYCLES); vectors are for RTL simulation, where "
-            "this array would take far longer: use a smaller array (rows x cols) in the --hw file"
+            f"{limit:.2e}; vectors are for RTL simulation, where this array would take far longer: use "
+            f"a smaller array (rows x cols) in the --hw file, or {PE_CYCLES.how_to_raise()}"
         )
     run = run_gemm_cycles(a, w, hw, carry=carry)
     if carry is None:

@@ -21,9 +21,9 @@ from hwsim.fixed import IntFormat
 from hwsim.flags import non_negative_int, seed_int
 from hwsim.gemm import im2col, weight_matrix
 from hwsim.hwconfig import HardwareConfig, load_hw_config
+from hwsim.limits import PE_CYCLES
 from hwsim.output import VECTORS, add_output_arguments, claim
 from hwsim.vectors import (
-    MAX_PE_CYCLES,
     NOTE_PE_CYCLES,
     array_model_steps,
     make_requant_vector_set,
@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     in_fmt = bundle.tensors[node.input].fmt
     assert in_fmt is not None
     cycles, steps = array_model_steps(a.shape[1], a.shape[2], w.shape[2], hw)
-    if NOTE_PE_CYCLES < steps <= MAX_PE_CYCLES:
+    if NOTE_PE_CYCLES < steps <= PE_CYCLES.value():
         print(
             f"{node.name}: the register-level array model steps {hw.array.rows}x{hw.array.cols} PEs through "
             f"{cycles} cycles ({steps:.1e} PE-cycles); this takes a while",

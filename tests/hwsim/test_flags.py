@@ -248,8 +248,21 @@ def test_vectors_refuses_an_array_beyond_the_model_bound(tiny: Path, tmp_path: P
     out = tmp_path / "v"
     argv = ["vectors", str(tiny), "--layer", "conv1", "--hw", str(_hw(tmp_path, 4096)), "--out", str(out)]
     code, err = cli(main, argv)
-    assert code == 2 and "over the limit of 2e+10" in err and "use a smaller array" in err, err
-    assert not out.exists()
+    assert code == 2 and "over the limit of 2.00e+10" in err and "use a smaller array" in err, err
+    assert "HWSIM_MAX_PE_CYCLES" in err and not out.exists()
+
+
+def test_the_array_model_bound_is_raised_by_its_variable(
+    tiny: Path, tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bound lowered below the small 8x8 run refuses it; the default lets it run."""
+    out = tmp_path / "v"
+    argv = ["vectors", str(tiny), "--layer", "conv1", "--hw", str(HW), "--out", str(out)]
+    monkeypatch.setenv("HWSIM_MAX_PE_CYCLES", "10")
+    code, err = cli(main, argv)
+    assert code == 2 and "over the limit of 1.00e+01" in err and not out.exists(), err
+    monkeypatch.delenv("HWSIM_MAX_PE_CYCLES")
+    assert cli(main, argv)[0] == 0 and out.is_dir()
 
 
 def test_vectors_says_up_front_when_it_will_take_a_while(
