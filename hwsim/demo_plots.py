@@ -8,7 +8,6 @@ demo's configuration; ``hwsim.demo.run_model`` draws one model's accumulator swe
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,20 +19,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from hwsim.report import write_atomic  # noqa: E402
+from hwsim.plots import save_figure  # noqa: E402
 
 if TYPE_CHECKING:
     from hwsim.demo import DemoConfig
 
 Summary = dict[str, Any]
 PALETTE = ("#4C72B0", "#DD8452", "#55A868", "#8172B2", "#C44E52", "#937860")
-
-
-def _save(fig: plt.Figure, path: Path) -> Path:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return write_atomic(path, buf.getvalue())
 
 
 def _models_axis(ax: plt.Axes, summaries: Sequence[Summary]) -> None:
@@ -99,7 +91,7 @@ def plot_accuracy(summaries: Sequence[Summary], config: DemoConfig, path: Path) 
     ax.legend(fontsize=8, loc="upper center", ncols=3, frameon=False, bbox_to_anchor=(0.5, -0.28))
     ax.grid(axis="y", alpha=0.3)
     _models_axis(ax, summaries)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_latency(summaries: Sequence[Summary], config: DemoConfig, path: Path) -> Path:
@@ -117,7 +109,7 @@ def plot_latency(summaries: Sequence[Summary], config: DemoConfig, path: Path) -
     ax.legend(fontsize=8, loc="upper center", ncols=len(series), frameon=False, bbox_to_anchor=(0.5, -0.28))
     ax.grid(axis="y", alpha=0.3)
     _models_axis(ax, summaries)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_accumulators(summaries: Sequence[Summary], config: DemoConfig, path: Path) -> Path:
@@ -191,7 +183,7 @@ def plot_accumulators(summaries: Sequence[Summary], config: DemoConfig, path: Pa
     ax2.grid(axis="y", alpha=0.3)
     _models_axis(ax2, summaries)
     fig.subplots_adjust(hspace=0.55)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_size(summaries: Sequence[Summary], config: DemoConfig, path: Path) -> Path:
@@ -213,7 +205,7 @@ def plot_size(summaries: Sequence[Summary], config: DemoConfig, path: Path) -> P
     ax.legend(fontsize=8, loc="upper center", ncols=2, frameon=False, bbox_to_anchor=(0.5, -0.28))
     ax.grid(axis="y", alpha=0.3)
     _models_axis(ax, summaries)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 INDEX_PLOTS: dict[str, Callable[[Sequence[Summary], DemoConfig, Path], Path]] = {
@@ -258,4 +250,4 @@ def plot_acc_sweep(
     )
     ax1.set_title(title, fontsize=9)
     ax1.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)

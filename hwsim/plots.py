@@ -7,6 +7,7 @@ return its path; ``hwsim.report`` embeds them in ``report.html``. matplotlib's A
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,17 +19,18 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from hwsim.atomic import write_atomic  # noqa: E402
+
 Row = dict[str, Any]
 COLORS = {"compute": "#4C72B0", "preload": "#8172B2", "fill_drain": "#DD8452", "stall": "#C44E52"}
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+def save_figure(fig: plt.Figure, path: Path) -> Path:
+    """Render ``fig`` to PNG at ``path`` atomically and close it (every plot of hwsim is saved here)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
-    tmp.replace(path)
-    return path
+    return write_atomic(path, buf.getvalue())
 
 
 def _layer_axis(ax: plt.Axes, names: Sequence[str]) -> None:
@@ -61,7 +63,7 @@ def plot_latency(rows: Sequence[Row], path: Path, title: str) -> Path:
     ax.set_ylim(0, max(float(bottom.max()), 1.0) * 1.18)  # headroom: the legend never covers a bar
     ax.legend(fontsize=8, ncols=4, loc="upper right")
     ax.grid(axis="y", alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_utilization(rows: Sequence[Row], path: Path, title: str) -> Path:
@@ -77,7 +79,7 @@ def plot_utilization(rows: Sequence[Row], path: Path, title: str) -> Path:
     ax.set_title(title)
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_overflow(rows: Sequence[Row], path: Path, title: str) -> Path:
@@ -113,7 +115,7 @@ def plot_overflow(rows: Sequence[Row], path: Path, title: str) -> Path:
     ax2.legend(fontsize=8)
     ax2.grid(alpha=0.3)
     _layer_axis(ax2, names)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_error(rows: Sequence[Row], path: Path, title: str) -> Path:
@@ -137,7 +139,7 @@ def plot_error(rows: Sequence[Row], path: Path, title: str) -> Path:
     _layer_axis(ax1, names)
     ax1.set_title(title)
     ax1.grid(axis="y", alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_heatmap(
@@ -180,7 +182,7 @@ def plot_heatmap(
             elif np.isinf(v):
                 ax.text(j, i, "=", ha="center", va="center", fontsize=8, color="#444")
     fig.colorbar(im, ax=ax, label=label)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # Label offsets (points) tried in turn around a marker; the first that overlaps no earlier label wins.
@@ -239,7 +241,7 @@ def plot_roofline(rows: Sequence[Row], pes: int, bytes_per_cycle: float, path: P
     ax.legend(fontsize=7, loc="lower right")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3, which="both")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_design_space(summaries: Sequence[Row], path: Path, title: str) -> Path:
@@ -257,4 +259,4 @@ def plot_design_space(summaries: Sequence[Row], path: Path, title: str) -> Path:
     ax1.set_xticklabels(labels, rotation=40, ha="right", fontsize=8)
     ax1.set_title(title)
     ax1.grid(axis="y", alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -32,6 +32,7 @@ import numpy as np  # noqa: E402
 
 from hwsim.atomic import write_atomic  # noqa: E402  (re-exported: reports write through it)
 from hwsim.output import REPORT, Output, publish_directory  # noqa: E402
+from hwsim.plots import save_figure  # noqa: E402
 
 Row = dict[str, Any]
 PlotFn = Callable[[Sequence[Row], Path, str], Path]
@@ -137,14 +138,6 @@ def fmt_value(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return " ".join(fmt_value(v) for v in value)
     return str(value)
-
-
-def save_figure(fig: plt.Figure, path: Path) -> Path:
-    """Render ``fig`` to PNG at ``path`` atomically and close it."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return write_atomic(path, buf.getvalue())
 
 
 def _layer_axis(ax: plt.Axes, names: Sequence[str]) -> None:
