@@ -470,6 +470,11 @@ def run_model(model: PretrainedModel, config: DemoConfig) -> dict[str, Any]:
     t = _timed(seconds, "simulate", t)
 
     k = min(config.sweep_images, ref.images)
+    if k < config.sweep_images:
+        notes.append(
+            f"--sweep-images {config.sweep_images}: the reference batch holds {ref.images} images; "
+            f"the sweeps ran on all {k}"
+        )
     needed = {name: st.min_safe_acc_bits_observed for name, st in comparison.emulation.layers.items()}
     network = network_acc_sweep(
         bundle,

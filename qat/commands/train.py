@@ -118,6 +118,11 @@ def run(args: argparse.Namespace) -> int:
     source = resolve_data(args)
     out = Path(args.out)
     ckpt_path = out / "checkpoint.pt"
+    if args.resume and not ckpt_path.is_file():
+        raise UserError(
+            f"--resume: {ckpt_path} does not exist; there is no run to continue in {out}; pass the "
+            "--out of the run (the directory holding its checkpoint.pt), or start a new run without --resume"
+        )
     run_dir = claim(out, TRAINING_RUN, inputs=(args.init, args.quant, source.directory))
 
     if args.resume:
@@ -125,8 +130,6 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(
                 "--resume takes the model and quantization from OUT/checkpoint.pt; drop --quant/--init"
             )
-        if not ckpt_path.is_file():
-            raise UserError(f"--resume: {ckpt_path} does not exist; there is no run to continue in {out}")
         payload = read_checkpoint(ckpt_path)
         if args.model is not None and args.model != payload["model"]:
             raise UserError(f"--resume: {ckpt_path} is a {payload['model']} run, not --model {args.model}")

@@ -125,3 +125,14 @@ def test_demo_hardware_equals_the_repository_configs() -> None:
 def test_reports_readme_is_current() -> None:
     # reports/README.md is generated from hwsim.report.COLUMN_HELP and hwsim.demo's help dicts
     assert (REPO / "reports/README.md").read_text() == reports_readme()
+
+
+def test_more_sweep_images_than_the_reference_holds_is_stated(bundles_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    args = ["demo", "--bundles", str(bundles_dir), "--out", str(out), "--models", "r_a4w4", "--jobs", "1"]
+    fast = [*FAST[:1], "20", *FAST[2:]]  # the bundles' references hold 8 images
+    assert main([*args, *fast]) == 0
+    doc = json.loads((out / "r_a4w4" / "report.json").read_text())
+    assert doc["totals"]["acc_sweep_images"] == 8
+    stated = "--sweep-images 20: the reference batch holds 8 images"
+    assert any(stated in note for note in doc["notes"]), doc["notes"]

@@ -173,6 +173,11 @@ def test_user_errors_exit_2_without_traceback(tmp_path: Path, capsys: pytest.Cap
     run = tmp_path / "run"
     code, _, err = run_cli(["train", "--resume", "--epochs", "1", "--out", str(run), *DATA], capsys)
     assert code == 2 and "there is no run to continue" in err and "Traceback" not in err
+    other = tmp_path / "notes"  # a directory with files but no run: the advice is about --resume
+    other.mkdir()
+    (other / "best.pt").write_bytes(b"not a run")
+    code, _, err = run_cli(["train", "--resume", "--epochs", "1", "--out", str(other), *DATA], capsys)
+    assert code == 2 and "there is no run to continue" in err and "holding its checkpoint.pt" in err, err
     assert run_cli(["train", "--epochs", "1", "--out", str(run), *DATA], capsys)[0] == 0
     code, _, err = run_cli(["train", "--epochs", "1", "--out", str(run), *DATA], capsys)
     assert code == 2 and "pass --resume to continue that run, or choose another --out" in err
