@@ -29,9 +29,11 @@ import functools
 import math
 import multiprocessing
 import os
-from collections.abc import Collection, Mapping
+import weakref
+from collections.abc import Callable, Collection, Hashable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
@@ -223,11 +225,32 @@ class Emulation:
     acc_bits: int = 0
 
 
+_T = TypeVar("_T")
+_MEMO: dict[int, tuple[weakref.ref[Node], dict[Hashable, Any]]] = {}
+
+
+def _memo(node: Node, key: Hashable, make: Callable[[], _T]) -> _T:
+    """``make()``, computed once per node object and ``key`` (the node's constants for a runner:
+    weight matrices, bounds, requantizer constants). Nodes are immutable; an entry goes when its
+    node does. Sweeps and isolated comparisons build a runner per point, over the same nodes."""
+    entry = _MEMO.get(id(node))
+    if entry is None or entry[0]() is not node:
+        ident = id(node)
+        entry = (weakref.ref(node, lambda _, ident=ident: _MEMO.pop(ident, None)), {})
+        _MEMO[ident] = entry
+    values = entry[1]
+    if key not in values:
+        values[key] = make()
+    return values[key]
+
+
 def worst_case_acc_bits(node: MacNode, bundle: Bundle) -> int:
     """The accumulator width that holds every sum the weights allow for any input of the input format."""
     fmt = bundle.tensors[node.input].fmt
     assert fmt is not None
-    return lowering.worst_case_acc_bits(node.weight, fmt)
+    return _memo(
+        node, ("worst_case_acc_bits", fmt), functools.partial(lowering.worst_case_acc_bits, node.weight, fmt)
+    )
 
 
 class _Runner:
@@ -250,7 +273,9 @@ class _Runner:
         for node in bundle.mac_nodes:
             fmt = bundle.tensors[node.input].fmt
             assert fmt is not None
-            self.prepared[node.name] = _Prepared.of(node, fmt.max_abs)
+            self.prepared[node.name] = _memo(
+                node, ("prepared", fmt.max_abs), functools.partial(_Prepared.of, node, fmt.max_abs)
+            )
         for node in self.nodes:
             if isinstance(node, (Conv2dNode, LinearNode)):
                 self.stats[node.name] = LayerStats(
@@ -267,7 +292,9 @@ class _Runner:
         self.requant_f64_proven: set[str] = set()
         for node in self.nodes:
             if fast and isinstance(node, RequantNode):
-                self.requant_f64[node.name] = _RequantF64.of(node)
+                self.requant_f64[node.name] = _memo(
+                    node, "requant_f64", functools.partial(_RequantF64.of, node)
+                )
                 if _requant_bound(node, [self.bounds[i.tensor] for i in node.inputs]) <= F64_EXACT:
                     self.requant_f64_proven.add(node.name)
         self.tile = max(1, _TILE_BYTES // max([4 * self._operand_elements(n) for n in self.nodes], default=1))
