@@ -39,6 +39,7 @@ import numpy as np
 from tqdm import tqdm
 
 from hwsim import demo_plots, plots
+from hwsim.atomic import write_atomic
 from hwsim.bundle import Bundle, load_bundle, quantize_images
 from hwsim.compare import compare_bundle, top1
 from hwsim.emulator import Emulation, EmulatorConfig, emulate
@@ -53,7 +54,6 @@ from hwsim.report import (
     fmt_value,
     jsonable,
     plot_error_per_layer,
-    write_atomic,
     write_report_files,
 )
 from hwsim.simulate import Simulation, simulate_bundle

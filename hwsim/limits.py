@@ -81,4 +81,3 @@ PE_CYCLES = Limit(
 """Work of one GEMM in ``hwsim vectors`` (cycles x rows x cols; about 10^8 a second): a vector set
 is for an RTL simulator, which takes far longer still (the first ResNet20 conv on a 16x16 array:
 1.4 x 10^8)."""
-

@@ -30,7 +30,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from hwsim.atomic import write_atomic  # noqa: E402  (re-exported: reports write through it)
+from hwsim.atomic import write_atomic  # noqa: E402
 from hwsim.output import REPORT, Output, publish_directory  # noqa: E402
 from hwsim.plots import save_figure  # noqa: E402
 

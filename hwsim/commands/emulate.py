@@ -74,8 +74,6 @@ def run(args: argparse.Namespace) -> int:
         npz = claim(args.out, EMULATION, force=args.force, inputs=(args.bundle, args.data))
     bundle = load_bundle(args.bundle)
     config = EmulatorConfig(acc_bits=args.acc_bits, overflow=args.overflow)
-    if args.images is not None and args.images < 1:
-        raise UserError(f"--images {args.images}: expected a positive number of images")
     ref = bundle.reference
     ref_pred = eval_pred = None
     if args.data is not None:

@@ -244,8 +244,6 @@ def write_simulation(
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.batch < 1:
-        raise UserError(f"--batch {args.batch}: expected at least 1")
     configs = hardware_list(args.hw, args.grid)
     several = len(configs) > 1
     out = claim(

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from hwsim.atomic import write_atomic
 from hwsim.output import MARKER
-from hwsim.report import LAYER_COLUMNS, Report, plot_error_per_layer, write_atomic, write_report
+from hwsim.report import LAYER_COLUMNS, Report, plot_error_per_layer, write_report
 
 
 def sample_report() -> Report:
