@@ -33,8 +33,28 @@ from hwsim.errors import UserError
 from hwsim.hwconfig import ArrayConfig
 
 
+class _Window:
+    """``h_out``/``w_out`` of a ``kh x kw`` window sliding over an ``h x w`` input (one rule:
+    :func:`hwsim.bundle.window_output`), for the shapes below that declare those fields."""
+
+    h: int
+    w: int
+    kh: int
+    kw: int
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+
+    @property
+    def h_out(self) -> int:
+        return window_output((self.h, self.w), (self.kh, self.kw), self.stride, self.padding)[0]
+
+    @property
+    def w_out(self) -> int:
+        return window_output((self.h, self.w), (self.kh, self.kw), self.stride, self.padding)[1]
+
+
 @dataclass(frozen=True)
-class LayerShape:
+class LayerShape(_Window):
     """The geometry of one conv/linear layer (per image); ``h``/``w`` are the unpadded input size."""
 
     name: str
@@ -64,14 +84,6 @@ class LayerShape:
                 f"layer '{self.name}': a {self.kh}x{self.kw} kernel does not fit the "
                 f"{self.h}x{self.w} input with padding {self.padding}"
             )
-
-    @property
-    def h_out(self) -> int:
-        return window_output((self.h, self.w), (self.kh, self.kw), self.stride, self.padding)[0]
-
-    @property
-    def w_out(self) -> int:
-        return window_output((self.h, self.w), (self.kh, self.kw), self.stride, self.padding)[1]
 
     @property
     def k(self) -> int:
@@ -213,7 +225,7 @@ def layer_from_node(node: Node, bundle: Bundle) -> LayerShape:
 
 
 @dataclass(frozen=True)
-class PoolShape:
+class PoolShape(_Window):
     """The geometry of one ``maxpool`` node (per image), the vector unit's work; ``h``/``w`` unpadded."""
 
     name: str
@@ -225,14 +237,6 @@ class PoolShape:
     kw: int
     stride: tuple[int, int]
     padding: tuple[int, int]
-
-    @property
-    def h_out(self) -> int:
-        return window_output((self.h, self.w), (self.kh, self.kw), self.stride, self.padding)[0]
-
-    @property
-    def w_out(self) -> int:
-        return window_output((self.h, self.w), (self.kh, self.kw), self.stride, self.padding)[1]
 
     @property
     def window(self) -> int:
