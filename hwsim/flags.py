@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from hwsim.errors import UserError
+from hwsim.errors import UserError, shown
 from hwsim.fixed import MULT_BITS_RANGE, WIDTH_RANGE
 
 # Seeds feed numpy's and torch's generators; both take any integer of 32 bits.
@@ -50,11 +50,6 @@ def _int_range(lo: int | None, hi: int | None) -> str:
     return "an integer"
 
 
-def _shown(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
 def _int_expected(value: object, lo: int | None, hi: int | None) -> str | None:
     """None when ``value`` is an int (not a bool) in ``lo..hi``, else what was expected."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
@@ -85,7 +80,7 @@ def check_int(name: str, value: object, lo: int | None = None, hi: int | None = 
     """``value`` as an int (not a bool, not a float) in ``lo..hi``; else :class:`ValueRangeError`."""
     expected = _int_expected(value, lo, hi)
     if expected is not None:
-        raise ValueRangeError(f"{name} {_shown(value)}: expected {expected}")
+        raise ValueRangeError(f"{name} {shown(value, 40)}: expected {expected}")
     return int(value)  # type: ignore[call-overload]
 
 
@@ -104,7 +99,7 @@ def check_float(
     """
     expected = _float_expected(value, lo, hi, lo_open, hi_open)
     if expected is not None:
-        raise ValueRangeError(f"{name} {_shown(value)}: expected {expected}")
+        raise ValueRangeError(f"{name} {shown(value, 40)}: expected {expected}")
     return float(value)  # type: ignore[arg-type]
 
 
@@ -120,7 +115,7 @@ def _argparse_type(
             value = text
         problem = expected(value)
         if problem is not None:
-            raise argparse.ArgumentTypeError(f"expected {problem}, got {_shown(text)}")
+            raise argparse.ArgumentTypeError(f"expected {problem}, got {shown(text, 40)}")
         return value
 
     convert.__name__ = label
