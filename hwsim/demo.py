@@ -16,7 +16,9 @@ reference batch; the array model on ``sim_images`` images; for every model, an a
 of the whole network (every accumulator at one width, ``acc_widths``) on ``sweep_images`` images;
 the per-layer sweeps (acc_bits, w_bits, a_bits: one layer narrowed at a time) on the primary model
 only.
-Models run in parallel worker processes (``jobs``); everything is written to a temporary
+Each model's comparison and each sweep is one task of hwsim.execute (``executor``: this process,
+a local pool of ``jobs`` processes, or Dask); an interrupted demo keeps the finished tasks
+(hwsim.journal) and ``resume`` runs only the rest. Everything is written to a temporary
 directory next to ``out`` and renamed into place at the end, so ``out`` holds either the previous
 demo or the whole new one.
 """
@@ -26,12 +28,10 @@ from __future__ import annotations
 import base64
 import html
 import json
-import multiprocessing
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,9 @@ from hwsim.bundle import Bundle, load_bundle, quantize_images
 from hwsim.compare import compare_bundle, top1
 from hwsim.emulator import Emulation, EmulatorConfig, emulate
 from hwsim.errors import UserError
+from hwsim.execute import ExecutorConfig, run_tasks
 from hwsim.hwconfig import ArrayConfig, HardwareConfig
+from hwsim.journal import digest, journal_for
 from hwsim.output import claim, publish_directory, register_kind, safe_name
 from hwsim.pretrained import BUNDLES_DIR, PretrainedModel, list_bundles, primary_model
 from hwsim.report import (
@@ -148,6 +150,10 @@ class DemoConfig:
     sweep_images: int = 16
     threshold: float = 0.99
     jobs: int = field(default_factory=default_jobs)
+    executor: ExecutorConfig | None = (
+        None  # where the tasks run (hwsim.execute); None: ``jobs`` local processes
+    )
+    resume: bool = False  # take the tasks an interrupted run finished (hwsim.journal)
     progress: bool = True
     markdown_only: bool = False  # keep only the .md and .png files (a report to commit to git)
     force: bool = False  # replace config.out even when it is not an earlier demo report
@@ -181,6 +187,15 @@ class DemoConfig:
             )
         if not 0.0 <= self.threshold <= 1.0:
             raise UserError(f"--threshold {self.threshold}: expected a fraction in [0, 1]")
+        if self.executor is None:
+            kind = "serial" if self.jobs == 1 else "local"
+            object.__setattr__(self, "executor", ExecutorConfig(kind=kind, workers=self.jobs))
+
+    @property
+    def where(self) -> ExecutorConfig:
+        """The executor of the tasks (set on construction)."""
+        assert self.executor is not None
+        return self.executor
 
 
 @dataclass
@@ -710,10 +725,34 @@ def _writer(data: bytes) -> Callable[[Sequence[Row], Path, str], Path]:
 # ----------------------------------------------------------------------------------------------
 
 
-def _call(kind: str, model: PretrainedModel, arg: str, config: DemoConfig) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _DemoInputs:
+    """What every task of the demo reads: the configuration and the models by name."""
+
+    config: DemoConfig
+    models: dict[str, PretrainedModel]
+
+
+def demo_task(inputs: _DemoInputs, task: tuple[str, str, str]) -> dict[str, Any]:
+    """One task of the demo (hwsim.execute): ``("model", name, "")`` compares and simulates a model,
+    ``("precision", name, what)`` runs one of its sweeps."""
+    kind, name, arg = task
+    model = inputs.models[name]
     if kind == "model":
-        return run_model(model, config)
-    return run_precision(model, arg, config)
+        return run_model(model, inputs.config)
+    return run_precision(model, arg, inputs.config)
+
+
+def _fingerprint(config: DemoConfig, models: list[PretrainedModel]) -> str:
+    """What the demo's tasks depend on: every option that reaches them and the bundles' bytes."""
+    options = replace(config, out=Path(), progress=False, force=False, jobs=1, executor=None, resume=False)
+    files = [
+        (str(p.relative_to(m.path)), p.read_bytes())
+        for m in models
+        for p in sorted(m.path.rglob("*"))
+        if p.is_file()
+    ]
+    return digest("demo", options, [m.name for m in models], files)
 
 
 def _looks_like_demo(path: Path) -> bool:
@@ -734,9 +773,12 @@ def run_demo(config: DemoConfig) -> DemoResult:
     """Run the demo (see the module docstring) and write ``config.out``; returns the index and summaries."""
     start = time.perf_counter()
     models, precision_models = select_models(config)
-    tasks: list[tuple[str, PretrainedModel, str]] = [
-        ("precision", m, what) for m in precision_models for what in ("acc_bits", "w_bits", "a_bits")
-    ] + [("model", m, "") for m in models]  # the long sweeps first, so no worker is left with one at the end
+    tasks: list[tuple[str, str, str]] = [
+        ("precision", m.name, what) for m in precision_models for what in ("acc_bits", "w_bits", "a_bits")
+    ] + [
+        ("model", m.name, "") for m in models
+    ]  # the long sweeps first, so no worker is left with one at the end
+    by_name = {m.name: m for m in [*models, *precision_models]}
     out = claim(
         config.out,
         DEMO,
@@ -744,41 +786,33 @@ def run_demo(config: DemoConfig) -> DemoResult:
         force=config.force,
         inputs=(config.bundles_dir or BUNDLES_DIR, config.data),
     )
-    with publish_directory(out, DEMO) as staged:
-        results: list[dict[str, Any] | None] = [None] * len(tasks)
-        bar = tqdm(total=len(tasks) + 1, desc="hwsim demo", unit="step", disable=not config.progress)
+    with (
+        journal_for(
+            out, _fingerprint(config, list(by_name.values())), resume=config.resume, what="hwsim demo"
+        ) as journal,
+        publish_directory(out, DEMO) as staged,
+    ):
+        results = run_tasks(
+            demo_task,
+            _DemoInputs(config, by_name),
+            tasks,
+            config.where,
+            journal=journal,
+            desc="hwsim demo",
+            progress=config.progress,
+        )
+        bar = tqdm(total=1, desc="hwsim demo: writing reports", unit="step", disable=not config.progress)
         try:
-            if config.jobs == 1:
-                for i, task in enumerate(tasks):
-                    bar.set_postfix_str(f"{task[1].name} {task[2] or 'compare/simulate/acc sweep'}")
-                    results[i] = _call(*task, config)
-                    bar.update()
-            else:
-                methods = multiprocessing.get_all_start_methods()
-                context = multiprocessing.get_context("fork" if "fork" in methods else None)
-                with ProcessPoolExecutor(min(config.jobs, len(tasks)), context) as pool:
-                    futures: dict[Future[dict[str, Any]], int] = {
-                        pool.submit(_call, *task, config): i for i, task in enumerate(tasks)
-                    }
-                    try:
-                        for future in as_completed(futures):
-                            i = futures[future]
-                            results[i] = future.result()
-                            bar.set_postfix_str(f"{tasks[i][1].name} {tasks[i][2] or 'done'}")
-                            bar.update()
-                    except BaseException:  # an error, SIGINT or SIGTERM: start no further task
-                        pool.shutdown(wait=False, cancel_futures=True)
-                        raise
-            bar.set_postfix_str("writing reports")
             step_seconds: dict[str, float] = {}
             for r in results:
                 assert r is not None
                 for step, s in r["seconds"].items():
                     step_seconds[step] = step_seconds.get(step, 0.0) + s
             summaries: list[dict[str, Any]] = []
-            for i, (kind, model, _) in enumerate(tasks):
+            for i, (kind, name, _) in enumerate(tasks):
                 if kind != "model":
                     continue
+                model = by_name[name]
                 part = results[i]
                 assert part is not None
                 precision = [r for r in results if r is not None and "what" in r and r["name"] == model.name]
@@ -961,7 +995,7 @@ def write_index(
         "## What ran",
         "",
         *_scope_lines(config, summaries, precision_names),
-        f"- time: {elapsed:.0f} s wall on {config.jobs} worker process(es); per step, summed over "
+        f"- time: {elapsed:.0f} s wall, tasks on {config.where.describe()}; per step, summed over "
         f"models (CPU-side): {steps}",
         "",
         "## Reading the numbers",

@@ -928,12 +928,25 @@ def available_cores() -> int:
     return os.cpu_count() or 1
 
 
+_worker_threads: int | None = None  # set by hwsim.execute in a worker process
+
+
+def set_worker_threads(threads: int | None) -> None:
+    """Make ``threads`` the default of every emulation in this process (a worker of
+    :mod:`hwsim.execute`: the workers already share the cores); None: back to :func:`default_threads`."""
+    global _worker_threads
+    _worker_threads = threads
+
+
 def default_threads() -> int:
     """How many threads one emulation uses unless told: every core, or one in a worker process.
 
-    A process that ``multiprocessing`` started (the workers of ``hwsim demo`` and ``hwsim
-    sweep``) is one of a pool that already spreads the work over the cores, so it uses one.
+    A worker of :mod:`hwsim.execute` (a local pool's or a Dask worker's) or any process that
+    ``multiprocessing`` started is one of several that already spread the work over the cores, so
+    it uses one.
     """
+    if _worker_threads is not None:
+        return _worker_threads
     return 1 if multiprocessing.parent_process() is not None else available_cores()
 
 

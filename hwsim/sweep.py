@@ -27,20 +27,17 @@ the bundle has a reference, else the unmodified emulator's) and top-1 accuracy w
 
 How it stays fast: one unmodified run keeps every tensor that some layer's re-run needs; each
 point then runs only from its layer on (``hwsim.emulator.emulate_from``, given those tensors),
-keeping only the logits. Points are independent, so ``jobs`` worker processes share them; the
-results are the same for any number of workers (tested).
+keeping only the logits. Points are independent tasks of ``hwsim.execute`` (a local pool, or a
+Dask cluster); the results are the same for any backend and number of workers (tested).
 """
 
 from __future__ import annotations
 
 import math
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from hwsim.bundle import (
     Bundle,
@@ -56,7 +53,9 @@ from hwsim.bundle import (
 )
 from hwsim.emulator import EmulatorConfig, available_cores, emulate, emulate_from, live_tensors
 from hwsim.errors import UserError
+from hwsim.execute import ExecutorConfig, Recipe, run_tasks
 from hwsim.fixed import MAX_SHIFT, WIDTH_RANGE, round_shift
+from hwsim.journal import Journal, digest
 
 WHATS: tuple[str, ...] = ("w_bits", "a_bits", "acc_bits")
 DEFAULT_RANGES = {"w_bits": (2, 8), "a_bits": (2, 8), "acc_bits": (8, 24)}
@@ -268,6 +267,7 @@ class _Plan:
     overflow: str
     cache: dict[str, np.ndarray]  # tensor -> integers [N, ...] from the unmodified run
     base_overflow: dict[str, int]  # MAC layer -> outputs narrowing changed in the unmodified run
+    logits: np.ndarray  # the unmodified run's logits
 
 
 @dataclass(frozen=True, eq=False)
@@ -299,62 +299,30 @@ def _point_run(plan: _Plan, node: MacNode, bits: int) -> _PointRun | None:
     return _PointRun(bundle, replace(config, acc_bits_per_layer={node.name: bits}), node.name)
 
 
-_WORKER_PLAN: _Plan | None = None  # the plan of a worker process (set once, by _start_worker)
-
-
-def _start_worker(plan: _Plan) -> None:
-    global _WORKER_PLAN
-    _WORKER_PLAN = plan
-
-
-def _evaluate(layer: str, bits: int, plan: _Plan | None = None) -> tuple[np.ndarray, int, int]:
+def _evaluate(plan: _Plan, task: tuple[str, int]) -> tuple[np.ndarray, int, int]:
     """One point: ``(logits, outputs of the layer changed by narrowing, outputs of the layer)``."""
-    plan = plan or _WORKER_PLAN
-    assert plan is not None
+    layer, bits = task
     node = plan.bundle.node(layer)
     assert isinstance(node, (Conv2dNode, LinearNode))
     run = _point_run(plan, node, bits)
     assert run is not None
     given = {t: plan.cache[t] for t in live_tensors(plan.bundle, layer)}
-    # one thread: the points themselves are spread over the ``jobs`` workers
+    # one thread: the points themselves are spread over the workers
     emulation = emulate_from(run.bundle, run.start, given, run.config, keep=False, threads=1)
     stats = emulation.layers[layer]
     return emulation.logits, stats.overflow_count, stats.elements
 
 
-def _evaluate_all(
-    plan: _Plan, tasks: list[tuple[str, int]], jobs: int, progress: bool
-) -> list[tuple[np.ndarray, int, int]]:
-    """Every task's :func:`_evaluate`, in the order of ``tasks``, on ``jobs`` processes."""
-    bar = tqdm(total=len(tasks), disable=not progress, desc=f"sweep {plan.what}", unit="run")
-    results: list[Any] = [None] * len(tasks)
-    try:
-        if jobs == 1 or len(tasks) <= 1:
-            for i, task in enumerate(tasks):
-                results[i] = _evaluate(*task, plan=plan)
-                bar.update()
-            return results
-        # Forked workers inherit the plan (the cached tensors) instead of receiving a pickled copy.
-        methods = multiprocessing.get_all_start_methods()
-        context = multiprocessing.get_context("fork" if "fork" in methods else None)
-        nodes = [n.name for n in plan.bundle.nodes]
-        cost = {
-            n.name: sum(node_macs(m, plan.bundle) for m in plan.bundle.nodes[nodes.index(n.name) :])
-            for n in plan.bundle.mac_nodes
-        }
-        pool = ProcessPoolExecutor(min(jobs, len(tasks)), context, _start_worker, (plan,))
-        try:
-            # longest runs first, so that no worker is left with a long one at the end
-            order = sorted(range(len(tasks)), key=lambda i: -cost[tasks[i][0]])
-            futures = {pool.submit(_evaluate, *tasks[i]): i for i in order}
-            for future in as_completed(futures):
-                results[futures[future]] = future.result()
-                bar.update()
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-        return results
-    finally:
-        bar.close()
+def sweep_fingerprint(
+    bundle: Bundle,
+    what: str,
+    widths: list[int],
+    input_codes: np.ndarray,
+    overflow: str,
+    layers: list[str] | None,
+) -> str:
+    """What a sweep's points depend on, as a digest (the key of its journal, hwsim.journal)."""
+    return digest("sweep", bundle, what, list(widths), np.asarray(input_codes), overflow, layers)
 
 
 def _compact_dtype(lo: int, hi: int) -> type[np.integer]:
@@ -364,6 +332,33 @@ def _compact_dtype(lo: int, hi: int) -> type[np.integer]:
         if info.min <= lo and hi <= info.max:
             return dtype
     return np.int64
+
+
+def _unmodified_run(
+    bundle: Bundle, what: str, overflow: str, input_codes: np.ndarray, layers: list[str]
+) -> _Plan:
+    """The plan of a sweep of ``layers``: the unmodified network run once on ``input_codes``, keeping
+    every tensor some point starts from (in the smallest dtype that holds it)."""
+    cfg = EmulatorConfig(acc_bits=None, overflow=overflow)
+    needed = list(dict.fromkeys(t for name in layers for t in live_tensors(bundle, name)))
+    accs = cfg.layer_acc_formats(bundle)
+    acc_of = {n.output: accs[n.name] for n in bundle.mac_nodes}
+    dtypes = {}
+    for t in needed:
+        fmt = bundle.tensors[t].fmt or acc_of[t]
+        dtypes[t] = _compact_dtype(fmt.min, fmt.max)
+    logits_parts: list[np.ndarray] = []
+    parts: dict[str, list[np.ndarray]] = {t: [] for t in needed}
+    base_overflow = dict.fromkeys((n.name for n in bundle.mac_nodes), 0)
+    for start in range(0, input_codes.shape[0], CHUNK):
+        run = emulate(bundle, input_codes[start : start + CHUNK], cfg, keep=needed)
+        logits_parts.append(run.logits)
+        for t in needed:
+            parts[t].append(run.tensors[t].astype(dtypes[t]))
+        for name, stats in run.layers.items():
+            base_overflow[name] += stats.overflow_count
+    cache = {t: np.concatenate(v) for t, v in parts.items()}
+    return _Plan(bundle, what, overflow, cache, base_overflow, np.concatenate(logits_parts))
 
 
 def sweep_bundle(
@@ -378,16 +373,22 @@ def sweep_bundle(
     progress: bool = False,
     overflow: str = "wrap",
     jobs: int = 1,
+    executor: ExecutorConfig | None = None,
+    journal: Journal | None = None,
 ) -> SweepResult:
     """Re-quantize each MAC layer alone at each width in ``widths``; see the module docstring.
 
-    ``overflow``: how every accumulator narrows (the swept one of ``acc_bits`` included); ``jobs``:
-    worker processes sharing the points (1: all in this process; :func:`default_jobs`: every core).
+    ``overflow``: how every accumulator narrows (the swept one of ``acc_bits`` included); the points
+    run where ``executor`` says (hwsim.execute), by default on ``jobs`` local worker processes (1:
+    all in this process; :func:`default_jobs`: every core); ``journal``: finished points recorded
+    there, and those an earlier run recorded taken from it (``--resume``).
     """
     if what not in WHATS:
         raise UserError(f"--what {what!r} is not one of {', '.join(WHATS)}")
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise UserError(f"--jobs {jobs!r}: expected a positive number of worker processes")
+    if executor is None:
+        executor = ExecutorConfig(kind="serial" if jobs == 1 else "local", workers=jobs)
     macs: list[MacNode] = list(bundle.mac_nodes)
     names = [n.name for n in macs]
     if layers:
@@ -397,29 +398,13 @@ def sweep_bundle(
         macs = [n for n in macs if n.name in layers]
     if what == "acc_bits" and (min(widths) < 1 or max(widths) > 64):
         raise UserError(f"acc_bits sweep: widths {widths} must lie in 1..64")
-    cfg = EmulatorConfig(acc_bits=None, overflow=overflow)
-
     # The unmodified run: logits, every tensor some point starts from, each layer's overflow count.
-    needed = list(dict.fromkeys(t for n in macs for t in live_tensors(bundle, n.name)))
-    accs = cfg.layer_acc_formats(bundle)
-    acc_of = {n.output: accs[n.name] for n in bundle.mac_nodes}
-    dtypes = {}
-    for t in needed:
-        fmt = bundle.tensors[t].fmt or acc_of[t]
-        dtypes[t] = _compact_dtype(fmt.min, fmt.max)
+    # A recipe: built here once (a local pool's workers inherit it), and by each Dask worker for
+    # itself from the bundle and the codes rather than receiving the tensors (hundreds of MB).
+    recipe = Recipe(_unmodified_run, (bundle, what, overflow, input_codes, [n.name for n in macs]))
+    plan = recipe.value()
+    base_logits = plan.logits
     images = input_codes.shape[0]
-    logits_parts: list[np.ndarray] = []
-    parts: dict[str, list[np.ndarray]] = {t: [] for t in needed}
-    base_overflow = dict.fromkeys((n.name for n in bundle.mac_nodes), 0)
-    for start in range(0, images, CHUNK):
-        run = emulate(bundle, input_codes[start : start + CHUNK], cfg, keep=needed, threads=jobs)
-        logits_parts.append(run.logits)
-        for t in needed:
-            parts[t].append(run.tensors[t].astype(dtypes[t]))
-        for name, stats in run.layers.items():
-            base_overflow[name] += stats.overflow_count
-    base_logits = np.concatenate(logits_parts)
-    plan = _Plan(bundle, what, overflow, {t: np.concatenate(v) for t, v in parts.items()}, base_overflow)
     base_pred = np.argmax(base_logits, axis=1)
     ref_pred = base_pred if reference_predictions is None else np.asarray(reference_predictions)[:images]
     has_labels = labels is not None and bool(np.all(np.asarray(labels)[:images] >= 0))
@@ -441,7 +426,22 @@ def sweep_bundle(
     points = [(n, b) for n in macs for b in widths]
     changed = [_point_run(plan, n, b) is not None for n, b in points]
     tasks = [(n.name, b) for (n, b), c in zip(points, changed, strict=True) if c]
-    outcomes = iter(_evaluate_all(plan, tasks, jobs, progress))
+    order = [n.name for n in bundle.nodes]
+    cost = {  # a point runs from its layer on: the MACs from there to the end
+        n.name: sum(node_macs(m, bundle) for m in bundle.nodes[order.index(n.name) :]) for n in macs
+    }
+    outcomes = iter(
+        run_tasks(
+            _evaluate,
+            recipe,
+            tasks,
+            executor,
+            cost=lambda task: cost[task[0]],
+            journal=journal,
+            desc=f"sweep {what}",
+            progress=progress,
+        )
+    )
     for (node, bits), is_changed in zip(points, changed, strict=True):
         if not is_changed:
             rate = 0.0 if what == "acc_bits" else None

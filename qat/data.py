@@ -11,6 +11,10 @@ files themselves are read by :mod:`hwsim.cifar10` (numpy only), which hwsim uses
 * Training augmentation is the standard CIFAR one: a random 32x32 crop of the image padded by
   4 black pixels on each side, and a horizontal flip with probability 1/2. It runs per batch
   (vectorized), so a loader yields ready ``(images float32 [B, 3, 32, 32], labels int64 [B])``.
+* Under ``torchrun`` a loader built with ``shard=(rank, world_size)`` holds one process's share:
+  for training a :class:`~torch.utils.data.DistributedSampler` (one shuffle for all processes,
+  padded so that each takes the same number of batches), for testing every ``world_size``-th
+  image from ``rank`` on (each image exactly once over the processes, none repeated).
 """
 
 from __future__ import annotations
@@ -23,7 +27,15 @@ from typing import Literal
 
 import numpy as np
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    Dataset,
+    DistributedSampler,
+    RandomSampler,
+    Sampler,
+    SequentialSampler,
+)
 
 from hwsim.cifar10 import CIFAR10_MEAN, CIFAR10_STD, Split, load_cifar10, synthetic_cifar10
 from hwsim.errors import UserError
@@ -211,8 +223,10 @@ def make_loader(
     workers: int = 0,
     seed: int = 0,
     pin_memory: bool = False,
+    shard: tuple[int, int] | None = None,
 ) -> DataLoader:
-    """A loader over one split: shuffled and augmented when ``train``, else in dataset order."""
+    """A loader over one split: shuffled and augmented when ``train``, else in dataset order;
+    ``shard=(rank, world_size)``: this process's share (see the module docstring)."""
     images, labels = source.load(split)
     return loader_from_arrays(
         images,
@@ -223,6 +237,7 @@ def make_loader(
         workers=workers,
         seed=seed,
         pin_memory=pin_memory,
+        shard=shard,
     )
 
 
@@ -236,6 +251,7 @@ def loader_from_arrays(
     workers: int = 0,
     seed: int = 0,
     pin_memory: bool = False,
+    shard: tuple[int, int] | None = None,
 ) -> DataLoader:
     """:func:`make_loader` on arrays already in memory (uint8 HWC images, int64 labels)."""
     if batch_size < 1:
@@ -246,7 +262,17 @@ def loader_from_arrays(
         raise UserError("the data set is empty: no images to load")
     dataset = CIFAR10Batches(images, labels, normalization or Normalization(), augment=train)
     generator = torch.Generator().manual_seed(seed)
-    base = RandomSampler(dataset, generator=generator) if train else SequentialSampler(dataset)
+    base: Sampler[int] | list[int]
+    if shard is not None:
+        rank, world = shard
+        if not 0 <= rank < world:
+            raise ValueError(f"shard {shard}: expected (rank, world_size) with 0 <= rank < world_size")
+        if train:  # shuffled from (seed, epoch) alike on every rank: qat.train.seed_epoch sets the epoch
+            base = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed)
+        else:
+            base = list(range(rank, len(dataset), world))
+    else:
+        base = RandomSampler(dataset, generator=generator) if train else SequentialSampler(dataset)
     sampler = BatchSampler(base, batch_size=batch_size, drop_last=False)
     return DataLoader(
         dataset,

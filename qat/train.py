@@ -9,7 +9,12 @@ Recipe: SGD with momentum and weight decay (quantizer parameters such as PACT's 
 LSQ's step get no weight decay; their own ``regularization()`` terms are added to the loss),
 a per-epoch cosine or multi-step learning-rate schedule, BN in train mode while training.
 Each epoch reseeds the shuffling and the augmentation from ``seed + epoch``, so a run resumed
-from ``checkpoint.pt`` continues exactly as the uninterrupted run would have (on the same device).
+from ``checkpoint.pt`` continues exactly as the uninterrupted run would have (on the same device,
+with the same number of processes).
+
+Under ``torchrun`` (:mod:`qat.distributed`) :func:`fit` trains the model in
+DistributedDataParallel: each process takes its shard of every epoch's shuffled images, the
+training and test sums are added over the processes, and rank 0 alone saves and logs.
 """
 
 from __future__ import annotations
@@ -25,12 +30,13 @@ from typing import Any, Literal
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from hwsim.atomic import write_atomic
 from hwsim.errors import UserError
 from hwsim.flags import MAX_BATCH, MAX_WORKERS, SEED_RANGE, check_float, check_int
+from qat.distributed import Context
 from qat.quantizers import Quantizer, regularization_loss
 
 SCHEDULES: tuple[str, ...] = ("cosine", "multistep")
@@ -46,17 +52,26 @@ METRIC_FIELDS: tuple[str, ...] = (
 )
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` -> CUDA when present, else CPU; ``cuda`` without a GPU is a user error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cpu":
+def resolve_device(name: str = "auto", index: int | None = None) -> torch.device:
+    """``auto`` -> CUDA when present, else CPU; ``cuda`` without a GPU is a user error.
+
+    ``index`` (a torchrun process's ``LOCAL_RANK``) picks the GPU ``cuda:index``; it must exist."""
+    if name not in ("auto", "cpu", "cuda"):
+        raise UserError(f"--device {name!r} is not one of auto, cpu, cuda")
+    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise UserError("--device cuda: no CUDA device is available to PyTorch; use --device cpu or auto")
+    if not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available to PyTorch; use --device cpu or auto")
+    if index is None:
         return torch.device("cuda")
-    raise UserError(f"--device {name!r} is not one of auto, cpu, cuda")
+    count = torch.cuda.device_count()
+    if index >= count:
+        raise UserError(
+            f"LOCAL_RANK={index} needs GPU cuda:{index}, but PyTorch sees {count} CUDA device(s) here; "
+            f"start at most {count} processes per node (torchrun --nproc-per-node {count}), "
+            "or pass --device cpu"
+        )
+    return torch.device("cuda", index)
 
 
 @dataclass(frozen=True)
@@ -174,15 +189,21 @@ def train_one_epoch(
     optimizer: torch.optim.Optimizer,
     device: torch.device,
     description: str = "train",
+    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    progress: bool = True,
 ) -> tuple[float, float]:
-    """One pass over ``loader`` in train mode; returns ``(mean loss, top-1 %)`` of the training batches."""
+    """One pass over ``loader`` in train mode; returns ``(mean loss, top-1 %)`` of the training batches.
+
+    ``reduce`` sums ``[loss sum, correct, images]`` over processes (:meth:`Context.sum`), so the
+    result is that of every process's batches; ``progress`` False hides the progress bar."""
     model.train()
     criterion = nn.CrossEntropyLoss()
     total_loss = torch.zeros((), dtype=torch.float64, device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
     seen = 0
     non_blocking = device.type == "cuda"
-    with tqdm(loader, desc=description, leave=False, dynamic_ncols=True, disable=None) as bar:
+    shown = None if progress else True  # tqdm: None = only on a terminal
+    with tqdm(loader, desc=description, leave=False, dynamic_ncols=True, disable=shown) as bar:
         for images, labels in bar:
             images = images.to(device, non_blocking=non_blocking)
             labels = labels.to(device, non_blocking=non_blocking)
@@ -197,6 +218,7 @@ def train_one_epoch(
             total_loss += loss.detach().double() * n
             correct += (logits.detach().argmax(dim=1) == labels).sum()
             seen += n
+    total_loss, correct, seen = _summed(total_loss, correct, seen, reduce)
     mean_loss = float(total_loss.item() / max(seen, 1))
     if not math.isfinite(mean_loss):
         raise UserError(
@@ -213,15 +235,23 @@ def evaluate(
     device: torch.device,
     keep_predictions: bool = False,
     description: str = "eval",
+    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    progress: bool = True,
 ) -> EvalResult:
-    """Mean cross-entropy and top-1 (%) in eval mode; optionally the predictions in loader order."""
+    """Mean cross-entropy and top-1 (%) in eval mode; optionally the predictions in loader order.
+
+    With ``reduce`` (:meth:`Context.sum`) each process evaluates its shard of the images and the
+    result is that of all of them (``images`` counts each once); predictions are not kept then."""
+    if keep_predictions and reduce is not None:
+        raise ValueError("evaluate: keep_predictions holds one process's images; not with reduce")
     model.eval()
     criterion = nn.CrossEntropyLoss(reduction="sum")
     total_loss = torch.zeros((), dtype=torch.float64, device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
     seen = 0
     preds: list[torch.Tensor] = []
-    with tqdm(loader, desc=description, leave=False, dynamic_ncols=True, disable=None) as bar:
+    shown = None if progress else True
+    with tqdm(loader, desc=description, leave=False, dynamic_ncols=True, disable=shown) as bar:
         for images, labels in bar:
             images = images.to(device)
             labels = labels.to(device)
@@ -232,6 +262,7 @@ def evaluate(
             seen += labels.shape[0]
             if keep_predictions:
                 preds.append(pred.cpu())
+    total_loss, correct, seen = _summed(total_loss, correct, seen, reduce)
     if seen == 0:
         raise UserError("evaluation got no images")
     return EvalResult(
@@ -240,6 +271,20 @@ def evaluate(
         images=seen,
         predictions=torch.cat(preds) if keep_predictions else None,
     )
+
+
+def _summed(
+    loss: torch.Tensor,
+    correct: torch.Tensor,
+    seen: int,
+    reduce: Callable[[torch.Tensor], torch.Tensor] | None,
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """``(loss sum, correct, images)`` added over the processes by ``reduce`` (as they are without)."""
+    if reduce is None:
+        return loss, correct, seen
+    images = torch.tensor(seen, dtype=torch.float64, device=loss.device)
+    sums = reduce(torch.stack([loss, correct.double(), images]))
+    return sums[0], sums[1].round().long(), int(sums[2].round().item())
 
 
 def write_metrics_csv(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -261,11 +306,20 @@ class RunState:
     metrics: list[dict[str, Any]] = field(default_factory=list)
 
 
-def seed_epoch(loader: DataLoader, seed: int, epoch: int) -> None:
-    """Make epoch ``epoch``'s shuffling and augmentation a function of ``(seed, epoch)`` only."""
-    torch.manual_seed(seed * 100_003 + epoch)
+def seed_epoch(loader: DataLoader, seed: int, epoch: int, rank: int = 0, world_size: int = 1) -> None:
+    """Make epoch ``epoch``'s shuffling and augmentation a function of ``(seed, epoch)`` only.
+
+    With several processes the shuffle is shared (a :class:`DistributedSampler` seeded with ``seed``
+    at epoch ``epoch``; each rank takes its share) and the augmentation differs per ``rank``."""
+    stream = seed * 100_003 + epoch
+    if world_size > 1:
+        stream = (stream * world_size + rank) % (1 << 64)
+    torch.manual_seed(stream)
     if loader.generator is not None:
-        loader.generator.manual_seed(seed * 100_003 + epoch)
+        loader.generator.manual_seed(stream)
+    sampler = getattr(loader.sampler, "sampler", None)  # the indices under the BatchSampler
+    if isinstance(sampler, DistributedSampler):
+        sampler.set_epoch(epoch)
 
 
 def fit(
@@ -279,17 +333,39 @@ def fit(
     state: RunState,
     save: Callable[[RunState, bool], None],
     log: Callable[[str], None] = print,
+    context: Context | None = None,
 ) -> RunState:
-    """Train from ``state.epoch`` to ``cfg.epochs``; after each epoch call ``save(state, is_best)``."""
+    """Train from ``state.epoch`` to ``cfg.epochs``; after each epoch call ``save(state, is_best)``.
+
+    With a distributed ``context`` (its loaders built with ``shard=context.shard``) the model
+    trains in DistributedDataParallel, every rank gets rank 0's model before the test, the
+    metrics are those of all processes, and only rank 0 calls ``save`` and ``log``."""
+    ctx = context or Context(device=device)
+    net = ctx.wrap(model, optimizer)
+    reduce = ctx.sum if ctx.distributed else None
     for epoch in range(state.epoch + 1, cfg.epochs + 1):
         start = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
-        seed_epoch(train_loader, cfg.seed, epoch)
+        seed_epoch(train_loader, cfg.seed, epoch, ctx.rank, ctx.world_size)
         train_loss, train_acc = train_one_epoch(
-            model, train_loader, optimizer, device, description=f"epoch {epoch}/{cfg.epochs}"
+            net,
+            train_loader,
+            optimizer,
+            device,
+            description=f"epoch {epoch}/{cfg.epochs}",
+            reduce=reduce,
+            progress=ctx.is_main,
         )
         scheduler.step()
-        result = evaluate(model, test_loader, device, description=f"test {epoch}/{cfg.epochs}")
+        ctx.sync_model(model)
+        result = evaluate(
+            model,
+            test_loader,
+            device,
+            description=f"test {epoch}/{cfg.epochs}",
+            reduce=reduce,
+            progress=ctx.is_main,
+        )
         row = {
             "epoch": epoch,
             "lr": lr,
@@ -304,6 +380,8 @@ def fit(
         is_best = result.top1 > state.best_top1
         if is_best:
             state.best_top1 = result.top1
+        if not ctx.is_main:
+            continue
         save(state, is_best)
         log(
             f"epoch {epoch}/{cfg.epochs}  lr {lr:.5g}  train loss {train_loss:.4f} acc {train_acc:.2f}%  "

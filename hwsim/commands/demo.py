@@ -12,7 +12,8 @@ import os
 from pathlib import Path
 
 from hwsim.demo import ACC_WIDTHS, DEMO, PRECISION_SCOPES, PRECISION_WIDTHS, DemoConfig, run_demo
-from hwsim.flags import finite_float, jobs_int, positive_int
+from hwsim.execute import add_executor_arguments, executor_from_args
+from hwsim.flags import finite_float, positive_int
 from hwsim.hwconfig import load_hw_config
 from hwsim.output import add_output_arguments
 from hwsim.sweep import default_jobs, parse_range
@@ -93,12 +94,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0.99,
         help="top-1 agreement a width must keep to count as safe (default 0.99)",
     )
-    parser.add_argument(
-        "--jobs",
-        type=jobs_int,
-        default=None,
-        help=f"worker processes (default: every core, here {default_jobs()})",
-    )
+    add_executor_arguments(parser, what="models and sweeps")
     parser.add_argument(
         "--markdown-only",
         action="store_true",
@@ -125,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
         precision_scope=args.precision_sweep,
         threshold=args.threshold,
         jobs=default_jobs() if args.jobs is None else args.jobs,
+        executor=executor_from_args(args),
+        resume=args.resume,
         progress=not args.no_progress,
         markdown_only=args.markdown_only,
         force=args.force,

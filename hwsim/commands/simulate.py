@@ -4,7 +4,9 @@ Place in the flow: parses the command line, loads the bundle and the hardware de
 calls hwsim.simulate (cycles, memory, values, overflow) and hwsim.compare (against the PyTorch
 reference, when the bundle has one) and writes the report with hwsim.report and hwsim.plots.
 With several hardware descriptions (``--hw A.yaml B.yaml`` and/or ``--grid``), each gets its own
-report under ``DIR/<name>/`` and ``DIR/`` compares them.
+report under ``DIR/<name>/`` and ``DIR/`` compares them; the configurations are tasks of
+hwsim.execute (``--executor``: this process, a local pool, or Dask), and an interrupted run keeps
+the finished ones for ``--resume`` (hwsim.journal).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import itertools
 import math
 from collections.abc import Sequence
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +27,10 @@ from hwsim.bundle import Bundle, load_bundle
 from hwsim.compare import compare_bundle
 from hwsim.emulator import EmulatorConfig
 from hwsim.errors import UserError
+from hwsim.execute import add_executor_arguments, executor_from_args, run_tasks
 from hwsim.flags import batch_int, check_int, positive_int
 from hwsim.hwconfig import HardwareConfig, load_hw_config
+from hwsim.journal import digest, journal_for
 from hwsim.output import (
     DESIGN_SPACE_REPORT,
     REPORT,
@@ -88,6 +93,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "report directory (e.g. reports/sim16); with several configurations a design-space report",
         flag="--report",
     )
+    add_executor_arguments(parser, what="hardware configurations")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -260,12 +266,27 @@ def run(args: argparse.Namespace) -> int:
     bundle = load_bundle(args.bundle)
     codes, _labels = select_inputs(bundle, args.images, args.data, DEFAULT_IMAGES)
     progress = not args.no_progress
+    shared = _SimulateInputs(bundle, tuple(configs), codes, args.batch, progress and not several)
+    fingerprint = digest("simulate", bundle, configs, codes, args.batch)
     with ExitStack() as stack:
+        # the journal goes only once the report is published
+        journal = stack.enter_context(
+            journal_for(out, fingerprint, resume=args.resume, what="hwsim simulate")
+        )
         # several configurations: one design-space report, its sub-reports included, published whole
         staged = stack.enter_context(publish_directory(out, DESIGN_SPACE_REPORT)) if several else None
+        parts = run_tasks(
+            simulate_task,
+            shared,
+            list(range(len(configs))),
+            executor_from_args(args),
+            journal=journal,
+            desc="simulate",
+            progress=progress and several,
+        )
         summaries = [
-            _simulate_one(args, bundle, hw, codes, out if staged is None else staged / name, progress, name)
-            for hw, name in zip(configs, names, strict=True)
+            _write_one(args, bundle, hw, part, out if staged is None else staged / name, name)
+            for hw, name, part in zip(configs, names, parts, strict=True)
         ]
         if staged is not None:
             best = min(summaries, key=lambda s: s["latency_us"])
@@ -288,21 +309,39 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _simulate_one(
+@dataclass(frozen=True, eq=False)
+class _SimulateInputs:
+    """What every configuration's task reads (sent once per worker)."""
+
+    bundle: Bundle
+    configs: tuple[HardwareConfig, ...]
+    codes: np.ndarray
+    batch: int
+    progress: bool
+
+
+def simulate_task(inputs: _SimulateInputs, index: int) -> dict[str, Any]:
+    """One configuration (a task of hwsim.execute): its rows, totals and comparison notes."""
+    sim = simulate_bundle(
+        inputs.bundle, inputs.configs[index], inputs.codes, batch=inputs.batch, progress=inputs.progress
+    )
+    notes = merge_comparison(sim, inputs.bundle)
+    return {"rows": sim.rows, "totals": sim.totals, "notes": notes}
+
+
+def _write_one(
     args: argparse.Namespace,
     bundle: Bundle,
     hw: HardwareConfig,
-    codes: np.ndarray,
+    part: dict[str, Any],
     directory: Path | Output,
-    progress: bool,
     name: str,
 ) -> Row:
-    """Simulate ``hw``, write its report to ``directory`` and return its design-space row."""
-    sim = simulate_bundle(bundle, hw, codes, batch=args.batch, progress=progress)
-    notes = merge_comparison(sim, bundle)
+    """Write the report of ``hw``'s simulation to ``directory`` and return its design-space row."""
+    sim = Simulation(hw=hw, rows=part["rows"], totals=part["totals"], emulation=None)
     whole = isinstance(directory, Output)
     shown = args.report if whole else args.report / name
-    write_simulation(sim, bundle, directory, notes, whole=whole)
+    write_simulation(sim, bundle, directory, part["notes"], whole=whole)
     t = sim.totals
     print(
         f"{hw.label}: {t['cycles']} cycles, {t['latency_us']:.1f} us per inference, "

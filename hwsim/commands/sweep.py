@@ -3,8 +3,10 @@
 Place in the flow: parses the command line, calls hwsim.sweep (one layer re-quantized at a time,
 run on the emulator) and writes the report with hwsim.report: one row per layer (the smallest
 width keeping top-1 agreement >= the threshold, and the metrics at every width), the heatmaps
-(layer x bits) as PNGs, and ``sweep.csv`` with every (layer, width) point. The points run on
-``--jobs`` worker processes (default: every core); the results do not depend on how many.
+(layer x bits) as PNGs, and ``sweep.csv`` with every (layer, width) point. The points are tasks
+of hwsim.execute (``--executor``: this process, a local pool on every core, or Dask); the results
+do not depend on where they ran. An interrupted sweep keeps its finished points (hwsim.journal) and
+``--resume`` runs only the rest.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import argparse
 import csv
 import io
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -20,18 +23,20 @@ from hwsim import plots
 from hwsim.bundle import Bundle, load_bundle
 from hwsim.commands.simulate import select_inputs
 from hwsim.errors import UserError
+from hwsim.execute import add_executor_arguments, executor_from_args
 from hwsim.fixed import OVERFLOW_MODES
-from hwsim.flags import finite_float, jobs_int, positive_int
-from hwsim.output import REPORT, add_output_arguments, claim
+from hwsim.flags import finite_float, positive_int
+from hwsim.journal import journal_for
+from hwsim.output import REPORT, Output, add_output_arguments, claim
 from hwsim.report import Report, Row, fmt_value, write_report
 from hwsim.sweep import (
     DEFAULT_RANGES,
     WHATS,
     WIDTH_LIMITS,
     SweepResult,
-    default_jobs,
     parse_range,
     sweep_bundle,
+    sweep_fingerprint,
 )
 
 DEFAULT_IMAGES = 64  # inputs per point when --images is not given (at most what there are)
@@ -76,12 +81,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="wrap",
         help="how accumulators narrow, the swept one of --what acc_bits included (default wrap)",
     )
-    parser.add_argument(
-        "--jobs",
-        type=jobs_int,
-        default=None,
-        help=f"worker processes sharing the points (default: every core, here {default_jobs()})",
-    )
+    add_executor_arguments(parser, what="points")
     add_output_arguments(parser, REPORT, "report directory", flag="--report")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -143,19 +143,30 @@ def run(args: argparse.Namespace) -> int:
     reference = None
     if bundle.reference is not None and args.data is None and bundle.meta.output in bundle.reference.codes:
         reference = np.argmax(bundle.reference.codes[bundle.meta.output][: codes.shape[0]], axis=1)
-    result = sweep_bundle(
-        bundle,
-        args.what,
-        widths,
-        codes,
-        labels=labels,
-        reference_predictions=reference,
-        threshold=args.threshold,
-        layers=args.layers,
-        progress=not args.no_progress,
-        overflow=args.overflow,
-        jobs=default_jobs() if args.jobs is None else args.jobs,
-    )
+    executor = executor_from_args(args)
+    fingerprint = sweep_fingerprint(bundle, args.what, widths, codes, args.overflow, args.layers)
+    with journal_for(out, fingerprint, resume=args.resume, what="hwsim sweep") as journal:
+        result = sweep_bundle(
+            bundle,
+            args.what,
+            widths,
+            codes,
+            labels=labels,
+            reference_predictions=reference,
+            threshold=args.threshold,
+            layers=args.layers,
+            progress=not args.no_progress,
+            overflow=args.overflow,
+            executor=executor,
+            journal=journal,
+        )
+        _write(args, out, bundle, result, reference)
+    return 0
+
+
+def _write(
+    args: argparse.Namespace, out: Output, bundle: Bundle, result: SweepResult, reference: Any
+) -> None:
     what = args.what
     layers, bits = result.layers, result.widths
     figures = {
@@ -235,4 +246,3 @@ def run(args: argparse.Namespace) -> int:
     for name, b in minimum.items():
         shown = b if b is not None else f"> {bits[-1]}"
         print(f"  {name}: min {what} {shown} (bundle: {bundle_width(bundle, what, name)})")
-    return 0

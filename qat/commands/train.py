@@ -8,19 +8,25 @@ Place in the flow: the first step. Writes ``OUT/checkpoint.pt`` (every epoch; wh
     qat train --model resnet20 --quant configs/quant/pact_a4w4.yaml --init runs/float/best.pt \\
               --epochs 60 --out runs/pact4 --data cifar-10-batches-py
     qat train --out runs/pact4 --resume --epochs 60 --data cifar-10-batches-py
+
+Under ``torchrun`` (``torchrun --nproc-per-node N -m qat train ...``, no extra flag) every
+process trains a replica in DistributedDataParallel (:mod:`qat.distributed`); ``--batch-size``
+is per process, the learning rate is not scaled, rank 0 alone writes and prints, and the files
+are those of a single-process run.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from hwsim.errors import UserError
 from hwsim.flags import batch_int, finite_float, int_in, seed_int, workers_int
-from hwsim.output import TRAINING_RUN, claim, prepare_directory, writing_into
+from hwsim.output import TRAINING_RUN, Output, claim, prepare_directory, writing_into
 from qat.checkpoint import (
     check_resumable,
     load_matching_weights,
@@ -31,7 +37,8 @@ from qat.checkpoint import (
     save_checkpoint,
 )
 from qat.config import QuantConfig, load_config
-from qat.data import Normalization, add_data_arguments, make_loader, resolve_data
+from qat.data import DataSource, Normalization, add_data_arguments, make_loader, resolve_data
+from qat.distributed import Context, launch_from_environment, started
 from qat.models import MODEL_NAMES, build_model
 from qat.train import (
     MAX_EPOCHS,
@@ -103,7 +110,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0.1,
         help="multistep decay factor (default: 0.1)",
     )
-    parser.add_argument("--batch-size", type=batch_int, default=128, help="batch size (default: 128)")
+    parser.add_argument(
+        "--batch-size",
+        type=batch_int,
+        default=128,
+        help="images per step and process (default: 128); under torchrun with N processes a step "
+        "takes N x this many, and --lr is not scaled",
+    )
     parser.add_argument(
         "--seed", type=seed_int, default=0, help="seed of initialization, shuffling, augmentation"
     )
@@ -113,8 +126,67 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_data_arguments(parser)
 
 
+@dataclass
+class Job:
+    """Everything a run needs once the flags, data and checkpoint have been checked."""
+
+    model: torch.nn.Module
+    cfg: TrainConfig
+    state: RunState
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    train_loader: torch.utils.data.DataLoader
+    test_loader: torch.utils.data.DataLoader
+    source: DataSource
+    normalization: Normalization
+    quant_source: dict | None
+    init: str | None
+    out: Path
+    run_dir: Output | None  # rank 0's claim on --out; None on the other ranks
+
+
 def run(args: argparse.Namespace) -> int:
-    device = resolve_device(args.device)
+    launch = launch_from_environment()
+    device = resolve_device(args.device, None if launch is None else launch.local_rank)
+    with started(launch, device) as ctx:
+        with ctx.agreeing():  # no rank trains while another has failed its checks
+            job = prepare(args, ctx)
+        if job is None:
+            return 0
+        with ctx.agreeing():  # rank 0 creates --out once every rank is ready (and may fail to)
+            if job.run_dir is not None:
+                prepare_directory(job.run_dir)
+        with ctx.reported_by_main():
+            state = fit(
+                job.model,
+                job.train_loader,
+                job.test_loader,
+                job.cfg,
+                device,
+                job.optimizer,
+                job.scheduler,
+                job.state,
+                lambda st, is_best: save(job, st, is_best),
+                context=ctx,
+            )
+        ctx.log(
+            json.dumps(
+                {
+                    "out": str(job.out),
+                    "epochs": state.epoch,
+                    "best_top1": state.best_top1,
+                    "last_top1": state.metrics[-1]["test_acc"],
+                    "device": device.type,
+                }
+            )
+        )
+    return 0
+
+
+def prepare(args: argparse.Namespace, ctx: Context) -> Job | None:
+    """Check the flags, read the data and the checkpoints, build model, optimizer and loaders (on
+    every rank); rank 0 claims ``--out``. None when a resumed run has no epoch left."""
+    device = ctx.device
     source = resolve_data(args)
     out = Path(args.out)
     ckpt_path = out / "checkpoint.pt"
@@ -123,7 +195,9 @@ def run(args: argparse.Namespace) -> int:
             f"--resume: {ckpt_path} does not exist; there is no run to continue in {out}; pass the "
             "--out of the run (the directory holding its checkpoint.pt), or start a new run without --resume"
         )
-    run_dir = claim(out, TRAINING_RUN, inputs=(args.init, args.quant, source.directory))
+    run_dir = (
+        claim(out, TRAINING_RUN, inputs=(args.init, args.quant, source.directory)) if ctx.is_main else None
+    )
 
     if args.resume:
         if args.quant or args.init:
@@ -145,8 +219,8 @@ def run(args: argparse.Namespace) -> int:
         init = payload.get("init")
         state = RunState(payload["epoch"], payload["best_top1"], list(payload["metrics"]))
         if state.epoch >= cfg.epochs:
-            print(f"{ckpt_path}: all {cfg.epochs} epochs are done; nothing to resume")
-            return 0
+            ctx.log(f"{ckpt_path}: all {cfg.epochs} epochs are done; nothing to resume")
+            return None
     else:
         if ckpt_path.exists():
             raise UserError(
@@ -172,7 +246,7 @@ def run(args: argparse.Namespace) -> int:
         init = str(args.init) if args.init else None
         if args.init:
             loaded, kept = load_matching_weights(model, args.init)
-            print(
+            ctx.log(
                 f"--init {args.init}: loaded {len(loaded)} tensors; initialized here: {len(kept)} "
                 f"(quantizer state{': ' + ', '.join(kept[:4]) + ' ...' if kept else ''})"
             )
@@ -194,6 +268,7 @@ def run(args: argparse.Namespace) -> int:
         workers=cfg.workers,
         seed=cfg.seed,
         pin_memory=pin,
+        shard=ctx.shard,
     )
     test_loader = make_loader(
         source,
@@ -203,44 +278,53 @@ def run(args: argparse.Namespace) -> int:
         normalization=normalization,
         workers=cfg.workers,
         pin_memory=pin,
+        shard=ctx.shard,
     )
-    print(
-        f"training {model.model_name} on {source.describe()}, {device.type}: "
+    processes = (
+        f" x {ctx.world_size} processes ({ctx.backend}, batch {cfg.batch_size} per process)"
+        if ctx.distributed
+        else ""
+    )
+    ctx.log(
+        f"training {model.model_name} on {source.describe()}, {device.type}{processes}: "
         f"{len(train_loader.dataset)} train / {len(test_loader.dataset)} test images, "
         f"epochs {state.epoch + 1}..{cfg.epochs}, lr {cfg.lr} ({cfg.schedule}), out {out}"
     )
-    prepare_directory(run_dir)
-
-    def save(st: RunState, is_best: bool) -> None:
-        payload = make_payload(
-            model,
-            normalization=normalization,
-            quant_source=quant_source,
-            epoch=st.epoch,
-            best_top1=st.best_top1,
-            metrics=st.metrics,
-            train_args=cfg.to_dict(),
-            optimizer=optimizer,
-            scheduler=scheduler,
-            data=source.describe(),
-            init=init,
-        )
-        with writing_into(run_dir):
-            save_checkpoint(ckpt_path, payload)
-            if is_best:  # the model only: --resume reads checkpoint.pt, so best.pt leaves out the optimizer
-                save_checkpoint(out / "best.pt", {**payload, "optimizer": None, "scheduler": None})
-            write_metrics_csv(out / "metrics.csv", st.metrics)
-
-    state = fit(model, train_loader, test_loader, cfg, device, optimizer, scheduler, state, save)
-    print(
-        json.dumps(
-            {
-                "out": str(out),
-                "epochs": state.epoch,
-                "best_top1": state.best_top1,
-                "last_top1": state.metrics[-1]["test_acc"],
-                "device": device.type,
-            }
-        )
+    return Job(
+        model=model,
+        cfg=cfg,
+        state=state,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        train_loader=train_loader,
+        test_loader=test_loader,
+        source=source,
+        normalization=normalization,
+        quant_source=quant_source,
+        init=init,
+        out=out,
+        run_dir=run_dir,
     )
-    return 0
+
+
+def save(job: Job, st: RunState, is_best: bool) -> None:
+    """Rank 0's files after an epoch: ``checkpoint.pt``, ``best.pt`` when ``is_best``, ``metrics.csv``."""
+    assert job.run_dir is not None, "only rank 0 saves"
+    payload = make_payload(
+        job.model,
+        normalization=job.normalization,
+        quant_source=job.quant_source,
+        epoch=st.epoch,
+        best_top1=st.best_top1,
+        metrics=st.metrics,
+        train_args=job.cfg.to_dict(),
+        optimizer=job.optimizer,
+        scheduler=job.scheduler,
+        data=job.source.describe(),
+        init=job.init,
+    )
+    with writing_into(job.run_dir):
+        save_checkpoint(job.out / "checkpoint.pt", payload)
+        if is_best:  # the model only: --resume reads checkpoint.pt, so best.pt leaves out the optimizer
+            save_checkpoint(job.out / "best.pt", {**payload, "optimizer": None, "scheduler": None})
+        write_metrics_csv(job.out / "metrics.csv", st.metrics)
