@@ -38,7 +38,18 @@ REPO = Path(__file__).resolve().parents[2]
 BUNDLE = BUNDLES_DIR / "pact_a4w4"
 HW = REPO / "configs" / "hw" / "ws_16x16.yaml"
 SWEEP = ["sweep", str(BUNDLE), "--what", "w_bits", "--range", "3..5", "--images", "24", "--no-progress"]
-GRID = ["simulate", str(BUNDLE), "--hw", str(HW), "--grid", "rows=8,16", "dataflow=ws,os", "--no-progress"]
+GRID = [
+    "simulate",
+    str(BUNDLE),
+    "--hw",
+    str(HW),
+    "--grid",
+    "rows=8,16",
+    "dataflow=ws,os",
+    "--images",
+    "2",
+    "--no-progress",
+]
 ENV = {**os.environ, "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"}
 # the cluster's processes take the project's Dask settings, as docs/scale-out.md tells users to
 CLUSTER_ENV = {**ENV, "DASK_CONFIG": str(REPO / "configs" / "dask")}
