@@ -316,8 +316,11 @@ def _dask(
                 _identity, shared, key=f"hwsim-{run}-shared", pure=False, priority=len(tasks) + 1
             )
         # a copy on every worker, so that the scheduler's preference for the worker holding a
-        # task's data does not leave the others idle (Dask keeps the copies while tasks wait)
-        client.replicate([shared_future])
+        # task's data does not leave the others idle (Dask keeps the copies while tasks wait);
+        # only a balance: when a worker dies meanwhile (the scheduler then computes the shared
+        # task again), the run goes on without it
+        with contextlib.suppress(Exception):
+            client.replicate([shared_future])
         futures = {}
         for rank, (i, task) in enumerate(tasks):
             key = f"hwsim-{run}-{i}"

@@ -180,8 +180,12 @@ def test_a_sweep_and_a_grid_on_the_cluster_equal_the_serial_run(
     )
 
 
-def test_the_demo_on_the_cluster_equals_the_serial_demo(cluster: Cluster, tmp_path: Path) -> None:
+def test_the_demo_on_the_cluster_equals_the_serial_demo(
+    cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from hwsim.bundle.synthetic import tiny_bundle
+
+    monkeypatch.delenv("CIFAR10_DIR", raising=False)  # the tiny bundle's inputs are not CIFAR-10 images
 
     tiny_bundle(tmp_path / "bundles" / "tiny", reference_images=4)
     out = tmp_path / "demo"
@@ -213,7 +217,10 @@ def test_a_worker_killed_mid_task_has_its_task_run_again(
             deadline = time.monotonic() + 120
             while victim is None and time.monotonic() < deadline and proc.poll() is None:
                 for worker, keys in client.processing().items():
-                    ours = [k for k in keys if str(k).startswith("hwsim-")]
+                    # a point of the sweep (hwsim-RUN-INDEX), not the shared data (hwsim-RUN-shared)
+                    ours = [
+                        k for k in keys if str(k).startswith("hwsim-") and str(k).rsplit("-", 1)[1].isdigit()
+                    ]
                     if ours:
                         victim, task = worker, ours[0]
                         break
