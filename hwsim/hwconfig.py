@@ -6,7 +6,7 @@ dataclasses that validate themselves on construction; the array model (``mapping
 the array RTL's parameters (one source of truth); :func:`requant_parameters` does the same for a
 requantizer (rtl_models/requant.v) from its output format and rounding mode. The file looks like::
 
-    array: {rows: 16, cols: 16, dataflow: ws}        # ws | os | is
+    array: {rows: 16, cols: 16, dataflow: ws}        # ws | os | is (hwsim.dataflows)
     pe: {acc_bits: 24, overflow: wrap}               # wrap | saturate
     buffers_kb: {ifmap: 64, weight: 64, ofmap: 64}
     dram_bytes_per_cycle: 16
@@ -22,12 +22,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from hwsim.dataflows import DATAFLOWS
 from hwsim.errors import UserError, shown
 from hwsim.fixed import OVERFLOW_MODES, CodeFormat, FormatError, IntFormat, rounding_code
 from hwsim.output import safe_name
 from hwsim.yaml_io import YamlError, is_finite_number, read_yaml
 
-DATAFLOWS: tuple[str, ...] = ("ws", "os", "is")
+# DATAFLOWS, imported above, is hwsim.dataflows' registry (name -> Dataflow), the list's one owner.
 TIMINGS: tuple[str, ...] = ("native", "scalesim")
 MAX_PES_PER_SIDE = 4096
 ACC_BITS_RANGE = (2, 64)
@@ -73,7 +74,7 @@ class ArrayConfig:
     def __post_init__(self) -> None:
         _check_int("array.rows", self.rows, 1, MAX_PES_PER_SIDE)
         _check_int("array.cols", self.cols, 1, MAX_PES_PER_SIDE)
-        _check_choice("array.dataflow", self.dataflow, DATAFLOWS)
+        _check_choice("array.dataflow", self.dataflow, tuple(DATAFLOWS))  # read now: one may register later
 
     @property
     def pes(self) -> int:
@@ -291,10 +292,12 @@ def verilog_parameters(
     >>> verilog_parameters(HardwareConfig(pe=PEConfig(acc_bits=20, overflow="saturate")), a_bits=4, w_bits=4)
     {'ROWS': 16, 'COLS': 16, 'ACC_BITS': 20, 'SATURATE': 1, 'A_BITS': 4, 'W_BITS': 4, 'A_SIGNED': 0}
     """
-    if cfg.array.dataflow != "ws":
+    if not DATAFLOWS[cfg.array.dataflow].rtl:  # ArrayConfig checked that it is registered
+        rtl = [flow for flow in DATAFLOWS.values() if flow.rtl]
         raise HwConfigError(
-            f"array.dataflow: the RTL implements the weight-stationary array, got {cfg.array.dataflow!r}; "
-            "use a ws configuration (e.g. configs/hw/ws_16x16.yaml) for RTL runs"
+            f"array.dataflow: the RTL implements the {' or '.join(f.title for f in rtl)} array, "
+            f"got {cfg.array.dataflow!r}; use a {' or '.join(f.name for f in rtl)} configuration "
+            "(e.g. configs/hw/ws_16x16.yaml) for RTL runs"
         )
     _check_int("a_bits", a_bits, 1, 32)
     _check_int("w_bits", w_bits, 1, 32)

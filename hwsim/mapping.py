@@ -6,14 +6,11 @@ becomes a :class:`LayerShape` (geometry only), then a :class:`GemmShape`
 :class:`Fold` in execution order for the array's dataflow. ``timing`` counts their cycles,
 ``systolic`` executes them, ``memory`` sizes their buffers.
 
-Dataflows (``R`` rows, ``C`` columns of PEs):
-
-* ``ws`` (weight-stationary): a fold holds a ``kt x nt`` tile of W (``kt <= R``, ``nt <= C``)
-  and streams all ``M`` rows of A. Folds: N-fold outer, K-fold inner.
-* ``os`` (output-stationary): a fold holds an ``mt x nt`` tile of Y in the PEs (``mt <= R``,
-  ``nt <= C``) and streams all of ``K``. Folds: N-fold outer, M-fold inner.
-* ``is`` (input-stationary): a fold holds a ``kt x mt`` tile of A transposed (``kt <= R``,
-  ``mt <= C``) and streams all ``N`` columns of W. Folds: M-fold outer, K-fold inner.
+Dataflows (``R`` rows, ``C`` columns of PEs): each is one module of ``hwsim.dataflows``, which
+says which two GEMM dims a fold tiles over the rows and the columns, which one it streams whole
+and the loop order of the folds; :func:`fold_plan` follows those facts for every dataflow. For
+example ``ws`` (weight-stationary) holds a ``kt x nt`` tile of W (``kt <= R``, ``nt <= C``),
+streams all ``M`` rows of A and runs N-fold outer, K-fold inner.
 
 K-folds always run in ascending order, so every output accumulates over ascending ``k`` in
 every dataflow (the order ``saturate`` depends on).
@@ -29,6 +26,7 @@ import math
 from dataclasses import dataclass
 
 from hwsim.bundle import Bundle, Conv2dNode, LinearNode, MaxPoolNode, Node, window_output
+from hwsim.dataflows import dataflow
 from hwsim.errors import UserError
 from hwsim.hwconfig import ArrayConfig
 
@@ -144,8 +142,8 @@ def scalesim_gemm_shape(layer: LayerShape, batch: int = 1) -> GemmShape:
 class Fold:
     """One pass of the array: the GEMM tile ``[m0:m0+mt] x [k0:k0+kt] x [n0:n0+nt]`` it computes.
 
-    The stationary tile fits the array; the streamed dimension is whole (``ws``: all of M,
-    ``os``: all of K, ``is``: all of N).
+    The stationary tile fits the array; the dataflow's streamed dimension is whole (``ws``: all
+    of M, ``os``: all of K, ``is``: all of N).
     """
 
     index: int
@@ -166,35 +164,23 @@ def _tiles(size: int, step: int) -> list[tuple[int, int]]:
 
 
 def fold_plan(gemm: GemmShape, array: ArrayConfig) -> list[Fold]:
-    """The folds of one group's GEMM, in the order the dataflow runs them."""
-    r, c = array.rows, array.cols
+    """The folds of one group's GEMM, in the order the dataflow runs them (outer, then inner tiles)."""
+    flow = dataflow(array.dataflow)
+    side = {flow.rows_dim: array.rows, flow.cols_dim: array.cols}
+    outer, inner = flow.outer_dim, flow.inner_dim
+    span = {dim: (0, getattr(gemm, dim)) for dim in ("m", "k", "n")}  # the streamed dim stays whole
     folds: list[Fold] = []
-    if array.dataflow == "ws":
-        for n0, nt in _tiles(gemm.n, c):
-            for k0, kt in _tiles(gemm.k, r):
-                folds.append(Fold(len(folds), 0, gemm.m, k0, kt, n0, nt))
-    elif array.dataflow == "os":
-        for n0, nt in _tiles(gemm.n, c):
-            for m0, mt in _tiles(gemm.m, r):
-                folds.append(Fold(len(folds), m0, mt, 0, gemm.k, n0, nt))
-    elif array.dataflow == "is":
-        for m0, mt in _tiles(gemm.m, c):
-            for k0, kt in _tiles(gemm.k, r):
-                folds.append(Fold(len(folds), m0, mt, k0, kt, 0, gemm.n))
-    else:  # ArrayConfig validates the dataflow; this guards direct misuse
-        raise UserError(f"unknown dataflow {array.dataflow!r}")
+    for outer_tile in _tiles(getattr(gemm, outer), side[outer]):
+        span[outer] = outer_tile
+        for inner_tile in _tiles(getattr(gemm, inner), side[inner]):
+            span[inner] = inner_tile
+            folds.append(Fold(len(folds), *span["m"], *span["k"], *span["n"]))
     return folds
 
 
 def fold_count(gemm: GemmShape, array: ArrayConfig) -> int:
     """How many folds the whole layer (all groups) takes."""
-    r, c = array.rows, array.cols
-    per_group = {
-        "ws": math.ceil(gemm.k / r) * math.ceil(gemm.n / c),
-        "os": math.ceil(gemm.m / r) * math.ceil(gemm.n / c),
-        "is": math.ceil(gemm.k / r) * math.ceil(gemm.m / c),
-    }[array.dataflow]
-    return per_group * gemm.groups
+    return dataflow(array.dataflow).fold_count(gemm, array) * gemm.groups
 
 
 def layer_from_node(node: Node, bundle: Bundle) -> LayerShape:

@@ -22,7 +22,8 @@ The model (one layer at a time, all sizes in bytes of packed codes):
   difference from the array cycles (``hwsim.timing``) is its stall. Memory-bound when the
   overlapped transfers outlast the array's work.
 * Buffer (SRAM) traffic: what the array reads from and writes to its buffers, per dataflow
-  (streamed operands are re-read once per fold of the other dimension).
+  (streamed operands are re-read once per fold of the other dimension; each
+  ``hwsim.dataflows`` module gives its counts, and the weights its first fold needs).
 * A ``maxpool`` (the vector unit, :func:`pool_memory`): no weights and no partial sums; the input
   map is read from DRAM once and the output map (same code width) written once; passes over
   output rows (``m_tiles``) when either map does not fit half its buffer; the lanes read every
@@ -35,6 +36,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from hwsim.dataflows import dataflow
 from hwsim.errors import UserError
 from hwsim.hwconfig import HardwareConfig
 from hwsim.mapping import GemmShape, LayerShape, PoolShape, gemm_shape
@@ -81,19 +83,9 @@ class LayerMemory:
 
 def _buffer_traffic(gemm: GemmShape, hw: HardwareConfig, a_bits: int, w_bits: int) -> tuple[int, int]:
     """Bytes the array reads from / writes to its buffers (operand reads, partial-sum reads and writes)."""
-    r, c = hw.array.rows, hw.array.cols
-    m, k, n, g = gemm.m, gemm.k, gemm.n, gemm.groups
+    m, n, g = gemm.m, gemm.n, gemm.groups
     acc = hw.pe.acc_bits
-    df = hw.array.dataflow
-    if df == "ws":
-        a_reads, w_reads = m * k * math.ceil(n / c), k * n
-        psum_writes = m * n * math.ceil(k / r)
-    elif df == "is":
-        a_reads, w_reads = m * k, k * n * math.ceil(m / c)
-        psum_writes = m * n * math.ceil(k / r)
-    else:
-        a_reads, w_reads = m * k * math.ceil(n / c), k * n * math.ceil(m / r)
-        psum_writes = m * n
+    a_reads, w_reads, psum_writes = dataflow(hw.array.dataflow).buffer_traffic(gemm, hw.array)
     psum_reads = psum_writes - m * n  # every K-fold but the first reads back the carried sums
     reads = g * (_bytes(a_reads, a_bits) + _bytes(w_reads, w_bits) + _bytes(psum_reads, acc))
     writes = g * _bytes(psum_writes, acc)
@@ -138,9 +130,7 @@ def layer_memory(
     bw = hw.dram_bytes_per_cycle
     dram_cycles = math.ceil((reads + writes) / bw)
 
-    first_fold_weights = _bytes(min(gemm.k, hw.array.rows) * min(gemm.n, hw.array.cols), w_bits)
-    if hw.array.dataflow == "is":  # the stationary operand is the input; weights stream
-        first_fold_weights = _bytes(min(gemm.k, hw.array.rows) * gemm.n, w_bits)
+    first_fold_weights = _bytes(dataflow(hw.array.dataflow).first_weights(gemm, hw.array), w_bits)
     prologue = math.ceil((ifmap / m_tiles + min(weights, first_fold_weights)) / bw)
     epilogue = math.ceil(ofmap / (m_tiles * n_tiles) / bw)
     overlapped = max(0, dram_cycles - prologue - epilogue)

@@ -5,7 +5,10 @@ form; this module *runs* them and computes the values the PEs would produce.
 
 * :func:`run_gemm_cycles` steps an ``R x C`` grid of PE registers one clock at a time (weights
   shifting in, activations moving right, partial sums moving down, exactly as docs/dataflow.md
-  says for ``ws``; ``os`` and ``is`` as in ``hwsim.timing``'s docstring). It is the scoreboard of
+  says for ``ws``; the other dataflows as their ``hwsim.dataflows`` modules say). Two machines
+  run every dataflow, chosen by the operand it keeps stationary (:data:`MACHINE_LAYOUTS`): the
+  stationary-tile machine (a W tile, or an A tile with A and W swapped) and the
+  output-stationary one; both run the dataflow's own fold plan. It is the scoreboard of
   the RTL testbenches (values, cycle count and the cycle at which each output is written back)
   and the ground truth the other models are tested against. Slow: Python per cycle.
 * :func:`execute_gemm` computes the same values in the same order (every output accumulated
@@ -29,12 +32,34 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hwsim.dataflows import Dataflow, dataflow
 from hwsim.errors import UserError
 from hwsim.fixed import F64_EXACT, IntFormat, narrow, wrap
 from hwsim.gemm import abs_bound, exact_matmul
 from hwsim.hwconfig import HardwareConfig
 from hwsim.mapping import Fold, GemmShape, fold_plan
 from hwsim.timing import ZERO, CycleBreakdown
+
+# The register-level machines: the operand a dataflow keeps stationary -> the GEMM dims its tile
+# must lay over (rows, cols). W and A: the stationary-tile machine (K down the rows, where the
+# partial sums flow); Y: the output-stationary machine (A enters the rows, W the columns).
+MACHINE_LAYOUTS: dict[str, tuple[str, str]] = {"W": ("k", "n"), "A": ("k", "m"), "Y": ("m", "n")}
+
+
+def _machine(flow: Dataflow) -> str:
+    """The stationary operand of ``flow``, once its layout is checked against :data:`MACHINE_LAYOUTS`."""
+    if MACHINE_LAYOUTS.get(flow.stationary) != (flow.rows_dim, flow.cols_dim):
+        raise UserError(
+            f"dataflow {flow.name!r}: the register-level model has no machine for a stationary "
+            f"{flow.stationary} tiled {flow.rows_dim} over rows and {flow.cols_dim} over columns "
+            f"(it has {MACHINE_LAYOUTS}); add one to hwsim/systolic.py or use another dataflow"
+        )
+    return flow.stationary
+
+
+def _tile(fold: Fold, dim: str) -> tuple[int, int]:
+    """``(start, size)`` of ``fold`` along the GEMM dimension ``dim``."""
+    return {"m": (fold.m0, fold.mt), "k": (fold.k0, fold.kt), "n": (fold.n0, fold.nt)}[dim]
 
 
 @dataclass(frozen=True)
@@ -183,47 +208,47 @@ def _run_stationary(
     carry: np.ndarray,
     hw: HardwareConfig,
     trace: bool,
+    plan: list[tuple[int, int, int, int]],
     transpose_out: bool,
 ) -> tuple[np.ndarray, np.ndarray, CycleBreakdown, int, int, list[OutputWrite]]:
-    """Run ``Y[S, P] = stream_op[S, K] * stat_op[K, P]`` fold by fold on the stationary machine."""
+    """Run ``Y[S, P] = stream_op[S, K] * stat_op[K, P]`` on the stationary machine, fold by fold.
+
+    ``plan``: the folds in order, each ``(p0, pt, k0, kt)``, its stationary tile of ``stat_op``.
+    """
     r, c = hw.array.rows, hw.array.cols
     machine = _StationaryMachine(r, c, hw.pe.acc_format, hw.pe.overflow)
-    s_count, k = stream_op.shape
-    p_count = stat_op.shape[1]
+    s_count = stream_op.shape[0]
     buf = carry.copy()
     mark = np.zeros_like(buf)
     cycles = ZERO
     clock = 0
     writes: list[OutputWrite] = []
     folds = 0
-    for p0 in range(0, p_count, c):
-        pt = min(c, p_count - p0)
-        for k0 in range(0, k, r):
-            kt = min(r, k - k0)
-            start = clock
-            preload = machine.preload(stat_op[k0 : k0 + kt, p0 : p0 + pt])
-            clock += preload
+    for p0, pt, k0, kt in plan:
+        start = clock
+        preload = machine.preload(stat_op[k0 : k0 + kt, p0 : p0 + pt])
+        clock += preload
 
-            def on_write(
-                t: int, s: int, col: int, value: int, base: int = clock, fold: int = folds, p0: int = p0
-            ) -> None:
-                m, n = (p0 + col, s) if transpose_out else (s, p0 + col)
-                writes.append(OutputWrite(base + t, fold, m, n, value))
+        def on_write(
+            t: int, s: int, col: int, value: int, base: int = clock, fold: int = folds, p0: int = p0
+        ) -> None:
+            m, n = (p0 + col, s) if transpose_out else (s, p0 + col)
+            writes.append(OutputWrite(base + t, fold, m, n, value))
 
-            out, out_mark, length = machine.stream(
-                stream_op[:, k0 : k0 + kt],
-                buf[:, p0 : p0 + pt],
-                mark[:, p0 : p0 + pt],
-                pt,
-                on_write if trace else None,
-            )
-            buf[:, p0 : p0 + pt] = out
-            mark[:, p0 : p0 + pt] = out_mark
-            clock += length
-            cycles = cycles + CycleBreakdown(
-                compute=s_count, preload=preload, fill_drain=clock - start - preload - s_count
-            )
-            folds += 1
+        out, out_mark, length = machine.stream(
+            stream_op[:, k0 : k0 + kt],
+            buf[:, p0 : p0 + pt],
+            mark[:, p0 : p0 + pt],
+            pt,
+            on_write if trace else None,
+        )
+        buf[:, p0 : p0 + pt] = out
+        mark[:, p0 : p0 + pt] = out_mark
+        clock += length
+        cycles = cycles + CycleBreakdown(
+            compute=s_count, preload=preload, fill_drain=clock - start - preload - s_count
+        )
+        folds += 1
     return buf, mark, cycles, machine.events, folds, writes
 
 
@@ -303,16 +328,23 @@ def run_gemm_cycles(
     (counted from the GEMM's start, preload included) in order.
     """
     a64, w64, c64 = _check_operands(a, w, carry)
-    df = hw.array.dataflow
-    if df == "ws":
-        values, mark, cycles, events, folds, writes = _run_stationary(a64, w64, c64, hw, trace, False)
-    elif df == "is":
-        values_t, mark_t, cycles, events, folds, writes = _run_stationary(
-            w64.T, a64.T, c64.T, hw, trace, True
-        )
-        values, mark = values_t.T.copy(), mark_t.T.copy()
-    else:
+    flow = dataflow(hw.array.dataflow)
+    stationary = _machine(flow)
+    gemm = GemmShape(a64.shape[0], a64.shape[1], w64.shape[1])
+    if stationary == "Y":
         values, mark, cycles, events, folds, writes = _run_output_stationary(a64, w64, c64, hw, trace)
+    else:
+        # (p0, pt, k0, kt): the stationary tile's columns (the cols dim) and rows (K) per fold
+        plan = [(*_tile(f, flow.cols_dim), f.k0, f.kt) for f in fold_plan(gemm, hw.array)]
+        if stationary == "W":
+            values, mark, cycles, events, folds, writes = _run_stationary(
+                a64, w64, c64, hw, trace, plan, False
+            )
+        else:  # "A": the same machine on Y^T = W^T A^T
+            values_t, mark_t, cycles, events, folds, writes = _run_stationary(
+                w64.T, a64.T, c64.T, hw, trace, plan, True
+            )
+            values, mark = values_t.T.copy(), mark_t.T.copy()
     exact = c64 + a64 @ w64
     return TileRun(
         values=values,
@@ -333,27 +365,29 @@ def run_gemm_cycles(
 
 
 def fold_schedule_cycles(gemm: GemmShape, hw: HardwareConfig) -> tuple[CycleBreakdown, int]:
-    """Cycles of every fold of one group from its schedule: the cycle of its last write-back.
+    """Cycles of every fold of one group from its machine's schedule: the cycle of its last write-back.
 
-    ``ws``/``is``: after the ``R``-cycle preload, stream row ``s`` leaves column ``c`` at
-    ``s + R - 1 + c``; ``os``: the last MAC of PE ``(mt-1, nt-1)`` is at ``K-1 + mt-1 + nt-1``,
-    then ``R`` drain cycles.
+    Stationary-tile machine (``ws``, ``is``): after the ``R``-cycle preload, stream row ``s``
+    leaves column ``c`` at ``s + R - 1 + c`` (``s`` over the streamed dim, ``c`` over the fold's
+    columns); output-stationary machine (``os``): the last MAC of PE ``(mt-1, nt-1)`` is at
+    ``K-1 + mt-1 + nt-1``, then ``R`` drain cycles.
     """
+    flow = dataflow(hw.array.dataflow)
+    stationary = _machine(flow)
     r = hw.array.rows
+    streamed = getattr(gemm, flow.streamed_dim)
     total = ZERO
     folds = fold_plan(gemm, hw.array)
     for fold in folds:
-        total = total + _fold_schedule(fold, gemm, r, hw.array.dataflow)
+        if stationary == "Y":
+            stream = (streamed - 1) + (fold.mt - 1) + (fold.nt - 1) + 1
+            cycles = CycleBreakdown(compute=streamed, preload=0, fill_drain=stream - streamed + r)
+        else:
+            width = _tile(fold, flow.cols_dim)[1]
+            last_write = (streamed - 1) + (r - 1) + (width - 1)
+            cycles = CycleBreakdown(compute=streamed, preload=r, fill_drain=last_write + 1 - streamed)
+        total = total + cycles
     return total, len(folds)
-
-
-def _fold_schedule(fold: Fold, gemm: GemmShape, r: int, dataflow: str) -> CycleBreakdown:
-    if dataflow == "os":
-        stream = (gemm.k - 1) + (fold.mt - 1) + (fold.nt - 1) + 1
-        return CycleBreakdown(compute=gemm.k, preload=0, fill_drain=stream - gemm.k + r)
-    streamed, width = (gemm.m, fold.nt) if dataflow == "ws" else (gemm.n, fold.mt)
-    last_write = (streamed - 1) + (r - 1) + (width - 1)
-    return CycleBreakdown(compute=streamed, preload=r, fill_drain=last_write + 1 - streamed)
 
 
 def execute_gemm(

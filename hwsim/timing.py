@@ -1,28 +1,23 @@
-"""Analytic array latency: closed-form cycle counts per layer, native (ws/os/is) and SCALE-Sim-compatible.
+"""Analytic array latency: closed-form cycle counts per layer, native and SCALE-Sim-compatible.
 
 Place in the flow: ``mapping`` gives the GEMM and its folds, this module counts their cycles
 without executing anything (microseconds per layer), ``memory`` adds DRAM stalls, ``simulate``
 reports them. ``systolic`` executes the same folds register by register and must arrive at the
 same counts (tests compare them with ``==``).
 
-Native timing (``timing: native``), per fold, folds never overlap (``R`` rows, ``C`` columns):
+Every formula is its dataflow's (``hwsim.dataflows``, one module each; docs/dataflow.md is
+normative for ``ws``); this module applies them to a layer and its groups.
 
-* ``ws`` (docs/dataflow.md, normative): preload ``R`` + stream ``M + R + nt - 2``;
-  compute ``M``, preload ``R``, fill/drain ``R + nt - 2``.
-* ``is``: the same machine with A and W swapped (A's tile is stationary, W's columns stream):
-  preload ``R`` + stream ``N + R + mt - 2``; compute ``N``, preload ``R``, fill/drain ``R + mt - 2``.
-* ``os``: stream ``K + mt + nt - 2`` (A enters row ``r`` at cycle ``k + r``, W enters column ``c``
-  at cycle ``k + c``, PE ``(r, c)`` multiplies at ``k + r + c``), then drain ``R`` (the
-  accumulators shift down and out of the bottom row); compute ``K``, fill/drain ``mt + nt - 2 + R``.
+Native timing (``timing: native``): per fold, folds never overlap (``R`` rows, ``C`` columns);
+:func:`fold_cycles` is the dataflow's per-fold rule, :func:`native_gemm_cycles` the closed form
+of its sum over the folds. For ``ws``: preload ``R`` + stream ``M + R + nt - 2``; compute ``M``,
+preload ``R``, fill/drain ``R + nt - 2``.
 
 SCALE-Sim-compatible timing (``timing: scalesim``) reproduces SCALE-Sim 3.0.0's COMPUTE_REPORT
 "Total Cycles" for a layer without memory stalls: every fold is padded to the full array
 (``nt = C``, ``mt = R`` or ``C``), output sizes are ``ceil((H + 2p - kh + s)/s)``, and the layer
-total is one less than the sum of its folds (docs/scalesim.md):
-
-* ``ws``: ``ceil(K/R) * ceil(N/C) * (M + 2R + C - 2) - 1``
-* ``os``: ``ceil(M/R) * ceil(N/C) * (K + R + C - 2) - 1``
-* ``is``: ``ceil(K/R) * ceil(M/C) * (N + 2R + C - 2) - 1``
+total is one less than the sum of its folds (docs/scalesim.md): ``folds * per_fold - 1`` with
+the dataflow's ``per_fold`` (``ws``: ``M + 2R + C - 2``).
 
 A ``maxpool`` runs on the vector unit of ``C`` lanes (docs/dataflow.md, "Vector unit"), in both
 timing modes: ``ceil(outputs / C)`` passes of ``kh * kw`` cycles each, all compute
@@ -34,6 +29,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from hwsim.dataflows import Cycles, dataflow
 from hwsim.hwconfig import HardwareConfig
 from hwsim.mapping import (
     Fold,
@@ -89,32 +85,18 @@ class LayerTiming:
         return self.macs / (self.total * self.pes) if self.total else 0.0
 
 
+def _breakdown(cycles: Cycles) -> CycleBreakdown:
+    return CycleBreakdown(compute=cycles.compute, preload=cycles.preload, fill_drain=cycles.fill_drain)
+
+
 def fold_cycles(fold: Fold, gemm: GemmShape, hw: HardwareConfig) -> CycleBreakdown:
     """Native cycles of one fold (the per-fold rule the register-level model follows)."""
-    r = hw.array.rows
-    df = hw.array.dataflow
-    if df == "ws":
-        return CycleBreakdown(compute=gemm.m, preload=r, fill_drain=r + fold.nt - 2)
-    if df == "is":
-        return CycleBreakdown(compute=gemm.n, preload=r, fill_drain=r + fold.mt - 2)
-    return CycleBreakdown(compute=gemm.k, preload=0, fill_drain=fold.mt + fold.nt - 2 + r)
+    return _breakdown(dataflow(hw.array.dataflow).fold_cycles(fold, gemm, hw.array))
 
 
 def native_gemm_cycles(gemm: GemmShape, hw: HardwareConfig) -> CycleBreakdown:
     """Closed form of the sum of :func:`fold_cycles` over every fold of every group."""
-    r, c = hw.array.rows, hw.array.cols
-    m, k, n = gemm.m, gemm.k, gemm.n
-    df = hw.array.dataflow
-    if df == "ws":
-        nk, nn = math.ceil(k / r), math.ceil(n / c)
-        per = CycleBreakdown(compute=nk * nn * m, preload=nk * nn * r, fill_drain=nk * (nn * (r - 2) + n))
-    elif df == "is":
-        nk, nm = math.ceil(k / r), math.ceil(m / c)
-        per = CycleBreakdown(compute=nk * nm * n, preload=nk * nm * r, fill_drain=nk * (nm * (r - 2) + m))
-    else:
-        nm, nn = math.ceil(m / r), math.ceil(n / c)
-        per = CycleBreakdown(compute=nm * nn * k, preload=0, fill_drain=nm * nn * (r - 2) + nn * m + nm * n)
-    return per.scaled(gemm.groups)
+    return _breakdown(dataflow(hw.array.dataflow).native_cycles(gemm, hw.array)).scaled(gemm.groups)
 
 
 def scalesim_gemm_cycles(gemm: GemmShape, hw: HardwareConfig) -> CycleBreakdown:
@@ -123,19 +105,10 @@ def scalesim_gemm_cycles(gemm: GemmShape, hw: HardwareConfig) -> CycleBreakdown:
     A grouped GEMM is ``groups`` separate SCALE-Sim layers (its depthwise ``DP`` layers), each
     paying the ``- 1``.
     """
-    r, c = hw.array.rows, hw.array.cols
-    m, k, n = gemm.m, gemm.k, gemm.n
-    df = hw.array.dataflow
-    if df == "ws":
-        folds = math.ceil(k / r) * math.ceil(n / c)
-        compute, preload = folds * m, folds * r
-    elif df == "is":
-        folds = math.ceil(k / r) * math.ceil(m / c)
-        compute, preload = folds * n, folds * r
-    else:
-        folds = math.ceil(m / r) * math.ceil(n / c)
-        compute, preload = folds * k, 0
-    skew = folds * (r + c - 2)
+    flow = dataflow(hw.array.dataflow)
+    folds = flow.fold_count(gemm, hw.array)
+    per_fold = flow.scalesim_fold(gemm, hw.array)
+    compute, preload, skew = folds * per_fold.compute, folds * per_fold.preload, folds * per_fold.fill_drain
     # SCALE-Sim's total is the index of the last cycle: one less than the cycles its folds span.
     if skew >= 1:
         per = CycleBreakdown(compute=compute, preload=preload, fill_drain=skew - 1)

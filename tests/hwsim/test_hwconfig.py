@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from hwsim import hwconfig
+from hwsim.dataflows import DATAFLOWS
 from hwsim.errors import UserError
 from hwsim.fixed import ROUNDING_MODES, CodeFormat, IntFormat
 from hwsim.hwconfig import (
@@ -44,7 +46,7 @@ def test_shipped_configs_load_and_cover_the_required_arrays() -> None:
     shapes = {(c.array.rows, c.array.cols) for c in configs}
     assert {(8, 8), (16, 16), (32, 32)} <= shapes
     assert any(r != c for r, c in shapes), "a non-square array must ship"
-    assert {c.array.dataflow for c in configs} == {"ws", "os", "is"}
+    assert {c.array.dataflow for c in configs} == set(DATAFLOWS), "a config ships for every dataflow"
     default = load_hw_config(REPO / "configs" / "hw" / "ws_16x16.yaml")
     assert default == HardwareConfig(name="ws_16x16")
 
@@ -68,6 +70,10 @@ def test_load_reads_every_field(tmp_path: Path) -> None:
         (
             {"array": {"rows": 4, "cols": 8, "dataflow": "rs"}},
             "field 'array.dataflow': 'rs' is not one of ws, os, is",
+        ),
+        (
+            {"array": {"rows": 4, "cols": 8, "dataflow": ["ws"]}},  # unhashable: still the same message
+            "field 'array.dataflow': ['ws'] is not one of ws, os, is",
         ),
         (
             {"pe": {"acc_bits": 65, "overflow": "wrap"}},
@@ -109,6 +115,15 @@ def test_missing_top_level_key_and_unreadable_file(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text("array: [1, 2\n")
     with pytest.raises(HwConfigError, match="not valid YAML"):
         load_hw_config(tmp_path / "bad.yaml")
+
+
+def test_the_dataflow_list_is_the_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert hwconfig.DATAFLOWS is DATAFLOWS  # one owner: hwsim.dataflows
+    monkeypatch.setitem(DATAFLOWS, "ws2", DATAFLOWS["ws"])  # registered after hwconfig's import
+    assert ArrayConfig(4, 4, "ws2").dataflow == "ws2"
+    monkeypatch.undo()
+    with pytest.raises(HwConfigError, match="'ws2' is not one of ws, os, is"):
+        ArrayConfig(4, 4, "ws2")
 
 
 def test_dataclasses_validate_on_construction_and_are_frozen() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,8 @@ from hypothesis import strategies as st
 
 from hwsim.bundle import load_bundle
 from hwsim.bundle.synthetic import random_resnet20_bundle, tiny_bundle
+from hwsim.dataflows import DATAFLOWS, dataflow, register
+from hwsim.dataflows import weight_stationary as ws_module
 from hwsim.errors import UserError
 from hwsim.hwconfig import ArrayConfig
 from hwsim.mapping import (
@@ -61,21 +64,24 @@ def test_bad_layers_are_rejected() -> None:
     n=st.integers(1, 40),
     rows=st.integers(1, 9),
     cols=st.integers(1, 9),
-    dataflow=st.sampled_from(["ws", "os", "is"]),
+    name=st.sampled_from(list(DATAFLOWS)),
 )
 def test_folds_cover_every_mac_once_with_k_ascending(
-    m: int, k: int, n: int, rows: int, cols: int, dataflow: str
+    m: int, k: int, n: int, rows: int, cols: int, name: str
 ) -> None:
-    array = ArrayConfig(rows, cols, dataflow)
+    array = ArrayConfig(rows, cols, name)
+    flow = dataflow(name)
     gemm = GemmShape(m, k, n)
     folds = fold_plan(gemm, array)
     assert len(folds) == fold_count(gemm, array)
+    assert [f.index for f in folds] == list(range(len(folds)))
     covered = np.zeros((m, k, n), dtype=np.int64)
     last_k = np.full((m, n), -1)
     for f in folds:
         assert f.mt >= 1 and f.kt >= 1 and f.nt >= 1
-        stationary = {"ws": (f.kt, f.nt), "os": (f.mt, f.nt), "is": (f.kt, f.mt)}[dataflow]
-        assert stationary[0] <= rows and stationary[1] <= cols
+        size = {"m": f.mt, "k": f.kt, "n": f.nt}
+        assert size[flow.rows_dim] <= rows and size[flow.cols_dim] <= cols  # the stationary tile fits
+        assert size[flow.streamed_dim] == getattr(gemm, flow.streamed_dim)  # the streamed dim is whole
         covered[f.m0 : f.m0 + f.mt, f.k0 : f.k0 + f.kt, f.n0 : f.n0 + f.nt] += 1
         # every output sees its K-folds in ascending order
         assert (last_k[f.m0 : f.m0 + f.mt, f.n0 : f.n0 + f.nt] < f.k0).all()
@@ -91,6 +97,52 @@ def test_fold_order_per_dataflow() -> None:
     assert os_ == [(0, 0), (0, 2), (0, 4), (3, 0), (3, 2), (3, 4)]  # N-fold outer, M-fold inner
     is_ = [(f.m0, f.k0) for f in fold_plan(gemm, ArrayConfig(2, 3, "is"))]
     assert is_ == [(0, 0), (0, 2), (0, 4), (3, 0), (3, 2), (3, 4)]  # M-fold outer, K-fold inner
+
+
+def test_the_three_dataflows_facts() -> None:
+    # (rows_dim, cols_dim, outer_dim, stationary, streamed_dim), as the mapping docstring states them
+    facts = {
+        "ws": ("k", "n", "n", "W", "m"),
+        "os": ("m", "n", "n", "Y", "k"),
+        "is": ("k", "m", "m", "A", "n"),
+    }
+    for name, expected in facts.items():
+        flow = dataflow(name)
+        assert (flow.rows_dim, flow.cols_dim, flow.outer_dim, flow.stationary, flow.streamed_dim) == expected
+    assert [name for name, flow in DATAFLOWS.items() if flow.rtl] == ["ws"]  # rtl_models/ is ws only
+    assert all(flow.name == name for name, flow in DATAFLOWS.items())
+
+
+def test_registry_lookup_and_registration() -> None:
+    with pytest.raises(UserError, match="dataflow 'rs' is unknown; registered dataflows: ws, os, is"):
+        dataflow("rs")
+    with pytest.raises(UserError, match="is unknown"):
+        dataflow(["ws"])  # type: ignore[arg-type]  # an unhashable YAML value
+    with pytest.raises(ValueError, match="already registered"):
+        register(DATAFLOWS["ws"])
+    with pytest.raises(TypeError, match="expected a Dataflow"):
+        register(ws_module)  # type: ignore[arg-type]  # the module, not its DATAFLOW
+    base = ws_module.DATAFLOW
+    bad = [
+        ({"rows_dim": "x"}, "rows_dim='x' is not one of"),
+        ({"cols_dim": "k"}, "rows_dim and cols_dim are both 'k'"),
+        ({"outer_dim": "m"}, "outer_dim='m' must be a tiled dim"),
+        ({"stationary": "A"}, "stationary='A' does not match the tiled dims 'k' x 'n'"),
+        ({"name": "w s"}, "expected a short identifier"),
+    ]
+    for change, message in bad:
+        with pytest.raises(ValueError, match=message):
+            replace(base, **change)
+
+
+def test_a_registered_dataflow_is_folded_by_its_facts(monkeypatch: pytest.MonkeyPatch) -> None:
+    # ws with the loop order swapped (K-fold outer): ArrayConfig accepts it, fold_plan follows it
+    k_outer = replace(ws_module.DATAFLOW, name="ws_k_outer", outer_dim="k", rtl=False)
+    monkeypatch.setitem(DATAFLOWS, k_outer.name, k_outer)
+    gemm = GemmShape(m=5, k=5, n=5)
+    order = [(f.k0, f.n0) for f in fold_plan(gemm, ArrayConfig(2, 3, "ws_k_outer"))]
+    assert order == [(0, 0), (0, 3), (2, 0), (2, 3), (4, 0), (4, 3)]
+    assert fold_count(GemmShape(5, 5, 5, groups=2), ArrayConfig(2, 3, "ws_k_outer")) == 2 * 6
 
 
 def test_layers_from_bundles(tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ from hwsim.bundle.schema import NODE_KEYS, NODE_TYPES, required_and_optional
 from hwsim.bundle.synthetic import builder, fmt, reference_from_emulator, with_reference
 from hwsim.cli import main as hwsim_main
 from hwsim.compare import compare_bundle
+from hwsim.dataflows import DATAFLOWS
 from hwsim.emulator import emulate, emulate_from, live_tensors
 from hwsim.hwconfig import ArrayConfig, BufferConfig, HardwareConfig
 from hwsim.mapping import layer_from_node, pool_from_node
@@ -232,7 +233,7 @@ def test_network_emulates_identically_on_both_paths_and_from_any_node(net_dir: P
     assert live_tensors(bundle, "mp2") == ("act2",)
 
 
-@pytest.mark.parametrize("dataflow", ["ws", "os", "is"])
+@pytest.mark.parametrize("dataflow", list(DATAFLOWS))
 def test_network_simulates_on_every_dataflow(net_dir: Path, dataflow: str) -> None:
     bundle = load_bundle(net_dir)
     hw = HardwareConfig(array=ArrayConfig(4, 3, dataflow))

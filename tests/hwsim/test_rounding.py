@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from hwsim.bundle import load_bundle
 from hwsim.bundle.synthetic import tiny_bundle, tiny_inputs
+from hwsim.dataflows import DATAFLOWS
 from hwsim.emulator import emulate
 from hwsim.fixed import ROUNDING_MODES, FormatError, requantize_sum, round_shift, rounding_code
 
@@ -163,7 +164,7 @@ def test_a_bundle_mixing_modes_emulates_and_simulates(tmp_path: Path) -> None:
         assert np.array_equal(run.tensors[node.output], want), node.name
     exact = emulate(bundle, codes, int64_only=True)
     assert all(np.array_equal(run.tensors[k], exact.tensors[k]) for k in run.tensors)
-    for dataflow in ("ws", "os", "is"):
+    for dataflow in DATAFLOWS:
         hw = HardwareConfig(array=ArrayConfig(3, 2, dataflow), pe=PEConfig(16, "wrap"))
         sim = simulate_bundle(bundle, hw, codes[:4])
         assert sim.totals["array_value_mismatches"] == 0

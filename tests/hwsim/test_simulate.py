@@ -11,6 +11,7 @@ import yaml
 from hwsim.bundle import load_bundle
 from hwsim.bundle.synthetic import random_resnet20_bundle, tiny_bundle, tiny_inputs
 from hwsim.cli import main
+from hwsim.dataflows import DATAFLOWS
 from hwsim.emulator import EmulatorConfig, emulate
 from hwsim.hwconfig import ArrayConfig, HardwareConfig, PEConfig, load_hw_config
 from hwsim.mapping import gemm_shape, layer_from_node
@@ -45,7 +46,7 @@ def resnet8(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
 
-@pytest.mark.parametrize("dataflow", ["ws", "os", "is"])
+@pytest.mark.parametrize("dataflow", list(DATAFLOWS))
 @pytest.mark.parametrize("overflow", ["wrap", "saturate"])
 def test_tiny_bundle_array_equals_emulator(tmp_path: Path, dataflow: str, overflow: str) -> None:
     bundle = load_bundle(tiny_bundle(tmp_path / "tiny"))
@@ -82,7 +83,7 @@ def test_resnet20_on_shipped_arrays(resnet8: Path, config: str) -> None:
 def test_all_arrays_dataflows_and_timing_modes_analytic(resnet8: Path) -> None:
     bundle = load_bundle(resnet8)
     for rows, cols in [(8, 8), (16, 16), (32, 32), (8, 32)]:
-        for dataflow in ("ws", "os", "is"):
+        for dataflow in DATAFLOWS:
             for timing in ("native", "scalesim"):
                 hw = HardwareConfig(array=ArrayConfig(rows, cols, dataflow), timing=timing)
                 table = timing_rows(bundle, hw)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hwsim.dataflows import DATAFLOWS as REGISTRY
+from hwsim.dataflows import weight_stationary
 from hwsim.errors import UserError
 from hwsim.fixed import IntFormat
 from hwsim.gemm import gemm_exact
@@ -15,7 +19,7 @@ from hwsim.mapping import GemmShape, fold_plan
 from hwsim.systolic import OutputWrite, execute_gemm, run_gemm_cycles
 from hwsim.timing import ZERO, fold_cycles, native_gemm_cycles
 
-DATAFLOWS = ["ws", "os", "is"]
+DATAFLOWS = list(REGISTRY)  # every registered dataflow joins every cross-check below
 
 
 def hw(rows: int, cols: int, dataflow: str, acc_bits: int = 24, overflow: str = "wrap") -> HardwareConfig:
@@ -135,3 +139,29 @@ def test_operand_errors() -> None:
         run_gemm_cycles(
             np.zeros((2, 3), int), np.zeros((3, 3), int), hw(2, 2, "ws"), carry=np.zeros((3, 3), int)
         )
+
+
+def test_a_registered_dataflow_runs_on_its_machine_in_its_fold_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    # ws with K-folds outer: the register-level model follows the registry's fold plan
+    k_outer = replace(weight_stationary.DATAFLOW, name="ws_k_outer", outer_dim="k", rtl=False)
+    monkeypatch.setitem(REGISTRY, k_outer.name, k_outer)
+    rng = np.random.default_rng(5)
+    a, w = rng.integers(0, 8, (3, 5)), rng.integers(-4, 4, (5, 5))
+    cfg = hw(2, 3, "ws_k_outer", acc_bits=7, overflow="saturate")
+    run = run_gemm_cycles(a, w, cfg, trace=True)
+    ref = gemm_exact(a, w, IntFormat(7, True), "saturate")
+    assert np.array_equal(run.values, ref.acc) and run.overflow_count == ref.overflow_count
+    gemm = GemmShape(3, 5, 5)
+    assert run.cycles == execute_gemm(a, w, cfg).cycles == native_gemm_cycles(gemm, cfg)
+    folds = fold_plan(gemm, cfg.array)
+    # fold 1 is the first K-tile of the second N-tile (n0 = 3), not the second K-tile of the first
+    assert (folds[1].k0, folds[1].n0) == (0, 3)
+    assert {wr.n for wr in run.writes or () if wr.fold == 1} == {3, 4}
+    assert {wr.n for wr in run.writes or () if wr.fold == 2} == {0, 1, 2}
+    # a stationary W laid N over rows has no register-level machine: a clear error, not wrong numbers
+    transposed = replace(k_outer, name="ws_n_rows", rows_dim="n", cols_dim="k", outer_dim="n")
+    monkeypatch.setitem(REGISTRY, transposed.name, transposed)
+    with pytest.raises(UserError, match="no machine for a stationary W tiled n over rows"):
+        run_gemm_cycles(a, w, hw(2, 3, "ws_n_rows"))
+    with pytest.raises(UserError, match="no machine"):
+        execute_gemm(a, w, hw(2, 3, "ws_n_rows"))

@@ -37,6 +37,10 @@ TOPOLOGY = [
 ]
 
 ARRAYS = [(8, 8), (16, 16), (32, 32), (8, 32), (32, 8)]
+# SCALE-Sim 3.0.0's own dataflows (its config's "Dataflow :"), spelled out: this script runs in
+# SCALE-Sim's virtualenv, without hwsim. They are also names in hwsim's registry
+# (hwsim.dataflows); test_timing.py fails for a registered dataflow that has no goldens here
+# unless its WITHOUT_GOLDENS lists it with the reason.
 DATAFLOWS = ["os", "ws", "is"]
 
 CONFIG = """[general]
