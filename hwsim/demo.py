@@ -150,9 +150,8 @@ class DemoConfig:
     sweep_images: int = 16
     threshold: float = 0.99
     jobs: int = field(default_factory=default_jobs)
-    executor: ExecutorConfig | None = (
-        None  # where the tasks run (hwsim.execute); None: ``jobs`` local processes
-    )
+    # where the tasks run (hwsim.execute); None: ``jobs`` local processes
+    executor: ExecutorConfig | None = None
     resume: bool = False  # take the tasks an interrupted run finished (hwsim.journal)
     progress: bool = True
     markdown_only: bool = False  # keep only the .md and .png files (a report to commit to git)
@@ -188,8 +187,7 @@ class DemoConfig:
         if not 0.0 <= self.threshold <= 1.0:
             raise UserError(f"--threshold {self.threshold}: expected a fraction in [0, 1]")
         if self.executor is None:
-            kind = "serial" if self.jobs == 1 else "local"
-            object.__setattr__(self, "executor", ExecutorConfig(kind=kind, workers=self.jobs))
+            object.__setattr__(self, "executor", ExecutorConfig(workers=self.jobs))
 
     @property
     def where(self) -> ExecutorConfig:

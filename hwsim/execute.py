@@ -277,12 +277,15 @@ def dask_client(config: ExecutorConfig) -> Iterator[Any]:
     import dask
     from distributed.comm import parse_address, parse_host_port
 
+    def not_an_address(err: Exception) -> UserError:
+        return UserError(f"{shown}: not a scheduler address ({err}); expected tcp://HOST:PORT")
+
     try:  # an address Dask cannot parse is refused before a client exists
         scheme, location = parse_address(address)
         if scheme == "tcp":
             parse_host_port(location)
     except (ValueError, TypeError) as err:
-        raise UserError(f"{shown}: not a scheduler address ({err}); expected tcp://HOST:PORT") from None
+        raise not_an_address(err) from None
     timeout = dask.config.get("distributed.comm.timeouts.connect")
     try:
         client = distributed.Client(address, set_as_default=False)
@@ -292,8 +295,8 @@ def dask_client(config: ExecutorConfig) -> Iterator[Any]:
             "--host HOST) or correct the address (tcp://HOST:PORT); the wait is Dask's setting "
             "distributed.comm.timeouts.connect"
         ) from None
-    except (ValueError, TypeError) as err:
-        raise UserError(f"{shown}: not a scheduler address ({err}); expected tcp://HOST:PORT") from None
+    except (ValueError, TypeError) as err:  # e.g. a scheme no Dask transport knows
+        raise not_an_address(err) from None
     with client:
         yield client
 
@@ -345,7 +348,6 @@ def _dask(
                         "finished tasks are kept: run the same command with --resume"
                     ) from None
                 done(futures.pop(future), result)  # released: the worker may drop the result
-                del future
         except BaseException:
             client.cancel([*futures, shared_future])
             raise
@@ -377,10 +379,10 @@ def run_tasks(
             key = task_key(task)
             if key in recorded:
                 results[i], finished[i] = recorded[key], True
-        journal.resumed = sum(finished)
-        if journal.resumed:
+        resumed = sum(finished)
+        if resumed:
             print(
-                f"hwsim: --resume: {journal.resumed} of {len(tasks)} tasks taken from {journal.path}",
+                f"hwsim: --resume: {resumed} of {len(tasks)} tasks taken from {journal.path}",
                 file=sys.stderr,
             )
     pending = [i for i in range(len(tasks)) if not finished[i]]
@@ -440,7 +442,4 @@ def add_executor_arguments(parser: argparse.ArgumentParser, *, what: str = "task
 
 def executor_from_args(args: argparse.Namespace) -> ExecutorConfig:
     """The :class:`ExecutorConfig` of the flags :func:`add_executor_arguments` added."""
-    kind = args.executor
-    if kind == "local" and args.jobs == 1:
-        kind = "serial"
-    return ExecutorConfig(kind=kind, workers=args.jobs, scheduler=args.scheduler)
+    return ExecutorConfig(kind=args.executor, workers=args.jobs, scheduler=args.scheduler)

@@ -184,12 +184,9 @@ def task_key(task: Any) -> str:
 class Journal:
     """The finished tasks of one run (see the module docstring)."""
 
-    def __init__(self, path: Path, fingerprint: str) -> None:
+    def __init__(self, path: Path) -> None:
         self.path = path
-        self.fingerprint = fingerprint
         self.tasks = 0  # tasks of the run (hwsim.execute.run_tasks says)
-        self.recorded = 0  # tasks recorded by this process
-        self.resumed = 0  # tasks taken from an earlier run
 
     def load(self) -> dict[str, Any]:
         """Task key -> result of every task already recorded (by an earlier run being resumed)."""
@@ -214,7 +211,6 @@ class Journal:
             write_atomic(self.path / f"task-{task_key(task)}.npz", encode_result(task, result))
         except OSError as err:
             raise OutputError(f"{self.path}: cannot record a finished task ({err.strerror or err})") from None
-        self.recorded += 1
 
 
 def _start(path: Path, fingerprint: str, what: str) -> None:
@@ -264,7 +260,7 @@ def journal_for(out: Output, fingerprint: str, *, resume: bool, what: str) -> It
             _start(path, fingerprint, what)
     except OSError as err:
         raise OutputError(f"{path}: cannot write the task journal ({err.strerror or err})") from None
-    journal = Journal(path, fingerprint)
+    journal = Journal(path)
     try:
         yield journal
     except BaseException:

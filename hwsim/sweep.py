@@ -388,7 +388,7 @@ def sweep_bundle(
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise UserError(f"--jobs {jobs!r}: expected a positive number of worker processes")
     if executor is None:
-        executor = ExecutorConfig(kind="serial" if jobs == 1 else "local", workers=jobs)
+        executor = ExecutorConfig(workers=jobs)  # one worker: the local backend runs here
     macs: list[MacNode] = list(bundle.mac_nodes)
     names = [n.name for n in macs]
     if layers:

@@ -16,7 +16,7 @@ from hwsim.execute import add_executor_arguments, executor_from_args
 from hwsim.flags import finite_float, positive_int
 from hwsim.hwconfig import load_hw_config
 from hwsim.output import add_output_arguments
-from hwsim.sweep import default_jobs, parse_range
+from hwsim.sweep import parse_range
 
 HELP = "run the whole flow on the bundled quantized ResNet20s and write one report per model plus an index"
 
@@ -120,7 +120,6 @@ def run(args: argparse.Namespace) -> int:
         precision_widths=tuple(parse_range(args.precision_widths, "w_bits")),
         precision_scope=args.precision_sweep,
         threshold=args.threshold,
-        jobs=default_jobs() if args.jobs is None else args.jobs,
         executor=executor_from_args(args),
         resume=args.resume,
         progress=not args.no_progress,
