@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from hwsim.dataflows import DATAFLOWS
+from hwsim.dataflows import DATAFLOWS, index_of
 from hwsim.errors import UserError, shown
 from hwsim.fixed import OVERFLOW_MODES, CodeFormat, FormatError, IntFormat, rounding_code
 from hwsim.output import safe_name
@@ -289,8 +289,12 @@ def verilog_parameters(
     ``a_bits``/``w_bits`` are the operand widths of the layer the RTL runs (weights are always
     signed; activations are unsigned after ReLU, signed for the network input and binary codes).
 
-    >>> verilog_parameters(HardwareConfig(pe=PEConfig(acc_bits=20, overflow="saturate")), a_bits=4, w_bits=4)
-    {'ROWS': 16, 'COLS': 16, 'ACC_BITS': 20, 'SATURATE': 1, 'A_BITS': 4, 'W_BITS': 4, 'A_SIGNED': 0}
+    >>> hw = HardwareConfig(pe=PEConfig(acc_bits=20, overflow="saturate"))
+    >>> verilog_parameters(hw, a_bits=4, w_bits=4)  # doctest: +NORMALIZE_WHITESPACE
+    {'ROWS': 16, 'COLS': 16, 'ACC_BITS': 20, 'SATURATE': 1, 'A_BITS': 4, 'W_BITS': 4, 'A_SIGNED': 0,
+     'DATAFLOW': 0}
+
+    ``DATAFLOW`` is the dataflow's index in ``hwsim.dataflows.DATAFLOWS`` (rtl_models/array_top.v).
     """
     if not DATAFLOWS[cfg.array.dataflow].rtl:  # ArrayConfig checked that it is registered
         rtl = [flow for flow in DATAFLOWS.values() if flow.rtl]
@@ -311,6 +315,7 @@ def verilog_parameters(
         "A_BITS": a_bits,
         "W_BITS": w_bits,
         "A_SIGNED": int(a_signed),
+        "DATAFLOW": index_of(cfg.array.dataflow),
     }
 
 

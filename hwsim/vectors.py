@@ -3,8 +3,10 @@
 Place in the flow: ``hwsim vectors`` (hwsim/commands/vectors.py) and the RTL tests call
 :func:`make_vector_set` (stimulus + hwsim's expected outputs, cycles and overflow counts) and
 :func:`write_vectors`; the cocotb testbench rtl_models/tb_array_top.py, or any other simulator's
-testbench, reads them back (:func:`read_vectors`, or ``$readmemh`` on the hex files). The
-word layout is the one of rtl_models/array_top.v (docs/rtl.md):
+testbench, reads them back (:func:`read_vectors`, or ``$readmemh`` on the hex files). The word
+layout is the one of rtl_models/array_top.v for the array's dataflow (docs/rtl.md), one
+:class:`BufferLayout` per register-level machine (:data:`BUFFER_LAYOUTS`, keyed like
+``hwsim.systolic.MACHINE_LAYOUTS`` by the operand the dataflow keeps stationary). For ``ws``:
 
 * ``abuf.hex``: word ``kf*M + m`` holds ``A[m, kf*ROWS + r]`` at bits ``r*A_BITS`` (``r < ROWS``);
 * ``wbuf.hex``: word ``(nf*KF + kf)*ROWS + j`` holds ``W[kf*ROWS + j, nf*COLS + c]`` at bits ``c*W_BITS``;
@@ -12,8 +14,9 @@ word layout is the one of rtl_models/array_top.v (docs/rtl.md):
 * ``carry_obuf.hex`` (only for an accumulating GEMM ``Y = C + A * W``): ``C`` in the layout of
   ``expected_obuf.hex``, what the output buffer holds before ``start`` with ``accumulate`` high;
 
-with ``KF = ceil(K/ROWS)``; codes outside A, W or Y are 0. Every lane is a two's-complement (or
-unsigned) code of its width, one hex word per line, most significant digit first.
+with ``KF = ceil(K/ROWS)``; ``os`` and ``is`` are in :data:`BUFFER_LAYOUTS`. Codes outside A, W
+or Y are 0. Every lane is a two's-complement (or unsigned) code of its width, one hex word per
+line, most significant digit first.
 
 A second kind of set holds one requantizer of a bundle (rtl_models/requant.v):
 :func:`make_requant_vector_set` takes the node's inputs from the emulator's run (accumulators,
@@ -30,6 +33,7 @@ import json
 import math
 import os
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,13 +41,14 @@ from typing import Any
 import numpy as np
 
 from hwsim.bundle import Bundle, RequantNode
+from hwsim.dataflows import Dataflow, dataflow, dataflow_at
 from hwsim.emulator import EmulatorConfig, emulate
 from hwsim.errors import UserError
 from hwsim.fixed import CodeFormat, IntFormat, requantize_sum, sign
 from hwsim.gemm import gemm_exact
-from hwsim.hwconfig import HardwareConfig, requant_parameters, verilog_parameters
+from hwsim.hwconfig import ArrayConfig, HardwareConfig, PEConfig, requant_parameters, verilog_parameters
 from hwsim.limits import PE_CYCLES
-from hwsim.mapping import GemmShape
+from hwsim.mapping import GemmShape, fold_count
 from hwsim.output import VECTORS, Output, publish_directory
 from hwsim.systolic import execute_gemm, run_gemm_cycles
 from hwsim.timing import native_gemm_cycles
@@ -80,37 +85,43 @@ class VectorSet:
         return m, k, int(self.w.shape[1])
 
     @property
-    def folds(self) -> tuple[int, int]:
-        """``(KF, NF)``: K-folds and N-folds."""
-        m, k, n = self.shape
-        return math.ceil(k / self.parameters["ROWS"]), math.ceil(n / self.parameters["COLS"])
+    def dataflow(self) -> Dataflow:
+        """The array's dataflow (``DATAFLOW`` parameter; a set without it is ``ws``)."""
+        return dataflow_at(self.parameters.get("DATAFLOW", 0))
+
+    @property
+    def hardware(self) -> HardwareConfig:
+        """The array these vectors were made for (rows, columns, dataflow, accumulators)."""
+        p = self.parameters
+        return HardwareConfig(
+            array=ArrayConfig(rows=p["ROWS"], cols=p["COLS"], dataflow=self.dataflow.name),
+            pe=PEConfig(acc_bits=p["ACC_BITS"], overflow="saturate" if p["SATURATE"] else "wrap"),
+        )
+
+    @property
+    def folds(self) -> int:
+        """Folds of the GEMM on the array (``hwsim.mapping.fold_count``)."""
+        return fold_count(GemmShape(*self.shape), self.hardware.array)
 
     @property
     def addr_bits(self) -> int:
         """Address bits every buffer needs for this GEMM (array_top's ADDR_BITS must be at least this)."""
-        m, _, _ = self.shape
-        kf, nf = self.folds
-        words = max(kf * m, nf * kf * self.parameters["ROWS"], nf * m, 2)
+        words = max(*(lanes.shape[0] for lanes in buffer_images(self).values()), 2)
         return max(1, (words - 1).bit_length())
 
-    def fold_of_column(self, n: int) -> tuple[int, int]:
-        """``(nf, c)``: the N-fold and the array column that produce output column ``n``."""
-        return divmod(n, self.parameters["COLS"])
+    def origin(self, m: int, n: int) -> str:
+        """Where the array produces ``Y[m, n]``: the fold, the bottom PE and the cycle of its last write-back.
 
-    def write_cycle(self, m: int, n: int) -> int:
-        """Cycle whose clock edge writes ``Y[m, n]`` in its last K-fold (0: the first cycle after start).
-
-        The schedule of docs/dataflow.md, in the convention of hwsim.systolic's write trace.
+        From hwsim's register-level model (its write trace), for failure messages; slow on large GEMMs.
         """
-        rows, cols = self.parameters["ROWS"], self.parameters["COLS"]
-        _, _, n_total = self.shape
-        kf_count, _ = self.folds
-        nf, c = self.fold_of_column(n)
-        before = 0
-        for f in range(nf * kf_count + kf_count - 1):
-            nt = min(cols, n_total - (f // kf_count) * cols)
-            before += rows + self.shape[0] + rows + nt - 2
-        return before + rows + m + rows - 1 + c
+        hw = self.hardware
+        run = run_gemm_cycles(self.a, self.w, hw, carry=self.carry, trace=True)
+        last = [x for x in run.writes or () if (x.m, x.n) == (m, n)][-1]
+        column = {"m": m, "n": n}[self.dataflow.cols_dim] % hw.array.cols
+        return (
+            f"fold {last.fold}, array column {column}, bottom PE ({hw.array.rows - 1}, {column}), "
+            f"written in cycle {last.cycle} (0 = first after start)"
+        )
 
 
 # The register-level array model steps every PE every cycle; beyond hwsim.limits.PE_CYCLES (minutes of
@@ -186,7 +197,10 @@ def make_vector_set(
         emulated = gemm_exact(a, w, acc, hw.pe.overflow).acc
     else:
         emulated = execute_gemm(a, w, hw, carry=carry).values
-    analytic = native_gemm_cycles(GemmShape(m=m, k=k, n=n), hw).total
+    gemm = GemmShape(m=m, k=k, n=n)
+    analytic = native_gemm_cycles(gemm, hw).total
+    if carry is not None:
+        analytic += dataflow(hw.array.dataflow).carry_load(gemm, hw.array)
     if not np.array_equal(run.values, emulated) or run.total_cycles != analytic:
         raise RuntimeError(
             f"{name}: hwsim's levels disagree (array model vs emulator values equal: "
@@ -248,30 +262,98 @@ def _fold_major(x: np.ndarray, width: int) -> np.ndarray:
     return padded.reshape(m, folds, width).transpose(1, 0, 2).reshape(folds * m, width)
 
 
-def abuf_lanes(a: np.ndarray, rows: int) -> np.ndarray:
-    """A [M, K] -> abuf words as lanes ``[KF*M, ROWS]`` (K-fold major)."""
-    return _fold_major(a, rows)
-
-
-def wbuf_lanes(w: np.ndarray, rows: int, cols: int) -> np.ndarray:
-    """W [K, N] -> wbuf words as lanes ``[NF*KF*ROWS, COLS]`` (N-fold outer, K-fold inner, row j)."""
-    k, n = w.shape
+def _tiles(x: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """X [K, P] -> lanes ``[PF*KF*rows, cols]``: ``rows x cols`` tiles, P-fold outer, K-fold inner, row j."""
+    k, n = x.shape
     kf, nf = math.ceil(k / rows), math.ceil(n / cols)
     padded = np.zeros((kf * rows, nf * cols), dtype=np.int64)
-    padded[:k, :n] = w
+    padded[:k, :n] = x
     return padded.reshape(kf * rows, nf, cols).transpose(1, 0, 2).reshape(nf * kf * rows, cols)
 
 
-def obuf_lanes(y: np.ndarray, cols: int) -> np.ndarray:
-    """Y [M, N] -> obuf words as lanes ``[NF*M, COLS]`` (N-fold major)."""
-    return _fold_major(y, cols)
+Image = Callable[[np.ndarray, int, int], np.ndarray]  # (matrix, ROWS, COLS) -> buffer words as lanes
 
 
-def y_from_obuf(lanes: np.ndarray, m: int, n: int) -> np.ndarray:
-    """Inverse of :func:`obuf_lanes`: obuf lanes ``[NF*M, COLS]`` -> Y [M, N]."""
-    cols = lanes.shape[1]
-    nf = lanes.shape[0] // m
-    return lanes.reshape(nf, m, cols).transpose(1, 0, 2).reshape(m, nf * cols)[:, :n]
+@dataclass(frozen=True)
+class BufferLayout:
+    """Where one machine's array_top holds A [M, K], W [K, N] and Y [M, N] (also C) in its three buffers.
+
+    Each function maps the matrix and the array's ``ROWS``, ``COLS`` to the buffer's words as
+    lanes ``[words, lanes]`` (lane ``i`` at bits ``i * lane_bits``); :func:`from_image` inverts any of them.
+    """
+
+    abuf: Image
+    wbuf: Image
+    obuf: Image
+
+
+# The stationary operand of a dataflow (hwsim.systolic.MACHINE_LAYOUTS) -> array_top's buffer layout.
+BUFFER_LAYOUTS: dict[str, BufferLayout] = {
+    # ws: A streamed by K-folds (word kf*M + m), W in R x C tiles (N-fold outer), Y by N-folds (nf*M + m)
+    "W": BufferLayout(
+        abuf=lambda a, rows, cols: _fold_major(a, rows),
+        wbuf=lambda w, rows, cols: _tiles(w, rows, cols),
+        obuf=lambda y, rows, cols: _fold_major(y, cols),
+    ),
+    # is: the ws core on Y^T = W^T A^T: A^T in R x C tiles (M-fold outer: word (mf*KF + kf)*R + j),
+    # W^T streamed by K-folds (word kf*N + n, lane r = W[kf*R + r, n]), Y^T by M-folds (word mf*N + n)
+    "A": BufferLayout(
+        abuf=lambda a, rows, cols: _tiles(a.T, rows, cols),
+        wbuf=lambda w, rows, cols: _fold_major(w.T, rows),
+        obuf=lambda y, rows, cols: _fold_major(y.T, cols),
+    ),
+    # os: A by M-folds of rows (word mf*K + k, lane r = A[mf*R + r, k]), W by N-folds (word nf*K + k,
+    # lane c = W[k, nf*C + c]), Y by N-folds (word nf*M + m), as ws
+    "Y": BufferLayout(
+        abuf=lambda a, rows, cols: _fold_major(a.T, rows),
+        wbuf=lambda w, rows, cols: _fold_major(w, cols),
+        obuf=lambda y, rows, cols: _fold_major(y, cols),
+    ),
+}
+
+
+def buffer_layout(flow: Dataflow) -> BufferLayout:
+    """array_top's buffer layout for ``flow`` (every dataflow with ``rtl=True`` has one)."""
+    try:
+        return BUFFER_LAYOUTS[flow.stationary]
+    except KeyError:
+        raise UserError(
+            f"dataflow {flow.name!r}: no RTL buffer layout for a stationary {flow.stationary} "
+            f"(hwsim.vectors.BUFFER_LAYOUTS has {sorted(BUFFER_LAYOUTS)})"
+        ) from None
+
+
+def from_image(image: Image, lanes: np.ndarray, shape: tuple[int, int], rows: int, cols: int) -> np.ndarray:
+    """Inverse of a :class:`BufferLayout` function: buffer lanes -> the ``shape`` matrix they hold.
+
+    The layout of the matrix of element numbers ``1 .. size`` says which lane holds which element
+    (0: padding). A lane array of another shape than the layout's is a :class:`VectorError`.
+    """
+    index = image(np.arange(1, shape[0] * shape[1] + 1, dtype=np.int64).reshape(shape), rows, cols)
+    if index.shape != lanes.shape:
+        raise VectorError(
+            f"{lanes.shape[0]} words of {lanes.shape[1]} lanes do not hold a {shape[0]} x {shape[1]} "
+            f"matrix on a {rows} x {cols} array (the layout has {index.shape[0]} words of "
+            f"{index.shape[1]} lanes); regenerate the vectors"
+        )
+    flat = np.zeros(shape[0] * shape[1], dtype=np.int64)
+    used = index > 0
+    flat[index[used] - 1] = lanes[used]
+    return flat.reshape(shape)
+
+
+def buffer_images(vs: VectorSet) -> dict[str, np.ndarray]:
+    """``vs``'s buffer contents as lanes: ``abuf``, ``wbuf``, ``expected_obuf`` (and ``carry_obuf``)."""
+    layout = buffer_layout(vs.dataflow)
+    rows, cols = vs.parameters["ROWS"], vs.parameters["COLS"]
+    images = {
+        "abuf": layout.abuf(vs.a, rows, cols),
+        "wbuf": layout.wbuf(vs.w, rows, cols),
+        "expected_obuf": layout.obuf(vs.expected, rows, cols),
+    }
+    if vs.carry is not None:
+        images["carry_obuf"] = layout.obuf(vs.carry, rows, cols)
+    return images
 
 
 # --- files -----------------------------------------------------------------------------------
@@ -287,23 +369,17 @@ def write_vectors(vs: VectorSet, out_dir: str | os.PathLike[str] | Output) -> Pa
     out = Path(out_dir)
     p = vs.parameters
     a_fmt, w_fmt, acc_fmt = formats(p)
-    rows, cols = p["ROWS"], p["COLS"]
     m, k, n = vs.shape
-    kf, nf = vs.folds
-    files = {
-        "abuf": (abuf_lanes(vs.a, rows), a_fmt),
-        "wbuf": (wbuf_lanes(vs.w, rows, cols), w_fmt),
-        "expected_obuf": (obuf_lanes(vs.expected, cols), acc_fmt),
-    }
-    if vs.carry is not None:
-        files["carry_obuf"] = (obuf_lanes(vs.carry, cols), acc_fmt)
+    lane_formats = {"abuf": a_fmt, "wbuf": w_fmt}
+    files = {key: (lanes, lane_formats.get(key, acc_fmt)) for key, lanes in buffer_images(vs).items()}
     manifest: dict[str, Any] = {
         "format": FORMAT,
         "version": VERSION,
         "kind": "gemm",
         "name": vs.name,
         "parameters": p,
-        "gemm": {"m": m, "k": k, "n": n, "k_folds": kf, "n_folds": nf},
+        "dataflow": vs.dataflow.name,
+        "gemm": {"m": m, "k": k, "n": n, "folds": vs.folds},
         "formats": {
             "a": {"bits": a_fmt.bits, "signed": a_fmt.signed},
             "w": {"bits": w_fmt.bits, "signed": w_fmt.signed},
@@ -487,11 +563,16 @@ def read_vectors(directory: str | os.PathLike[str]) -> VectorSet:
         words = read_hex(d / info["path"], int(info["words"]))
         lanes[key] = unpack_words(words, int(info["lanes"]), fmt)
     rows, cols = p["ROWS"], p["COLS"]
-    kf, nf = math.ceil(k / rows), math.ceil(n / cols)
-    a = lanes["abuf"].reshape(kf, m, rows).transpose(1, 0, 2).reshape(m, kf * rows)[:, :k]
-    w = lanes["wbuf"].reshape(nf, kf * rows, cols).transpose(1, 0, 2).reshape(kf * rows, nf * cols)[:k, :n]
-    y = y_from_obuf(lanes["expected_obuf"], m, n)
-    carry = y_from_obuf(lanes["carry_obuf"], m, n) if "carry_obuf" in lanes else None
+    try:
+        layout = buffer_layout(dataflow_at(p.get("DATAFLOW", 0)))
+        a = from_image(layout.abuf, lanes["abuf"], (m, k), rows, cols)
+        w = from_image(layout.wbuf, lanes["wbuf"], (k, n), rows, cols)
+        y = from_image(layout.obuf, lanes["expected_obuf"], (m, n), rows, cols)
+        carry = None
+        if "carry_obuf" in lanes:
+            carry = from_image(layout.obuf, lanes["carry_obuf"], (m, n), rows, cols)
+    except UserError as err:
+        raise VectorError(f"{d / MANIFEST}: {err}") from None
     exp = manifest["expected"]
     return VectorSet(
         str(manifest["name"]), p, a, w, y, int(exp["cycles"]), int(exp["overflow_events"]), carry

@@ -40,7 +40,7 @@ SIMULATORS: tuple[str, ...] = ("icarus", "verilator")
 TOPS: dict[str, tuple[str, ...]] = {
     "mac_pe": ("mac_pe.v",),
     "systolic_array": ("mac_pe.v", "systolic_array.v"),
-    "array_top": ("mac_pe.v", "systolic_array.v", "array_top.v"),
+    "array_top": ("mac_pe.v", "systolic_array.v", "array_ws.v", "array_top.v"),
     "requant": ("requant.v",),
 }
 # Drop-in replacements for the deliberately broken variants in rtl_models/broken/.
@@ -92,16 +92,27 @@ def prepare_environment() -> None:
         os.environ.setdefault("OBJCACHE", "ccache")
 
 
-def declared_parameters(top: str) -> tuple[str, ...]:
-    """Names of the Verilog parameters that the top module declares (read from its source)."""
-    text = (RTL_DIR / TOPS[top][-1]).read_text()
-    header = text[text.index(f"module {top}") :].split(")", 1)[0]
-    return tuple(re.findall(r"parameter\s+integer\s+(\w+)", header))
+def declared_parameters(top: str, files: Sequence[Path] | None = None) -> tuple[str, ...]:
+    """Names of the Verilog parameters that module ``top`` declares, read from its source.
+
+    ``files``: your own sources (the first that defines ``module top``); else the project's.
+    """
+    for path in files if files is not None else [RTL_DIR / TOPS[top][-1]]:
+        text = path.read_text(errors="replace")
+        found = re.search(rf"\bmodule\s+{re.escape(top)}\b", text)
+        if found:
+            header = text[found.start() :].split(");", 1)[0]
+            return tuple(re.findall(r"parameter\s+(?:integer\s+)?(\w+)\s*=", header))
+    raise UserError(
+        f"none of {[str(f) for f in files or ()]} defines module {top}; the top module must be named {top}"
+    )
 
 
-def top_parameters(top: str, parameters: Mapping[str, int]) -> dict[str, int]:
-    """The subset of ``parameters`` that ``top`` declares (one dict can serve every top)."""
-    names = declared_parameters(top)
+def top_parameters(
+    top: str, parameters: Mapping[str, int], files: Sequence[Path] | None = None
+) -> dict[str, int]:
+    """The subset of ``parameters`` that ``top`` declares (one dict can serve every top, and your own)."""
+    names = declared_parameters(top, files)
     return {name: int(parameters[name]) for name in names if name in parameters}
 
 
@@ -147,7 +158,6 @@ def run_testbench(
     if sim not in SIMULATORS:
         raise UserError(f"unknown simulator {sim!r}; expected one of {SIMULATORS}")
     prepare_environment()
-    params = top_parameters(top, parameters)
     own: list[Path] | None = None
     if sources is not None:
         own = [Path(s).resolve() for s in sources]
@@ -156,6 +166,8 @@ def run_testbench(
             raise UserError(f"RTL sources {missing or '(none)'}: no such file; pass your Verilog files")
         tag = hashlib.sha1("\n".join(map(str, own)).encode()).hexdigest()[:8]
         variant = f"own{tag}"
+    # your own top gets the parameters it declares (a one-dataflow array_top need not have DATAFLOW)
+    params = top_parameters(top, parameters, own)
     build_dir = build_dir_for(top, sim, params, variant)
     build_dir.mkdir(parents=True, exist_ok=True)
     # Tests in parallel processes (pytest -n) may share a parameter set: one builds and runs at a time.

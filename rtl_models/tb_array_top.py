@@ -30,14 +30,13 @@ from cocotb.utils import get_sim_time
 from hwsim.output import safe_name
 from hwsim.vectors import (
     VectorSet,
-    abuf_lanes,
+    buffer_images,
+    buffer_layout,
     formats,
-    obuf_lanes,
+    from_image,
     pack_words,
     read_vectors,
     unpack_words,
-    wbuf_lanes,
-    y_from_obuf,
 )
 from rtl_models.tb_common import CLOCK_NS, ClockedTB, param, tb_config, unsigned_value
 
@@ -50,6 +49,9 @@ class ArrayTopTB(ClockedTB):
     def __init__(self, dut: SimHandleBase) -> None:
         super().__init__(dut)
         self.params = {name: param(dut, name) for name in (*CHECKED_PARAMETERS, "ADDR_BITS")}
+        # A design without DATAFLOW (your own single-dataflow array_top) is taken to be the sets' dataflow.
+        if hasattr(dut, "DATAFLOW"):
+            self.params["DATAFLOW"] = param(dut, "DATAFLOW")
         for name in (
             "a_we",
             "w_we",
@@ -71,8 +73,8 @@ class ArrayTopTB(ClockedTB):
     def check_fits(self, vs: VectorSet) -> None:
         wrong = {
             k: (vs.parameters.get(k, 1 if k == "W_SIGNED" else 0), self.params[k])
-            for k in CHECKED_PARAMETERS
-            if vs.parameters.get(k, 1 if k == "W_SIGNED" else 0) != self.params[k]
+            for k in (*CHECKED_PARAMETERS, "DATAFLOW")
+            if k in self.params and vs.parameters.get(k, 1 if k == "W_SIGNED" else 0) != self.params[k]
         }
         assert not wrong, (
             f"{vs.name}: vectors made for other parameters (vectors, DUT): {wrong}; rebuild or regenerate"
@@ -93,11 +95,11 @@ class ArrayTopTB(ClockedTB):
     async def load(self, vs: VectorSet) -> None:
         """Write the activation and weight buffers, and for an accumulating set the output buffer (C)."""
         a_fmt, w_fmt, acc_fmt = formats(vs.parameters)
-        rows, cols = self.params["ROWS"], self.params["COLS"]
-        await self.write_buffer("a", pack_words(abuf_lanes(vs.a, rows), a_fmt.bits))
-        await self.write_buffer("w", pack_words(wbuf_lanes(vs.w, rows, cols), w_fmt.bits))
+        images = buffer_images(vs)  # the dataflow's layout (hwsim.vectors.BUFFER_LAYOUTS)
+        await self.write_buffer("a", pack_words(images["abuf"], a_fmt.bits))
+        await self.write_buffer("w", pack_words(images["wbuf"], w_fmt.bits))
         if vs.carry is not None:
-            await self.write_buffer("o", pack_words(obuf_lanes(vs.carry, cols), acc_fmt.bits))
+            await self.write_buffer("o", pack_words(images["carry_obuf"], acc_fmt.bits))
 
     async def run(self, vs: VectorSet) -> tuple[int, int]:
         """Pulse start, wait for done; returns (cycle counter, clock edges counted here)."""
@@ -119,28 +121,28 @@ class ArrayTopTB(ClockedTB):
         return unsigned_value(dut.cycles), edges
 
     async def read_outputs(self, vs: VectorSet) -> np.ndarray:
+        """Y [M, N] from the output buffer; lanes that hold no element of Y (never written) are skipped."""
         m, _, n = vs.shape
-        _, nf = vs.folds
         _, _, acc_fmt = formats(vs.parameters)
-        cols = self.params["COLS"]
+        rows, cols = self.params["ROWS"], self.params["COLS"]
+        layout = buffer_layout(vs.dataflow)
+        used = layout.obuf(np.ones((m, n), dtype=np.int64), rows, cols) != 0  # [words, lanes]
         words = []
-        for addr in range(nf * m):
+        for addr in range(used.shape[0]):
             self.dut.o_addr.value = addr
             await self.step()
-            words.append(word_of_valid_lanes(str(self.dut.o_rdata.value), cols, acc_fmt.bits, addr // m, n))
-        return y_from_obuf(unpack_words(words, cols, acc_fmt), m, n)
+            words.append(word_of_used_lanes(str(self.dut.o_rdata.value), acc_fmt.bits, used[addr], addr))
+        return from_image(layout.obuf, unpack_words(words, cols, acc_fmt), (m, n), rows, cols)
 
 
-def word_of_valid_lanes(bits: str, cols: int, lane_bits: int, nf: int, n: int) -> int:
-    """An obuf word as an int; lanes past N (never written, may read X) count as 0, X elsewhere fails."""
+def word_of_used_lanes(bits: str, lane_bits: int, used: np.ndarray, addr: int) -> int:
+    """One obuf word: lanes holding no output (never written, may read X) are 0, X elsewhere fails."""
     word = 0
-    for c in range(cols):
-        lane = bits[len(bits) - (c + 1) * lane_bits : len(bits) - c * lane_bits]
-        if nf * cols + c >= n:
+    for c, wanted in enumerate(used):
+        if not wanted:
             continue
-        assert set(lane) <= {"0", "1"}, (
-            f"obuf word for N-fold {nf}, column {c} reads {lane!r} (never written?)"
-        )
+        lane = bits[len(bits) - (c + 1) * lane_bits : len(bits) - c * lane_bits]
+        assert set(lane) <= {"0", "1"}, f"obuf word {addr}, column {c} reads {lane!r} (never written?)"
         word |= int(lane, 2) << (c * lane_bits)
     return word
 
@@ -149,12 +151,9 @@ def first_mismatch(vs: VectorSet, actual: np.ndarray) -> str:
     """A readable account of where RTL and hwsim first disagree (row-major over Y)."""
     bad = np.argwhere(actual != vs.expected)
     m, n = (int(v) for v in bad[0])
-    nf, c = vs.fold_of_column(n)
     return (
-        f"{vs.name}: {len(bad)} of {actual.size} outputs differ; first Y[m={m}, n={n}] "
-        f"(N-fold {nf}, array column {c}, bottom PE ({vs.parameters['ROWS'] - 1}, {c}), written in cycle "
-        f"{vs.write_cycle(m, n)} (0 = first after start)): "
-        f"expected {int(vs.expected[m, n])}, actual {int(actual[m, n])}"
+        f"{vs.name}: {len(bad)} of {actual.size} outputs differ ({vs.dataflow.name}); first Y[m={m}, n={n}] "
+        f"({vs.origin(m, n)}): expected {int(vs.expected[m, n])}, actual {int(actual[m, n])}"
     )
 
 
@@ -171,6 +170,7 @@ async def check_vector_set(tb: ArrayTopTB, vs: VectorSet, dump: str | None = Non
         np.save(Path(dump) / f"{name}.rtl_y.npy", actual)
         timing = {
             "cycles": cycles,
+            "overflow_events": unsigned_value(tb.dut.ovf_count),
             "run_seconds": wall,
             "run_cpu_seconds": cpu,
             "cycles_per_second": cycles / max(wall, 1e-9),

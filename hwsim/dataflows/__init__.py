@@ -13,7 +13,7 @@ from hwsim.dataflows import input_stationary, output_stationary, weight_stationa
 from hwsim.dataflows.definition import Cycles, Dataflow, Traffic
 from hwsim.errors import UserError, shown
 
-__all__ = ["DATAFLOWS", "Cycles", "Dataflow", "Traffic", "dataflow", "register"]
+__all__ = ["DATAFLOWS", "Cycles", "Dataflow", "Traffic", "dataflow", "dataflow_at", "index_of", "register"]
 
 DATAFLOWS: dict[str, Dataflow] = {}  # name -> Dataflow, in registration order
 
@@ -39,7 +39,24 @@ def dataflow(name: str) -> Dataflow:
         ) from None
 
 
-# The order is the one messages list them in (hwconfig: "is not one of ws, os, is").
+def index_of(name: str) -> int:
+    """The position of dataflow ``name`` in :data:`DATAFLOWS`: the RTL's ``DATAFLOW`` (ws 0, os 1, is 2)."""
+    return list(DATAFLOWS).index(dataflow(name).name)
+
+
+def dataflow_at(index: int) -> Dataflow:
+    """Inverse of :func:`index_of`: the dataflow whose RTL ``DATAFLOW`` parameter is ``index``."""
+    flows = list(DATAFLOWS.values())
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(flows):
+        raise UserError(
+            f"DATAFLOW={shown(index)} names no dataflow; expected 0..{len(flows) - 1} "
+            f"({', '.join(f'{i} {f.name}' for i, f in enumerate(flows))})"
+        )
+    return flows[index]
+
+
+# The order is the one messages list them in (hwconfig: "is not one of ws, os, is"), and the RTL's
+# DATAFLOW parameter numbers them in it (index_of).
 register(weight_stationary.DATAFLOW)
 register(output_stationary.DATAFLOW)
 register(input_stationary.DATAFLOW)

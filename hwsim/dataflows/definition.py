@@ -45,6 +45,11 @@ class Traffic(NamedTuple):
     psum_writes: int  # partial sums written to the output buffer (one per output per K-fold)
 
 
+def no_carry_load(gemm: GemmShape, array: ArrayConfig) -> int:
+    """Cycles spent loading an initial C of ``Y = C + A * W``: none (it enters with the first K-fold)."""
+    return 0
+
+
 @dataclass(frozen=True)
 class Dataflow:
     """One dataflow: how its folds tile the GEMM and what they cost, for every model of the array.
@@ -64,6 +69,8 @@ class Dataflow:
     scalesim_fold: Callable[[GemmShape, ArrayConfig], Cycles]  # SCALE-Sim 3.0.0's cycles per fold
     buffer_traffic: Callable[[GemmShape, ArrayConfig], Traffic]  # buffer reads/writes of the folds
     first_weights: Callable[[GemmShape, ArrayConfig], int]  # weight codes needed before the start
+    # cycles an accumulating GEMM (Y = C + A * W, hwsim.systolic.run_gemm_cycles(carry=C)) adds
+    carry_load: Callable[[GemmShape, ArrayConfig], int] = no_carry_load
     rtl: bool = False  # rtl_models/ implements this array (hwconfig.verilog_parameters)
 
     def __post_init__(self) -> None:

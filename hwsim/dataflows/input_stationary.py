@@ -66,4 +66,5 @@ DATAFLOW = Dataflow(
     scalesim_fold=scalesim_fold,
     buffer_traffic=buffer_traffic,
     first_weights=first_weights,
+    rtl=True,
 )

@@ -56,6 +56,11 @@ def first_weights(gemm: GemmShape, array: ArrayConfig) -> int:
     return min(gemm.k, array.rows) * min(gemm.n, array.cols)
 
 
+def carry_load(gemm: GemmShape, array: ArrayConfig) -> int:
+    """An accumulating GEMM loads each fold's C tile into the accumulators first: ``R`` cycles per fold."""
+    return array.rows * math.ceil(gemm.m / array.rows) * math.ceil(gemm.n / array.cols)
+
+
 DATAFLOW = Dataflow(
     name="os",
     title="output-stationary",
@@ -68,4 +73,5 @@ DATAFLOW = Dataflow(
     scalesim_fold=scalesim_fold,
     buffer_traffic=buffer_traffic,
     first_weights=first_weights,
+    carry_load=carry_load,
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -161,6 +162,7 @@ def test_verilog_parameters() -> None:
         "A_BITS": 8,
         "W_BITS": 8,
         "A_SIGNED": 0,
+        "DATAFLOW": 0,
     }
     assert verilog_parameters(HardwareConfig(), a_bits=3, w_bits=2, a_signed=True) == {
         "ROWS": 16,
@@ -170,9 +172,19 @@ def test_verilog_parameters() -> None:
         "A_BITS": 3,
         "W_BITS": 2,
         "A_SIGNED": 1,
+        "DATAFLOW": 0,
     }
-    with pytest.raises(HwConfigError, match="implements the weight-stationary array"):
-        verilog_parameters(HardwareConfig(array=ArrayConfig(4, 4, "os")))
+    # DATAFLOW: the index in the registry, which array_top.v's generate branches follow
+    assert [
+        verilog_parameters(HardwareConfig(array=ArrayConfig(4, 4, f)))["DATAFLOW"] for f in ("ws", "is")
+    ] == [0, 2]
+
+
+def test_verilog_parameters_refuse_a_dataflow_without_rtl(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(DATAFLOWS, "is", replace(DATAFLOWS["is"], rtl=False))
+    with pytest.raises(HwConfigError, match="implements the weight-stationary"):
+        verilog_parameters(HardwareConfig(array=ArrayConfig(4, 4, "is")))
+    cfg = HardwareConfig(array=ArrayConfig(4, 8, "ws"))
     with pytest.raises(HwConfigError, match="a_bits"):
         verilog_parameters(cfg, a_bits=0)
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from hwsim.dataflows import dataflow_at
 from hwsim.hwconfig import load_hw_config, verilog_parameters
 from rtl_models.sim import SimResult, run_testbench
 
@@ -31,9 +32,11 @@ def rtl_parameters(
 
 
 def case_id(sim: str, params: dict[str, int], array: bool = True) -> str:
-    """``icarus-4x8-a4w8-acc16-sat``: simulator first, then what varies (no array size for a PE)."""
+    """``icarus-ws-4x8-a4w8-acc16-sat``: simulator first, then what varies (no array for a PE)."""
     parts = [sim]
     if array:
+        if "DATAFLOW" in params:
+            parts.append(dataflow_at(params["DATAFLOW"]).name)
         parts.append(f"{params['ROWS']}x{params['COLS']}")
     parts.append(f"a{params['A_BITS']}{'s' if params.get('A_SIGNED') else ''}w{params['W_BITS']}")
     parts.append(f"acc{params['ACC_BITS']}-{'sat' if params['SATURATE'] else 'wrap'}")

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from conftest import HW_DIR, assert_passed, case_id, require_simulator, rtl_parameters
 
+from hwsim.dataflows import DATAFLOWS
 from hwsim.fixed import IntFormat
 from hwsim.hwconfig import load_hw_config
 from hwsim.systolic import execute_gemm
@@ -24,22 +25,35 @@ from rtl_models.sim import SIM_BUILD, run_testbench
 pytestmark = pytest.mark.rtl
 
 ADDR_BITS = 11
+RTL_DATAFLOWS = [name for name, flow in DATAFLOWS.items() if flow.rtl]
 
-# (simulator, hw YAML, overrides, a_bits, w_bits, a_signed): sizes include non-square arrays and
-# 1-row/1-column edges; widths 4/8/16; accumulators 16/24/32; wrap and saturate.
+# (simulator, overrides, a_bits, w_bits, a_signed) on configs/hw/ws_8x8.yaml with the dataflow
+# replaced: sizes include non-square arrays and 1-row/1-column edges; widths 4/8/16; accumulators
+# 16/24/32; wrap and saturate; unsigned and signed activations.
+SHAPES = [
+    ("icarus", {"rows": 4, "cols": 4}, 8, 8, False),  # acc24 wrap
+    ("icarus", {"rows": 3, "cols": 5, "acc_bits": 16, "overflow": "saturate"}, 4, 4, False),
+    ("icarus", {"rows": 5, "cols": 2, "acc_bits": 32}, 16, 16, False),
+    ("icarus", {"rows": 2, "cols": 3, "acc_bits": 16}, 8, 8, True),  # signed input, wrap
+    ("icarus", {"rows": 1, "cols": 1, "acc_bits": 16, "overflow": "saturate"}, 8, 4, False),
+    ("verilator", {"rows": 4, "cols": 6, "acc_bits": 16, "overflow": "saturate"}, 8, 4, False),
+    ("verilator", {"rows": 3, "cols": 4, "acc_bits": 16}, 4, 4, True),  # signed input, wrap
+]
+# ws runs every shape; every other RTL dataflow the ones that cover both simulators, wrap and
+# saturate, signed and unsigned activations, and a 1 x 1 array.
+EVERY_DATAFLOW = (1, 3, 4, 5, 6)
 CASES = [
-    ("icarus", "ws_8x8.yaml", {"rows": 4, "cols": 4}, 8, 8, False),  # acc24 wrap
-    ("icarus", "ws_8x8.yaml", {"rows": 3, "cols": 5, "acc_bits": 16, "overflow": "saturate"}, 4, 4, False),
-    ("icarus", "ws_8x8.yaml", {"rows": 5, "cols": 2, "acc_bits": 32}, 16, 16, False),
-    ("icarus", "ws_8x8.yaml", {"rows": 2, "cols": 3, "acc_bits": 16}, 8, 8, True),  # signed input
-    ("icarus", "ws_8x8.yaml", {"rows": 1, "cols": 1, "acc_bits": 16, "overflow": "saturate"}, 8, 4, False),
-    ("verilator", "ws_8x8.yaml", {"rows": 4, "cols": 6, "acc_bits": 16, "overflow": "saturate"}, 8, 4, False),
+    (sim, flow, over, a_bits, w_bits, a_signed)
+    for flow in RTL_DATAFLOWS
+    for i, (sim, over, a_bits, w_bits, a_signed) in enumerate(SHAPES)
+    if flow == "ws" or i in EVERY_DATAFLOW
 ]
 
 
-def _case(sim: str, hw: str, over: dict, a_bits: int, w_bits: int, a_signed: bool) -> tuple:
-    params = rtl_parameters(hw, a_bits=a_bits, w_bits=w_bits, a_signed=a_signed, **over)
-    return sim, hw, over, IntFormat(a_bits, a_signed), IntFormat(w_bits, True), params
+def _case(sim: str, flow: str, over: dict, a_bits: int, w_bits: int, a_signed: bool) -> tuple:
+    over = {**over, "dataflow": flow}
+    params = rtl_parameters("ws_8x8.yaml", a_bits=a_bits, w_bits=w_bits, a_signed=a_signed, **over)
+    return sim, "ws_8x8.yaml", over, IntFormat(a_bits, a_signed), IntFormat(w_bits, True), params
 
 
 def vector_sets(
@@ -114,11 +128,12 @@ def test_array_top(
     assert result.tests == 2
 
 
-@pytest.mark.parametrize("sim", ["icarus"])
-def test_truncated_product_is_caught(sim: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("flow", [f for f in RTL_DATAFLOWS if f != "os"])
+def test_truncated_product_is_caught(flow: str, tmp_path: Path) -> None:
     """A PE that keeps only max(A_BITS, W_BITS) bits of the product (SCALE-Sim's RTL bug) must fail."""
+    sim = "icarus"
     require_simulator(sim)
-    _, hw, over, a_fmt, w_fmt, params = _case(*CASES[0])
+    _, hw, over, a_fmt, w_fmt, params = _case(sim, flow, *SHAPES[0][1:])
     dirs = write_sets(vector_sets(hw, over, a_fmt, w_fmt), tmp_path)
     result = run_testbench(
         "array_top",
@@ -131,7 +146,13 @@ def test_truncated_product_is_caught(sim: str, tmp_path: Path) -> None:
     )
     assert result.tests == 1 and result.failed == 1, result.summary()
     message = result.failures[0]
-    assert "outputs differ; first Y[m=" in message and "expected" in message and "actual" in message, message
+    assert (
+        "outputs differ" in message
+        and "first Y[m=" in message
+        and "bottom PE" in message
+        and "expected" in message
+        and "actual" in message
+    ), message
 
 
 def test_build_dirs_are_per_parameter_set() -> None:

@@ -15,14 +15,30 @@ from pathlib import Path
 import pytest
 from conftest import rtl_parameters
 
+from hwsim.dataflows import DATAFLOWS
 from hwsim.fixed import CodeFormat, IntFormat
 from hwsim.hwconfig import requant_parameters
 from rtl_models.sim import RTL_DIR, TOPS, declared_parameters, prepare_environment
 
-ARRAY_SETS = {  # the array's parameters, from the hardware YAML
-    "ws_8x8-a8w8-sat": rtl_parameters("ws_8x8.yaml"),
+ARRAY_SETS = {  # the array's parameters, from the hardware YAML, in every dataflow the RTL has
+    **{
+        f"{flow}_8x8-a8w8-sat": rtl_parameters("ws_8x8.yaml", dataflow=flow)
+        for flow, f in DATAFLOWS.items()
+        if f.rtl
+    },
     "ws_8x8-a4sw4-acc16-wrap": rtl_parameters(
         "ws_8x8.yaml", a_bits=4, w_bits=4, a_signed=True, acc_bits=16, overflow="wrap"
+    ),
+    "is_4x6-a4sw8-acc16-wrap": rtl_parameters(
+        "ws_8x8.yaml",
+        a_bits=4,
+        w_bits=8,
+        a_signed=True,
+        acc_bits=16,
+        overflow="wrap",
+        rows=4,
+        cols=6,
+        dataflow="is",
     ),
 }
 REQUANT_SETS = {  # the requantizer's, as hwsim.hwconfig derives them for a node

@@ -18,13 +18,17 @@ from conftest import HW_DIR
 from hwsim.bundle import Bundle, RequantNode, load_bundle
 from hwsim.bundle.synthetic import tiny_builder, tiny_bundle, tiny_inputs
 from hwsim.cli import main
+from hwsim.dataflows import DATAFLOWS
 from hwsim.emulator import EmulatorConfig, emulate
 from hwsim.errors import UserError
 from hwsim.fixed import IntFormat
 from hwsim.hwconfig import load_hw_config, requant_parameters
 from hwsim.systolic import run_gemm_cycles
 from hwsim.vectors import (
+    BUFFER_LAYOUTS,
     VectorError,
+    buffer_layout,
+    from_image,
     make_requant_vector_set,
     make_vector_set,
     read_requant_vectors,
@@ -66,7 +70,8 @@ def test_cli_writes_a_layer_that_reads_back(tmp_path: Path, capsys) -> None:
     assert rc == 0
     manifest = json.loads((out / "manifest.json").read_text())
     # conv1: 3x3, 2 -> 3 channels on a 4x4 input with padding 1: M = 16, K = 2*3*3 = 18, N = 3.
-    assert manifest["gemm"] == {"m": 16, "k": 18, "n": 3, "k_folds": 3, "n_folds": 1}
+    # ws on 8x8: ceil(18 / 8) = 3 K-folds x 1 N-fold
+    assert manifest["gemm"] == {"m": 16, "k": 18, "n": 3, "folds": 3} and manifest["dataflow"] == "ws"
     vs = read_vectors(out)
     hw = load_hw_config(HW_DIR / "ws_8x8.yaml")
     run = run_gemm_cycles(vs.a, vs.w, hw)
@@ -115,13 +120,90 @@ def test_round_trip_with_signed_codes_and_partial_folds(tmp_path: Path) -> None:
     )
 
 
-def test_write_cycle_matches_the_array_model_trace() -> None:
+def test_origin_names_the_last_write_back_of_the_array_model_trace() -> None:
     hw = load_hw_config(HW_DIR / "ws_8x8.yaml").with_overrides(rows=3, cols=4)
     a = np.ones((5, 7), dtype=np.int64)
     w = np.ones((7, 6), dtype=np.int64)
     vs = make_vector_set(a, w, hw, a_fmt=IntFormat(8, False), w_fmt=IntFormat(8, True))
-    last = {(x.m, x.n): x.cycle for x in run_gemm_cycles(a, w, hw, trace=True).writes}
-    assert all(vs.write_cycle(m, n) == cycle for (m, n), cycle in last.items())
+    last = {(x.m, x.n): x for x in run_gemm_cycles(a, w, hw, trace=True).writes}
+    # Y[4, 5]: N-fold 1 (columns 4..7), array column 5 - 4 = 1, in its third (last) K-fold
+    assert vs.origin(4, 5) == (
+        f"fold {last[4, 5].fold}, array column 1, bottom PE (2, 1), written in cycle {last[4, 5].cycle} "
+        "(0 = first after start)"
+    )
+    assert last[4, 5].fold == 5
+
+
+# A 3 x 2 array, A [2, 4] = 1..8 (row-major), W [4, 3] = 11..22, Y [2, 3] = 31..36: each buffer's
+# words written out by hand from the layouts of docs/rtl.md (0 is padding).
+A = np.arange(1, 9).reshape(2, 4)
+W = np.arange(11, 23).reshape(4, 3)
+Y = np.arange(31, 37).reshape(2, 3)
+HAND_LAYOUTS = {
+    # ws: abuf kf*M + m = A[m, kf*3 + r]; wbuf (nf*KF + kf)*3 + j = W[kf*3 + j, nf*2 + c]; obuf nf*M + m
+    "W": (
+        [[1, 2, 3], [5, 6, 7], [4, 0, 0], [8, 0, 0]],
+        [
+            [11, 12],
+            [14, 15],
+            [17, 18],
+            [20, 21],
+            [0, 0],
+            [0, 0],
+            [13, 0],
+            [16, 0],
+            [19, 0],
+            [22, 0],
+            [0, 0],
+            [0, 0],
+        ],
+        [[31, 32], [34, 35], [33, 0], [36, 0]],
+    ),
+    # is: abuf (mf*KF + kf)*3 + j = A[mf*2 + c, kf*3 + j]; wbuf kf*N + n = W[kf*3 + r, n];
+    # obuf mf*N + n = Y[mf*2 + c, n]
+    "A": (
+        [[1, 5], [2, 6], [3, 7], [4, 8], [0, 0], [0, 0]],
+        [[11, 14, 17], [12, 15, 18], [13, 16, 19], [20, 0, 0], [21, 0, 0], [22, 0, 0]],
+        [[31, 34], [32, 35], [33, 36]],
+    ),
+    # os: abuf mf*K + k = A[mf*3 + r, k]; wbuf nf*K + k = W[k, nf*2 + c]; obuf nf*M + m = Y[m, nf*2 + c]
+    "Y": (
+        [[1, 5, 0], [2, 6, 0], [3, 7, 0], [4, 8, 0]],
+        [[11, 12], [14, 15], [17, 18], [20, 21], [13, 0], [16, 0], [19, 0], [22, 0]],
+        [[31, 32], [34, 35], [33, 0], [36, 0]],
+    ),
+}
+
+
+@pytest.mark.parametrize("flow", [name for name, f in DATAFLOWS.items() if f.rtl])
+def test_every_rtl_dataflow_has_a_buffer_layout_that_round_trips(flow: str, tmp_path: Path) -> None:
+    layout = buffer_layout(DATAFLOWS[flow])
+    expected = HAND_LAYOUTS[DATAFLOWS[flow].stationary]
+    for image, matrix, words in zip(
+        (layout.abuf, layout.wbuf, layout.obuf), (A, W, Y), expected, strict=True
+    ):
+        lanes = image(matrix, 3, 2)
+        assert lanes.tolist() == words
+        assert np.array_equal(from_image(image, lanes, matrix.shape, 3, 2), matrix)
+    hw = load_hw_config(HW_DIR / "ws_8x8.yaml").with_overrides(rows=3, cols=2, dataflow=flow, acc_bits=12)
+    rng = np.random.default_rng(1)
+    a, w, c = rng.integers(-8, 8, (5, 7)), rng.integers(-8, 8, (7, 3)), rng.integers(-99, 99, (5, 3))
+    for carry in (None, c):
+        vs = make_vector_set(a, w, hw, a_fmt=IntFormat(4, True), w_fmt=IntFormat(4, True), carry=carry)
+        back = read_vectors(write_vectors(vs, tmp_path / f"{flow}{carry is None}"))
+        assert back.dataflow.name == flow and back.parameters == vs.parameters
+        assert (
+            np.array_equal(back.a, a)
+            and np.array_equal(back.w, w)
+            and np.array_equal(back.expected, vs.expected)
+        )
+        assert carry is None or np.array_equal(back.carry, carry)
+
+
+def test_a_dataflow_without_a_buffer_layout_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delitem(BUFFER_LAYOUTS, "A")
+    with pytest.raises(UserError, match="dataflow 'is': no RTL buffer layout for a stationary A"):
+        buffer_layout(DATAFLOWS["is"])
 
 
 def test_accumulating_set_round_trips_with_its_carry(tmp_path: Path) -> None:
