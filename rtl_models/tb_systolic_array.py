@@ -1,10 +1,12 @@
 """cocotb testbench of systolic_array.v: its ports driven cycle by cycle against hwsim's register-level model.
 
 Place in the flow: runs inside the simulator, started by tests/rtl/test_systolic_array.py through
-rtl_models/sim.py with ``{"seed": S, "m": M}``. The testbench plays the fold sequencer and
-the output buffer of array_top itself, following the ws schedule of docs/dataflow.md (N-folds
-outer, K-folds inner; per fold ROWS preload cycles with ``w_load``, then ``M + ROWS + nt - 2``
-stream cycles), so the array is checked without array_top's buffers and counters in between.
+rtl_models/sim.py with ``{"seed": S, "m": M, "dataflow": "ws" | "is"}``. The testbench plays the
+fold sequencer and the output buffer of array_top itself, following the ws schedule of
+docs/dataflow.md (N-folds outer, K-folds inner; per fold ROWS preload cycles with ``w_load``,
+then ``M + ROWS + nt - 2`` stream cycles), so the array is checked without array_top's buffers
+and counters in between. For ``is`` the array runs ``Y^T = W^T A^T`` (as array_top does): the
+model is hwsim's is dataflow on ``A``, ``W``, its write-backs read in the array's terms.
 The scoreboard is :func:`hwsim.systolic.run_gemm_cycles` with ``trace=True``: in every cycle,
 each bottom-row output ``y[c]`` with ``y_valid[c]`` must be exactly the write-back (final or
 partial sum) the model makes in that cycle, and no other used column may be valid. Columns past
@@ -16,12 +18,14 @@ cycle, output element, expected and actual.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 
 import cocotb
 import numpy as np
 from cocotb.handle import SimHandleBase
 from cocotb.triggers import Timer
 
+from hwsim.dataflows import dataflow
 from hwsim.fixed import IntFormat
 from hwsim.hwconfig import ArrayConfig, HardwareConfig, PEConfig
 from hwsim.systolic import OutputWrite, run_gemm_cycles
@@ -39,9 +43,12 @@ class SystolicTB(ClockedTB):
         self.w_fmt = IntFormat(param(dut, "W_BITS"), bool(param(dut, "W_SIGNED")))
         self.acc_fmt = IntFormat(param(dut, "ACC_BITS"), True)
         self.mode = "saturate" if param(dut, "SATURATE") else "wrap"
-        # The model's array, from the DUT's own parameters (so the two cannot disagree).
+        # The model's array, from the DUT's own parameters (so the two cannot disagree), in the
+        # dataflow of the configuration: ws, or is (this array on Y^T = W^T A^T, as array_top runs it).
+        self.flow = str(tb_config().get("dataflow", "ws"))
+        assert dataflow(self.flow).stationary in ("W", "A"), f"{self.flow} does not run on systolic_array"
         self.hw = HardwareConfig(
-            array=ArrayConfig(self.rows, self.cols, "ws"), pe=PEConfig(self.acc_fmt.bits, self.mode)
+            array=ArrayConfig(self.rows, self.cols, self.flow), pe=PEConfig(self.acc_fmt.bits, self.mode)
         )
         for name in ("clr", "w_load", "w_top", "a_valid", "a_row", "carry_row"):
             getattr(dut, name).value = 0
@@ -101,10 +108,15 @@ class SystolicTB(ClockedTB):
     async def run_gemm(self, a: np.ndarray, w: np.ndarray, carry: np.ndarray) -> int:
         """Run ``Y = carry + A * W`` through the array; returns the model's overflow events."""
         rows, cols = self.rows, self.cols
-        model = run_gemm_cycles(a, w, self.hw, carry=carry, trace=True)
-        assert model.writes is not None
+        if self.flow == "ws":
+            model = run_gemm_cycles(a, w, self.hw, carry=carry, trace=True)
+            writes, values = list(model.writes or ()), model.values
+        else:  # is: the array streams W^T (a) through tiles of A^T (w); the model runs the GEMM itself
+            model = run_gemm_cycles(w.T, a.T, self.hw, carry=carry.T, trace=True)
+            writes = [replace(wr, m=wr.n, n=wr.m) for wr in model.writes or ()]  # in the array's terms
+            values = model.values.T
         by_cycle: dict[int, dict[int, OutputWrite]] = defaultdict(dict)
-        for wr in model.writes:
+        for wr in writes:
             by_cycle[wr.cycle][wr.n] = wr
         m, k = a.shape
         n = w.shape[1]
@@ -142,7 +154,7 @@ class SystolicTB(ClockedTB):
                     cycle += 1
         self.drive(0, zero_w, 0, zero_a, zero_p)
         assert cycle == model.total_cycles, f"ran {cycle} cycles, the model {model.total_cycles}"
-        assert np.array_equal(obuf, model.values), "write-backs do not add up to the model's outputs"
+        assert np.array_equal(obuf, values), "write-backs do not add up to the model's outputs"
         events = unsigned_value(self.dut.ovf_count)
         assert events == model.overflow_events, (
             f"overflow events: expected {model.overflow_events}, actual {events} ({self.mode} {self.acc_fmt})"
