@@ -51,7 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         required=True,
         metavar="HW.yaml",
-        help="hardware description (ws; its accumulator width and overflow also feed a requant node)",
+        help="hardware description (any dataflow the RTL has; its accumulator width and overflow also "
+        "feed a requant node)",
     )
     add_output_arguments(parser, VECTORS, "directory to write")
     parser.add_argument(

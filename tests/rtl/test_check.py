@@ -12,10 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import require_simulator
+from conftest import HW_DIR, require_simulator
 from test_array_top import CASES, _case, vector_sets, write_sets
 from test_vectors import requant_sets
 
+from hwsim.bundle.synthetic import tiny_bundle
+from hwsim.cli import main as hwsim_main
+from hwsim.dataflows import DATAFLOWS
 from rtl_models.check import main
 from rtl_models.sim import RTL_DIR, sources_for
 
@@ -231,3 +234,20 @@ def test_manifest_that_is_not_an_object(text: str, sets: list[str], tmp_path: Pa
     assert main([str(other)]) == 2
     err = capsys.readouterr().err
     assert "manifest.json: not" in err and "Traceback" not in err
+
+
+@pytest.mark.rtl
+@pytest.mark.parametrize("flow", [name for name, f in DATAFLOWS.items() if f.rtl])
+def test_hwsim_vectors_then_check_in_every_rtl_dataflow(
+    flow: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The user's path for each dataflow: `hwsim vectors` with its shipped 16x16 config, then the check."""
+    require_simulator("icarus")
+    bundle = tiny_bundle(tmp_path / "bundle")
+    hw = HW_DIR / f"{flow}_16x16.yaml"
+    out = tmp_path / "vec"
+    assert hwsim_main(["vectors", str(bundle), "--layer", "conv1", "--hw", str(hw), "--out", str(out)]) == 0
+    assert json.loads((out / "manifest.json").read_text())["dataflow"] == flow
+    capsys.readouterr()
+    assert main([str(out), "--sim", "icarus"]) == 0
+    assert "PASS on icarus: 1 vector set(s) (conv1)" in capsys.readouterr().out
