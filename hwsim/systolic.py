@@ -253,9 +253,13 @@ def _run_stationary(
 
 
 def _run_output_stationary(
-    a: np.ndarray, w: np.ndarray, carry: np.ndarray, hw: HardwareConfig, trace: bool
+    a: np.ndarray, w: np.ndarray, carry: np.ndarray, hw: HardwareConfig, trace: bool, load_carry: bool
 ) -> tuple[np.ndarray, np.ndarray, CycleBreakdown, int, int, list[OutputWrite]]:
-    """The os array: each PE keeps one output; A moves right, W moves down, then the outputs drain down."""
+    """The os array: each PE keeps one output; A moves right, W moves down, then the outputs drain down.
+
+    ``load_carry``: each fold first shifts its tile of ``carry`` into the accumulators from the top,
+    one row per cycle (``R`` preload cycles); otherwise the accumulators start at 0 at no cost.
+    """
     r_count, c_count = hw.array.rows, hw.array.cols
     fmt, mode = hw.pe.acc_format, hw.pe.overflow
     m_count, k = a.shape
@@ -273,11 +277,21 @@ def _run_output_stationary(
     for fold in fold_plan(gemm, hw.array):
         m0, mt, n0, nt = fold.m0, fold.mt, fold.n0, fold.nt
         acc = np.zeros((r_count, c_count), dtype=np.int64)
-        acc[:mt, :nt] = carry[m0 : m0 + mt, n0 : n0 + nt]
         o = np.zeros((r_count, c_count), dtype=np.int64)
         ar = np.zeros((r_count, c_count), dtype=np.int64)
         wr = np.zeros((r_count, c_count), dtype=np.int64)
         start = clock
+        preload = 0
+        if load_carry:
+            # Carry load: the word of load cycle i (C's row ROWS-1-i, 0 past the tile) enters row 0
+            # while the accumulators shift down, so it ends in row ROWS-1-i.
+            tile = np.zeros((r_count, c_count), dtype=np.int64)
+            tile[:mt, :nt] = carry[m0 : m0 + mt, n0 : n0 + nt]
+            for i in range(r_count):
+                acc[1:] = acc[:-1].copy()
+                acc[0] = tile[r_count - 1 - i]
+            preload = r_count
+            clock += preload
         length = k + mt + nt - 2
         for t in range(length):
             k_left = t - rows
@@ -313,7 +327,7 @@ def _run_output_stationary(
             o[1:] = o[:-1].copy()
             o[0] = 0
             clock += 1
-        cycles = cycles + CycleBreakdown(compute=k, preload=0, fill_drain=clock - start - k)
+        cycles = cycles + CycleBreakdown(compute=k, preload=preload, fill_drain=clock - start - preload - k)
         folds += 1
     return result, result_mark, cycles, events, folds, writes
 
@@ -325,14 +339,18 @@ def run_gemm_cycles(
 
     ``carry`` is what the output buffer holds before the first K-fold (0 when ``None``). With
     ``trace=True`` the result lists every write-back to the output buffer with its cycle
-    (counted from the GEMM's start, preload included) in order.
+    (counted from the GEMM's start, preload included) in order. A ``carry`` costs the dataflow's
+    ``carry_load`` preload cycles (os: ``R`` per fold, loading it into the accumulators); ``None``
+    costs nothing, and the cycles equal ``hwsim.timing``'s native count.
     """
     a64, w64, c64 = _check_operands(a, w, carry)
     flow = dataflow(hw.array.dataflow)
     stationary = _machine(flow)
     gemm = GemmShape(a64.shape[0], a64.shape[1], w64.shape[1])
     if stationary == "Y":
-        values, mark, cycles, events, folds, writes = _run_output_stationary(a64, w64, c64, hw, trace)
+        values, mark, cycles, events, folds, writes = _run_output_stationary(
+            a64, w64, c64, hw, trace, carry is not None
+        )
     else:
         # (p0, pt, k0, kt): the stationary tile's columns (the cols dim) and rows (K) per fold
         plan = [(*_tile(f, flow.cols_dim), f.k0, f.kt) for f in fold_plan(gemm, hw.array)]
@@ -450,6 +468,9 @@ def execute_gemm(
     else:
         overflowed = int(np.count_nonzero((exact < lo) | (exact > hi)))
     per_group, folds = fold_schedule_cycles(GemmShape(m, k, n), hw)
+    if carry is not None:  # loading C into the array (the dataflow's carry_load; os: R cycles a fold)
+        load = dataflow(hw.array.dataflow).carry_load(GemmShape(m, k, n), hw.array)
+        per_group = per_group + CycleBreakdown(compute=0, preload=load, fill_drain=0)
     return TileRun(
         values=acc if grouped else acc[0],
         cycles=per_group.scaled(g),

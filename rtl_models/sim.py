@@ -40,12 +40,22 @@ SIMULATORS: tuple[str, ...] = ("icarus", "verilator")
 TOPS: dict[str, tuple[str, ...]] = {
     "mac_pe": ("mac_pe.v",),
     "systolic_array": ("mac_pe.v", "systolic_array.v"),
-    "array_top": ("mac_pe.v", "systolic_array.v", "array_ws.v", "array_top.v"),
+    "array_top": (
+        "mac_pe.v",
+        "systolic_array.v",
+        "array_ws.v",
+        "os_pe.v",
+        "os_array.v",
+        "array_os.v",
+        "array_top.v",
+    ),
     "requant": ("requant.v",),
+    "os_array": ("os_pe.v", "os_array.v"),
 }
 # Drop-in replacements for the deliberately broken variants in rtl_models/broken/.
 VARIANTS: dict[str, dict[str, str]] = {
     "truncated_product": {"mac_pe.v": "broken/mac_pe_truncated.v"},
+    "late_narrowing": {"os_pe.v": "broken/os_pe_late_narrow.v"},
 }
 
 

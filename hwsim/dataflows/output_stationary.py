@@ -10,6 +10,12 @@ A fold holds an ``mt x nt`` tile of Y (``mt <= R`` rows, ``nt <= C`` columns) an
 fold: stream ``K + mt + nt - 2``, then drain ``R`` (the accumulators shift down and out of the
 bottom row): compute ``K``, fill/drain ``mt + nt - 2 + R``, no preload. SCALE-Sim 3.0.0 pads
 every fold to the full array and has no separate drain: ``K + R + C - 2`` per fold.
+
+An accumulating GEMM ``Y = C + A * W`` (``hwsim.systolic.run_gemm_cycles(..., carry=C)``) first
+loads each fold's tile of ``C`` into the accumulators through the same shift-down path, from the
+top (load cycle ``i`` brings C's row ``R-1-i`` of the tile, 0 past ``mt`` and ``nt``): ``R`` more
+cycles per fold, counted as preload. The formulas here count a GEMM without ``C`` (accumulators
+cleared at no cost), as a layer of a network runs.
 """
 
 from __future__ import annotations
@@ -74,4 +80,5 @@ DATAFLOW = Dataflow(
     buffer_traffic=buffer_traffic,
     first_weights=first_weights,
     carry_load=carry_load,
+    rtl=True,
 )

@@ -93,6 +93,33 @@ def test_ws_partial_sums_carry_across_k_folds() -> None:
     assert run.total_cycles == 3 * (1 + (1 + 1 + 1 - 2))  # preload R + stream M + R + nt - 2, per fold
 
 
+def test_os_carry_load_costs_rows_cycles_per_fold() -> None:
+    # R = C = 2, M = 3, K = 2, N = 2: two M-folds (mt = 2, then 1), nt = 2; W is the identity.
+    # Without C: fold 0 streams K + mt + nt - 2 = 4 cycles, drains 2 (bottom row = row 1 at 4,
+    # row 0 at 5); fold 1 starts at 6, streams 3, drains 2 (row 1 is past mt, row 0 = m 2 at 10).
+    # With C each fold first loads C for R = 2 cycles: fold 0 writes at 6, 7; fold 1 starts at 8,
+    # loads 8-9, streams 10-12, writes m 2 at 14; total 11 + 2 * 2 = 15.
+    a = np.array([[1, 2], [3, 4], [5, 6]])
+    w = np.array([[1, 0], [0, 1]])
+    carry = np.array([[10, 20], [30, 40], [50, 60]])
+    plain = run_gemm_cycles(a, w, hw(2, 2, "os"), trace=True)
+    assert plain.total_cycles == 11 and plain.cycles.preload == 0
+    assert [(wr.cycle, wr.m, wr.n, wr.value) for wr in plain.writes] == [
+        (4, 1, 0, 3), (4, 1, 1, 4), (5, 0, 0, 1), (5, 0, 1, 2), (10, 2, 0, 5), (10, 2, 1, 6)
+    ]  # fmt: skip
+    run = run_gemm_cycles(a, w, hw(2, 2, "os"), carry=carry, trace=True)
+    assert run.total_cycles == 15
+    assert run.cycles.compute == 4 and run.cycles.preload == 4 and run.cycles.fill_drain == 7
+    assert run.writes == (
+        OutputWrite(6, 0, 1, 0, 33),
+        OutputWrite(6, 0, 1, 1, 44),
+        OutputWrite(7, 0, 0, 0, 11),
+        OutputWrite(7, 0, 0, 1, 22),
+        OutputWrite(14, 1, 2, 0, 55),
+        OutputWrite(14, 1, 2, 1, 66),
+    )
+
+
 def test_saturate_order_and_overflow_counts() -> None:
     # acc 4 bits [-8, 7]: 7 -> 7+7 clamps to 7 -> 7-7 = 0, although the exact sum 7 fits.
     a = np.array([[1, 1, 1]])
@@ -115,7 +142,12 @@ def test_carry_is_added_first(dataflow: str) -> None:
     carry = rng.integers(-1000, 1000, (5, 4))
     run = run_gemm_cycles(a, w, hw(3, 2, dataflow), carry=carry)
     assert np.array_equal(run.values, carry + a @ w)
-    assert np.array_equal(execute_gemm(a, w, hw(3, 2, dataflow), carry=carry).values, carry + a @ w)
+    fast = execute_gemm(a, w, hw(3, 2, dataflow), carry=carry)
+    assert np.array_equal(fast.values, carry + a @ w)
+    # loading C costs the dataflow's carry_load cycles (os: R per fold), in both models
+    gemm, array = GemmShape(5, 7, 4), hw(3, 2, dataflow).array
+    expected = native_gemm_cycles(gemm, hw(3, 2, dataflow)).total + REGISTRY[dataflow].carry_load(gemm, array)
+    assert run.total_cycles == fast.total_cycles == expected
 
 
 def test_executor_groups_and_partial_range() -> None:
