@@ -105,9 +105,13 @@ class VectorSet:
 
     @property
     def addr_bits(self) -> int:
-        """Address bits every buffer needs for this GEMM (array_top's ADDR_BITS must be at least this)."""
+        """Address bits this GEMM needs (array_top's ADDR_BITS must be at least this).
+
+        Every buffer's words must be addressable, and M, K and N must fit the size ports
+        (``m_rows``, ``k_depth``, ``n_cols``, ``ADDR_BITS`` wide each).
+        """
         words = max(*(lanes.shape[0] for lanes in buffer_images(self).values()), 2)
-        return max(1, (words - 1).bit_length())
+        return max(1, (words - 1).bit_length(), *(size.bit_length() for size in self.shape))
 
     def origin(self, m: int, n: int) -> str:
         """Where the array produces ``Y[m, n]``: the fold, the bottom PE and the cycle of its last write-back.

@@ -36,6 +36,7 @@ from hwsim.errors import UserError
 from hwsim.fixed import ROUNDING_MODES
 from hwsim.hwconfig import requant_parameters
 from hwsim.vectors import check_manifest, manifest_kind, read_requant_vectors
+from rtl_models import network
 from rtl_models.sim import SIMULATORS, SimResult, run_testbench
 
 MANIFEST = "manifest.json"
@@ -169,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         description="run hwsim vector sets on array_top or requant (or your RTL) under cocotb and "
         "compare with hwsim",
     )
-    parser.add_argument("vectors", nargs="+", type=Path, help="directories written by `hwsim vectors`")
+    parser.add_argument("vectors", nargs="*", type=Path, help="directories written by `hwsim vectors`")
     parser.add_argument(
         "--sim", choices=SIMULATORS, default="verilator", help="simulator (default verilator)"
     )
@@ -179,8 +180,15 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="your Verilog files instead of ours (top array_top for GEMM sets, requant for requant sets)",
     )
+    network.add_arguments(parser)  # --network BUNDLE: rtl_models/network.py
     args = parser.parse_args(argv)
+    if args.network is not None:
+        return network.main_network(args)
     try:
+        if not args.vectors:
+            raise UserError("no vector directories; pass directories of `hwsim vectors`, or --network BUNDLE")
+        if network.misplaced_options(args):
+            raise UserError(f"{', '.join(network.misplaced_options(args))}: only with --network BUNDLE")
         manifests = [(d, read_manifest(d)) for d in args.vectors]
         runs = plan(manifests, args.sources)
         for run in runs:

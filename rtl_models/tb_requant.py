@@ -1,16 +1,20 @@
 """cocotb testbench of requant.v against hwsim.fixed (requantize_sum in the DUT's rounding mode, clamp, sign).
 
 Place in the flow: runs inside the simulator, started by tests/rtl/test_requant.py (directed and
-random stimulus), tests/rtl/test_resnet20_layer.py and ``python -m rtl_models.check`` (requant vector
+random stimulus), tests/rtl/test_resnet20_layer.py, ``python -m rtl_models.check`` (requant vector
 sets of ``hwsim vectors``; config key ``stimulus``: one path or a list of paths of .npz files with
 x0, b0, m0, x1, b1, m1, shift, func_sign, optionally ``offset`` (0 when absent), ``expected`` (the
-codes the RTL must produce) and ``shape``, see hwsim.vectors.read_requant_stimulus) through
-rtl_models/sim.py. The rounding mode is the DUT's ``ROUNDING`` parameter (an index into
-hwsim.fixed.ROUNDING_MODES), the clamp range its ``OUT_BITS``, ``OUT_SIGNED`` and ``OUT_NARROW``.
-One element per cycle; each result is checked right after the clock edge that registers it.
+codes the RTL must produce) and ``shape``, see hwsim.vectors.read_requant_stimulus) and
+rtl_models/network.py (``dump``, optional: a directory where each stimulus file's output codes, as
+the RTL produced them, are saved as ``<file stem>.rtl_y.npy``) through rtl_models/sim.py. The
+rounding mode is the DUT's ``ROUNDING`` parameter (an index into hwsim.fixed.ROUNDING_MODES), the
+clamp range its ``OUT_BITS``, ``OUT_SIGNED`` and ``OUT_NARROW``. One element per cycle; each
+result is checked right after the clock edge that registers it.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import cocotb
 import numpy as np
@@ -39,6 +43,7 @@ class RequantTB(ClockedTB):
         # the clamp range: the full range of OUT_BITS, or the symmetric one (the narrow lattice)
         self.lo = -self.out_fmt.max if self.narrow else self.out_fmt.min
         self.hi = self.out_fmt.max
+        self.outputs = np.zeros(0, dtype=np.int64)  # the codes the last check read from the RTL
         for name in ("in_valid", *FIELDS):
             getattr(dut, name).value = 0
 
@@ -58,12 +63,14 @@ class RequantTB(ClockedTB):
         want = codes if given is None else given
         dut = self.dut
         n = len(codes)
+        self.outputs = np.zeros(n, dtype=np.int64)
         dut.in_valid.value = 1
         for j in range(n):
             for name in FIELDS:
                 getattr(dut, name).value = int(s[name][j])
             await self.step()  # the registered result of element j is out now
             got = signed_value(dut.y) if self.out_fmt.signed else unsigned_value(dut.y)
+            self.outputs[j] = got
             if got != int(want[j]) or int(dut.clamped.value) != int(clamped[j]):
                 inputs = ", ".join(f"{k}={int(s[k][j])}" for k in FIELDS)
                 where = f" at {tuple(int(i) for i in np.unravel_index(j, shape))}" if shape else ""
@@ -223,4 +230,6 @@ async def requant_stimulus_file(dut: SimHandleBase) -> None:
         s = {name: data[name] for name in FIELDS}
         shape = tuple(int(v) for v in data["shape"]) if "shape" in data else None
         clamps = await tb.check(s, str(path), data.get("expected"), shape)
+        if cfg.get("dump"):
+            np.save(Path(cfg["dump"]) / f"{Path(path).stem}.rtl_y.npy", tb.outputs)
         dut._log.info("%s: %d elements, %d clamped (%s)", path, len(s["x0"]), clamps, tb.rounding)

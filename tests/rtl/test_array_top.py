@@ -20,7 +20,8 @@ from hwsim.fixed import IntFormat
 from hwsim.hwconfig import load_hw_config
 from hwsim.systolic import execute_gemm
 from hwsim.vectors import VectorSet, make_vector_set, write_vectors
-from rtl_models.sim import SIM_BUILD, run_testbench
+from rtl_models.sim import SIM_BUILD, TOPS, VARIANTS, run_testbench
+from rtl_models.synth import RTL_TARGETS
 
 pytestmark = pytest.mark.rtl
 
@@ -128,12 +129,26 @@ def test_array_top(
     assert result.tests == 2
 
 
-@pytest.mark.parametrize("flow", [f for f in RTL_DATAFLOWS if f != "os"])
-def test_truncated_product_is_caught(flow: str, tmp_path: Path) -> None:
-    """A PE that keeps only max(A_BITS, W_BITS) bits of the product (SCALE-Sim's RTL bug) must fail."""
+def _broken_cases() -> list[tuple[str, str]]:
+    """(dataflow, variant): each broken variant of rtl_models/broken/ in each dataflow whose array it breaks.
+
+    A variant breaks a dataflow when it replaces a file of that dataflow's array (rtl_models.synth.RTL_TARGETS
+    names the array top, rtl_models.sim.TOPS its files).
+    """
+    cases = []
+    for flow in RTL_DATAFLOWS:
+        files = TOPS[RTL_TARGETS[flow].array_top]
+        cases += [(flow, name) for name, swap in VARIANTS.items() if set(swap) & set(files)]
+    return cases
+
+
+@pytest.mark.parametrize(("flow", "variant"), _broken_cases(), ids=[f"{f}-{v}" for f, v in _broken_cases()])
+def test_broken_variant_is_caught(flow: str, variant: str, tmp_path: Path) -> None:
+    """A deliberately broken PE (a truncated product; an os sum narrowed once on the way out) must fail."""
     sim = "icarus"
     require_simulator(sim)
-    _, hw, over, a_fmt, w_fmt, params = _case(sim, flow, *SHAPES[0][1:])
+    # 3x5, a4w4, acc16 saturate: with wrap, a sum narrowed once on the way out can equal the right one
+    _, hw, over, a_fmt, w_fmt, params = _case(sim, flow, *SHAPES[1][1:])
     dirs = write_sets(vector_sets(hw, over, a_fmt, w_fmt), tmp_path)
     result = run_testbench(
         "array_top",
@@ -141,18 +156,15 @@ def test_truncated_product_is_caught(flow: str, tmp_path: Path) -> None:
         {**params, "ADDR_BITS": ADDR_BITS},
         "tb_array_top",
         config={"vectors": dirs},
-        variant="truncated_product",
+        variant=variant,
         testcase="array_top_vectors",
     )
     assert result.tests == 1 and result.failed == 1, result.summary()
     message = result.failures[0]
-    assert (
-        "outputs differ" in message
-        and "first Y[m=" in message
-        and "bottom PE" in message
-        and "expected" in message
-        and "actual" in message
-    ), message
+    # the first set it fails names what differs: an output (with the PE that made it) or the overflow count
+    differs = "outputs differ" in message and "first Y[m=" in message and "bottom PE" in message
+    assert differs or "overflow events expected" in message, message
+    assert "expected" in message and "actual" in message, message
 
 
 def test_build_dirs_are_per_parameter_set() -> None:

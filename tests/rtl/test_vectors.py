@@ -298,3 +298,12 @@ def test_a_manifest_without_kind_is_a_gemm_set(tmp_path: Path) -> None:
     assert np.array_equal(read_vectors(out).expected, vs.expected)
     with pytest.raises(VectorError, match="read it with read_vectors"):
         read_requant_vectors(out)
+
+
+def test_addr_bits_also_fit_the_size_ports() -> None:
+    """K = 64 on a 16x16 ws array: 4 K-folds x 1 row = 4 activation words, 64 weight words (6 bits
+    address them), but k_depth must hold 64: 7 bits."""
+    hw = load_hw_config(HW_DIR / "ws_16x16.yaml")
+    a, w = np.ones((1, 64), dtype=np.int64), np.ones((64, 10), dtype=np.int64)
+    vs = make_vector_set(a, w, hw, a_fmt=IntFormat(4, False), w_fmt=IntFormat(4, True))
+    assert vs.addr_bits == 7
