@@ -18,6 +18,7 @@ from cocotb.handle import SimHandleBase
 from cocotb.triggers import FallingEdge
 
 from hwsim.fixed import IntFormat
+from hwsim.hwconfig import ArrayConfig, HardwareConfig, PEConfig
 
 CLOCK_NS = 10
 
@@ -63,6 +64,24 @@ class ClockedTB:
         for _ in range(n):
             await self._edge
             self.cycle += 1
+
+
+class ArrayTB(ClockedTB):
+    """A MAC array's testbench: its shape and code formats read from the DUT, and hwsim's model of it.
+
+    ``self.hw`` is built from the DUT's own parameters (so the two cannot disagree) in ``flow``.
+    """
+
+    def __init__(self, dut: SimHandleBase, flow: str) -> None:
+        super().__init__(dut)
+        self.rows, self.cols = param(dut, "ROWS"), param(dut, "COLS")
+        self.a_fmt = IntFormat(param(dut, "A_BITS"), bool(param(dut, "A_SIGNED")))
+        self.w_fmt = IntFormat(param(dut, "W_BITS"), bool(param(dut, "W_SIGNED")))
+        self.acc_fmt = IntFormat(param(dut, "ACC_BITS"), True)
+        self.mode = "saturate" if param(dut, "SATURATE") else "wrap"
+        self.hw = HardwareConfig(
+            array=ArrayConfig(self.rows, self.cols, flow), pe=PEConfig(self.acc_fmt.bits, self.mode)
+        )
 
 
 def corner_codes(fmt: IntFormat) -> list[int]:

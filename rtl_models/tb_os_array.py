@@ -22,27 +22,16 @@ import numpy as np
 from cocotb.handle import SimHandleBase
 from cocotb.triggers import Timer
 
-from hwsim.fixed import IntFormat
-from hwsim.hwconfig import ArrayConfig, HardwareConfig, PEConfig
 from hwsim.systolic import OutputWrite, run_gemm_cycles
 from hwsim.vectors import pack_words
-from rtl_models.tb_common import ClockedTB, param, random_codes, tb_config, unsigned_value
+from rtl_models.tb_common import ArrayTB, random_codes, tb_config, unsigned_value
 
 
-class OsArrayTB(ClockedTB):
+class OsArrayTB(ArrayTB):
     """Drives os_array's ports fold by fold and compares the drained bottom row with hwsim every cycle."""
 
     def __init__(self, dut: SimHandleBase) -> None:
-        super().__init__(dut)
-        self.rows, self.cols = param(dut, "ROWS"), param(dut, "COLS")
-        self.a_fmt = IntFormat(param(dut, "A_BITS"), bool(param(dut, "A_SIGNED")))
-        self.w_fmt = IntFormat(param(dut, "W_BITS"), bool(param(dut, "W_SIGNED")))
-        self.acc_fmt = IntFormat(param(dut, "ACC_BITS"), True)
-        self.mode = "saturate" if param(dut, "SATURATE") else "wrap"
-        # The model's array, from the DUT's own parameters (so the two cannot disagree).
-        self.hw = HardwareConfig(
-            array=ArrayConfig(self.rows, self.cols, "os"), pe=PEConfig(self.acc_fmt.bits, self.mode)
-        )
+        super().__init__(dut, "os")
         for name in ("clr", "shift", "a_left", "w_top", "acc_top"):
             getattr(dut, name).value = 0
 

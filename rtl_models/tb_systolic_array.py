@@ -26,30 +26,19 @@ from cocotb.handle import SimHandleBase
 from cocotb.triggers import Timer
 
 from hwsim.dataflows import dataflow
-from hwsim.fixed import IntFormat
-from hwsim.hwconfig import ArrayConfig, HardwareConfig, PEConfig
 from hwsim.systolic import OutputWrite, run_gemm_cycles
 from hwsim.vectors import pack_words
-from rtl_models.tb_common import ClockedTB, param, random_codes, tb_config, unsigned_value
+from rtl_models.tb_common import ArrayTB, random_codes, tb_config, unsigned_value
 
 
-class SystolicTB(ClockedTB):
+class SystolicTB(ArrayTB):
     """Drives systolic_array's ports fold by fold and compares the bottom row with hwsim every cycle."""
 
     def __init__(self, dut: SimHandleBase) -> None:
-        super().__init__(dut)
-        self.rows, self.cols = param(dut, "ROWS"), param(dut, "COLS")
-        self.a_fmt = IntFormat(param(dut, "A_BITS"), bool(param(dut, "A_SIGNED")))
-        self.w_fmt = IntFormat(param(dut, "W_BITS"), bool(param(dut, "W_SIGNED")))
-        self.acc_fmt = IntFormat(param(dut, "ACC_BITS"), True)
-        self.mode = "saturate" if param(dut, "SATURATE") else "wrap"
-        # The model's array, from the DUT's own parameters (so the two cannot disagree), in the
-        # dataflow of the configuration: ws, or is (this array on Y^T = W^T A^T, as array_top runs it).
+        # ws, or is: this array on Y^T = W^T A^T, as array_top runs it
         self.flow = str(tb_config().get("dataflow", "ws"))
         assert dataflow(self.flow).stationary in ("W", "A"), f"{self.flow} does not run on systolic_array"
-        self.hw = HardwareConfig(
-            array=ArrayConfig(self.rows, self.cols, self.flow), pe=PEConfig(self.acc_fmt.bits, self.mode)
-        )
+        super().__init__(dut, self.flow)
         for name in ("clr", "w_load", "w_top", "a_valid", "a_row", "carry_row"):
             getattr(dut, name).value = 0
 
