@@ -109,7 +109,7 @@ def test_the_three_dataflows_facts() -> None:
     for name, expected in facts.items():
         flow = dataflow(name)
         assert (flow.rows_dim, flow.cols_dim, flow.outer_dim, flow.stationary, flow.streamed_dim) == expected
-    assert [name for name, flow in DATAFLOWS.items() if flow.rtl] == ["ws", "os", "is"]  # rtl_models/array_top.v
+    assert [name for name, flow in DATAFLOWS.items() if flow.rtl] == ["ws", "os", "is"]  # array_top.v
     assert all(flow.name == name for name, flow in DATAFLOWS.items())
 
 
