@@ -101,7 +101,7 @@ def main() -> int:
     reg = time.perf_counter() - start
     per_cycle = reg / tile.total_cycles
     fast = best_of(lambda: execute_gemm(part, w[0], hw), repeat=3)
-    total_cycles = sum(r["array_cycles"] for r in timing_rows(bundle, hw))
+    total_cycles = sum(r.array_cycles for r in timing_rows(bundle, hw))
     print(
         f"register-level model: {per_cycle * 1e6:.0f} us per cycle ({node.name}, 32 pixels: {reg:.2f} s, "
         f"fold executor {fast * 1e3:.1f} ms, x{reg / fast:.0f}); whole network would take "

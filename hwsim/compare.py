@@ -1,6 +1,7 @@
 """Per-layer comparison of the emulator against the PyTorch reference, and the whole network's top-1.
 
-Place in the flow: bundle/ (with reference.npz) -> hwsim.emulator -> this module -> hwsim.report.
+Place in the flow: bundle/ (with reference.npz) -> hwsim.emulator -> this module (one
+``hwsim.results.RequantResult`` per requantizer) -> hwsim.report.
 For every codes tensor written by a requantizer it measures, against ``reference.npz``, the
 exact-match rate of the codes, the |difference| in LSBs (max, mean, fraction within 1 LSB) and the
 SQNR of the emulator's dequantized values against the reference float values; it names the first
@@ -16,6 +17,7 @@ does, :func:`isolated_codes`).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,7 @@ import numpy as np
 from hwsim.bundle import Bundle, Conv2dNode, LinearNode, RequantNode, quantize_images
 from hwsim.emulator import Emulation, EmulatorConfig, LayerStats, emulate, run_nodes
 from hwsim.errors import UserError
-from hwsim.report import Report, Row
+from hwsim.results import RequantResult
 
 DIVERGENCE_LSB = 1
 
@@ -125,19 +127,20 @@ def isolated_codes(bundle: Bundle, config: EmulatorConfig | None = None) -> dict
     return out
 
 
-def layer_rows(
+def requant_results(
     bundle: Bundle,
     emulation: Emulation,
-    errors: dict[str, LayerError | None],
-    isolated: dict[str, LayerError | None] | None = None,
-) -> list[Row]:
-    """One report row per requantizer: its MAC node(s)' accumulator statistics and its errors.
+    errors: Mapping[str, LayerError | None],
+    isolated: Mapping[str, LayerError | None] | None = None,
+) -> list[RequantResult]:
+    """One result per requantizer: its MAC node(s)' accumulator statistics and its errors.
 
-    ``errors`` are the propagated ones (the emulator on its own codes), ``isolated`` those of the
-    node run on the reference's own input codes (:func:`isolated_codes`).
+    ``emulation`` gives the accumulator statistics (at its width), ``errors`` the propagated errors
+    (the emulator on its own codes) and ``isolated`` those of the node run on the reference's own
+    input codes (:func:`isolated_codes`), by output tensor.
     """
     isolated = isolated or {}
-    rows: list[Row] = []
+    rows: list[RequantResult] = []
     for node in bundle.nodes:
         if not isinstance(node, RequantNode):
             continue
@@ -155,50 +158,51 @@ def layer_rows(
         observed = [s.min_safe_acc_bits_observed for s in stats if s.min_safe_acc_bits_observed is not None]
         err = errors.get(node.output)
         iso = isolated.get(node.output)
-        row: Row = {
-            "name": node.name,
-            "type": kind,
-            "macs": sum(s.macs for s in stats),
-            "w_bits": first.weight_format.nominal_bits if first is not None else None,
-            "a_bits": in_fmt.nominal_bits if in_fmt is not None else None,
-            "acc_bits": emulation.acc_bits,
-            "cycles": None,
-            "latency_us": None,
-            "utilization": None,
-            "bound": None,
-            "overflow_count": sum(s.overflow_count for s in stats),
-            "peak_acc_abs": max((s.peak_acc_abs for s in stats), default=0),
-            "min_safe_acc_bits": max((s.min_safe_acc_bits_worst for s in stats), default=None),
-            "mismatch_rate": err.mismatch_rate if err else None,
-            "max_abs_err_lsb": err.max_abs_err_lsb if err else None,
-            "sqnr_db": err.sqnr_db if err else None,
-            "mac_nodes": [m.name for m in macs],
-            "w_bits_stored": first.weight_format.bits if first is not None else None,
-            "out_bits": out_fmt.bits if out_fmt is not None else None,
-            "elements": err.elements if err else None,
-            "acc_elements": sum(s.elements for s in stats),
-            "min_safe_acc_bits_observed": max(observed) if observed else None,
-            "exact_match_rate": err.exact_match_rate if err else None,
-            "mean_abs_err_lsb": err.mean_abs_err_lsb if err else None,
-            "within_1lsb": err.within_1lsb if err else None,
-            "isolated_mismatch_rate": iso.mismatch_rate if iso else None,
-            "isolated_max_abs_err_lsb": iso.max_abs_err_lsb if iso else None,
-            "isolated_within_1lsb": iso.within_1lsb if iso else None,
-        }
-        rows.append(row)
+        overflow = sum(s.overflow_count for s in stats)
+        acc_elements = sum(s.elements for s in stats)
+        rows.append(
+            RequantResult(
+                name=node.name,
+                type=kind,
+                macs=sum(s.macs for s in stats),
+                w_bits=first.weight_format.nominal_bits if first is not None else None,
+                a_bits=in_fmt.nominal_bits if in_fmt is not None else None,
+                acc_bits=emulation.acc_bits,
+                overflow_count=overflow,
+                peak_acc_abs=max((s.peak_acc_abs for s in stats), default=0),
+                min_safe_acc_bits=max((s.min_safe_acc_bits_worst for s in stats), default=None),
+                mismatch_rate=err.mismatch_rate if err else None,
+                max_abs_err_lsb=err.max_abs_err_lsb if err else None,
+                sqnr_db=err.sqnr_db if err else None,
+                mac_nodes=tuple(m.name for m in macs),
+                w_bits_stored=first.weight_format.bits if first is not None else None,
+                out_bits=out_fmt.bits if out_fmt is not None else None,
+                elements=err.elements if err else None,
+                acc_elements=acc_elements,
+                min_safe_acc_bits_observed=max(observed) if observed else None,
+                exact_match_rate=err.exact_match_rate if err else None,
+                mean_abs_err_lsb=err.mean_abs_err_lsb if err else None,
+                within_1lsb=err.within_1lsb if err else None,
+                isolated_mismatch_rate=iso.mismatch_rate if iso else None,
+                isolated_max_abs_err_lsb=iso.max_abs_err_lsb if iso else None,
+                isolated_within_1lsb=iso.within_1lsb if iso else None,
+                overflow_rate=overflow / acc_elements if acc_elements else 0.0,
+            )
+        )
     return rows
 
 
 def first_divergent_layer(
-    rows: list[Row], threshold: int = DIVERGENCE_LSB, key: str = "max_abs_err_lsb"
+    rows: Sequence[RequantResult], threshold: int = DIVERGENCE_LSB, isolated: bool = False
 ) -> str | None:
     """The first layer (execution order) whose codes differ from the reference by > ``threshold`` LSB.
 
-    ``key``: ``max_abs_err_lsb`` (propagated) or ``isolated_max_abs_err_lsb``.
+    ``isolated``: by ``isolated_max_abs_err_lsb`` instead of the propagated ``max_abs_err_lsb``.
     """
     for row in rows:
-        if row.get(key) is not None and row[key] > threshold:
-            return str(row["name"])
+        err = row.isolated_max_abs_err_lsb if isolated else row.max_abs_err_lsb
+        if err is not None and err > threshold:
+            return row.name
     return None
 
 
@@ -211,10 +215,20 @@ def _overall_within_1lsb(errors: dict[str, LayerError | None]) -> float | None:
 
 @dataclass
 class Comparison:
-    """The outcome of :func:`compare_bundle`: the report and the emulation of the reference batch."""
+    """The outcome of :func:`compare_bundle`: a result per requantizer, the totals and the emulation.
 
-    report: Report
+    ``errors``/``isolated``: each requantizer's errors by output tensor (None: not compared), to
+    rebuild the results at another accumulator width (:func:`requant_results`).
+    """
+
+    title: str
+    meta: dict[str, Any]
+    layers: list[RequantResult]
+    totals: dict[str, Any]
+    notes: list[str]
     emulation: Emulation
+    errors: dict[str, LayerError | None]
+    isolated: dict[str, LayerError | None]
 
 
 def _reference_predictions(bundle: Bundle) -> np.ndarray:
@@ -303,7 +317,7 @@ def compare_bundle(
             else:
                 errors[node.output] = isolated[node.output] = None
                 missing.append(node.output)
-    rows = layer_rows(bundle, run, errors, isolated)
+    rows = requant_results(bundle, run, errors, isolated)
     ref_pred = _reference_predictions(bundle)
     batch = {
         "images": ref.images,
@@ -314,19 +328,19 @@ def compare_bundle(
     totals: dict[str, Any] = {
         "macs_per_image": bundle.total_macs,
         "overflow_count": sum(s.overflow_count for s in run.layers.values()),
-        "layers_exact": sum(1 for r in rows if r["mismatch_rate"] == 0.0),
-        "layers_compared": sum(1 for r in rows if r["mismatch_rate"] is not None),
+        "layers_exact": sum(1 for r in rows if r.mismatch_rate == 0.0),
+        "layers_compared": sum(1 for r in rows if r.mismatch_rate is not None),
         "first_divergent_layer": first_divergent_layer(rows),
         "max_abs_err_lsb": max(
-            (r["max_abs_err_lsb"] for r in rows if r["max_abs_err_lsb"] is not None), default=None
+            (r.max_abs_err_lsb for r in rows if r.max_abs_err_lsb is not None), default=None
         ),
         "within_1lsb": _overall_within_1lsb(errors),
         "isolated_within_1lsb": _overall_within_1lsb(isolated),
         "isolated_max_abs_err_lsb": max(
-            (r["isolated_max_abs_err_lsb"] for r in rows if r["isolated_max_abs_err_lsb"] is not None),
+            (r.isolated_max_abs_err_lsb for r in rows if r.isolated_max_abs_err_lsb is not None),
             default=None,
         ),
-        "first_isolated_divergent_layer": first_divergent_layer(rows, key="isolated_max_abs_err_lsb"),
+        "first_isolated_divergent_layer": first_divergent_layer(rows, isolated=True),
         "reference_batch_images": batch["images"],
         "reference_batch_top1_reference": batch["top1_reference"],
         "reference_batch_top1_emulator": batch["top1_emulator"],
@@ -371,4 +385,4 @@ def compare_bundle(
         "reference_device": ref.device,
     }
     title = f"hwsim compare: {bundle.meta.model or Path(str(bundle.path)).name}"
-    return Comparison(Report(title, meta, rows, totals, notes), run)
+    return Comparison(title, meta, rows, totals, notes, run, errors, isolated)

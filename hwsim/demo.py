@@ -41,24 +41,17 @@ from tqdm import tqdm
 from hwsim import demo_plots, plots
 from hwsim.atomic import write_atomic
 from hwsim.bundle import Bundle, load_bundle, quantize_images
-from hwsim.compare import compare_bundle, top1
-from hwsim.emulator import Emulation, EmulatorConfig, emulate
+from hwsim.compare import compare_bundle, requant_results, top1
+from hwsim.emulator import EmulatorConfig, emulate
 from hwsim.errors import UserError
 from hwsim.execute import ExecutorConfig, run_tasks
 from hwsim.hwconfig import ArrayConfig, HardwareConfig
 from hwsim.journal import digest, journal_for
 from hwsim.output import claim, publish_directory, register_kind, safe_name
 from hwsim.pretrained import BUNDLES_DIR, PretrainedModel, list_bundles, primary_model
-from hwsim.report import (
-    COLUMN_HELP,
-    Report,
-    Row,
-    fmt_value,
-    jsonable,
-    plot_error_per_layer,
-    write_report_files,
-)
-from hwsim.simulate import Simulation, simulate_bundle
+from hwsim.report import Row, fmt_value, jsonable, plot_error_per_layer, results_report, write_report_files
+from hwsim.results import Column, JoinedLayer, MacLayerResult, RequantResult, join_layers, table, to_data
+from hwsim.simulate import simulate_bundle
 from hwsim.sweep import SweepResult, default_jobs, sweep_bundle
 
 # The hardware the demo simulates: the default 16x16 weight-stationary array with 24-bit wrapping
@@ -73,64 +66,6 @@ ACC_WIDTHS: tuple[int, ...] = tuple(range(8, 33, 2))
 PRECISION_WIDTHS: tuple[int, ...] = (2, 3, 4, 5, 6, 8)
 PRECISION_SCOPES: tuple[str, ...] = ("primary", "all", "none")
 INDEX_FILES: tuple[str, ...] = ("index.md", "index.html", "index.json")
-
-# Help for the per-layer columns the demo's reports hold that hwsim.report.COLUMN_HELP does not describe.
-DEMO_COLUMN_HELP: dict[str, str] = {
-    "cycles": "clock cycles per image on the first hardware configuration, summed over the MAC nodes "
-    "(mac_nodes) feeding this requantizer: compute + preload + fill/drain + memory stall",
-    "latency_us": "cycles / clock, microseconds per image, on the first hardware configuration",
-    "utilization": "MACs / (cycles x PEs) on the first hardware configuration (0..1)",
-    "bound": "'memory' when a MAC node of the layer waits for DRAM on the first configuration, else "
-    "'compute'",
-    "mac_nodes": "the conv2d/linear node(s) whose accumulators feed this requantizer",
-    "w_bits_stored": "storage width of a weight code (more than w_bits when the lattice needs it: "
-    "odd, binary, ternary)",
-    "out_bits": "width of the requantizer's output codes",
-    "elements": "output codes compared with the reference",
-    "acc_elements": "accumulator outputs seen",
-    "exact_match_rate": "fraction of output codes equal to the reference (1 - mismatch_rate)",
-    "within_1lsb": "fraction of output codes within 1 LSB of the reference",
-    "isolated_mismatch_rate": "mismatch_rate when the layer runs alone on the reference's own input codes",
-    "isolated_max_abs_err_lsb": "max_abs_err_lsb when the layer runs alone on the reference's own "
-    "input codes",
-    "isolated_within_1lsb": "within_1lsb when the layer runs alone on the reference's own input codes",
-    "overflow_rate": "overflow_count / accumulator outputs (0..1)",
-    "compute_cycles": "cycles the array computes (one per GEMM row per fold)",
-    "preload_cycles": "cycles loading stationary operands into the array",
-    "fill_drain_cycles": "cycles filling and draining the array's skew",
-    "stall_cycles": "cycles waiting for DRAM",
-    "min_acc_bits": "smallest swept accumulator width (this layer's accumulators alone narrowed) from "
-    "which every wider one keeps top-1 agreement >= the threshold with the unmodified network",
-    "min_w_bits": "smallest swept weight width (this layer alone re-quantized) keeping the "
-    "agreement threshold",
-    "min_a_bits": "smallest swept input-activation width (this layer alone) keeping the agreement threshold",
-    "latency_us@HW": "latency per image on hardware configuration HW (microseconds)",
-    "utilization@HW": "PE utilization on hardware configuration HW (0..1)",
-}
-
-
-def column_help(column: str) -> str | None:
-    """What a per-layer column means: hwsim.report.COLUMN_HELP, else the demo's own description."""
-    if column in COLUMN_HELP:
-        return COLUMN_HELP[column]
-    if column in DEMO_COLUMN_HELP:
-        return DEMO_COLUMN_HELP[column]
-    base, sep, hw = column.partition("@")
-    if sep and f"{base}@HW" in DEMO_COLUMN_HELP:
-        return DEMO_COLUMN_HELP[f"{base}@HW"].replace("HW", hw)
-    return None
-
-
-ERROR_COLUMNS: tuple[str, ...] = (
-    "mismatch_rate",
-    "max_abs_err_lsb",
-    "mean_abs_err_lsb",
-    "sqnr_db",
-    "exact_match_rate",
-    "within_1lsb",
-    "isolated_mismatch_rate",
-    "isolated_max_abs_err_lsb",
-)
 
 
 @dataclass(frozen=True)
@@ -320,97 +255,6 @@ def _timed(seconds: dict[str, float], step: str, start: float) -> float:
     return now
 
 
-def layer_rows(
-    cmp_rows: Sequence[Row],
-    sims: Sequence[Simulation],
-    overflow_run: Emulation,
-    hw: Sequence[HardwareConfig],
-    nodes: Sequence[str] = (),
-) -> list[Row]:
-    """One row per requantizer (as hwsim compare's), with its MAC nodes' cycles, overflow and swept width.
-
-    ``cmp_rows``: compare's rows (errors against PyTorch); ``sims``: one simulation per configuration
-    in ``hw`` (cycles of the MAC nodes, summed per requantizer); ``overflow_run``: the emulator at the
-    first configuration's accumulator width. A ``maxpool`` (no requantizer, no MACs) gets a row of
-    its own with its vector-unit cycles (:func:`_pool_row`), so that the rows' latencies add up to
-    the network's; it is placed by ``nodes`` (the bundle's node names in execution order), or
-    without them before the first requantizer fed by a MAC node that runs after it.
-    """
-    sim_rows = [{r["name"]: r for r in sim.rows} for sim in sims]
-    pes = hw[0].array.pes
-    rows: list[Row] = []
-    for crow in cmp_rows:
-        macs = list(crow.get("mac_nodes") or [])
-        row: Row = {k: crow.get(k) for k in ("name", "type", "macs", "w_bits", "a_bits")}
-        row["acc_bits"] = hw[0].pe.acc_bits
-        parts = [sim_rows[0][m] for m in macs]
-        cycles = sum(p["cycles"] for p in parts)
-        row["cycles"] = cycles if parts else None
-        row["latency_us"] = sum(p["latency_us"] for p in parts) if parts else None
-        row["utilization"] = sum(p["macs"] for p in parts) / (cycles * pes) if cycles else None
-        row["bound"] = (
-            ("memory" if any(p["bound"] == "memory" for p in parts) else "compute") if parts else None
-        )
-        stats = [overflow_run.layers[m] for m in macs]
-        row["overflow_count"] = sum(s.overflow_count for s in stats)
-        row["peak_acc_abs"] = max((s.peak_acc_abs for s in stats), default=0)
-        row["min_safe_acc_bits"] = max((s.min_safe_acc_bits_worst for s in stats), default=None)
-        for key in ERROR_COLUMNS[:4]:
-            row[key] = crow.get(key)
-        row["mac_nodes"] = macs
-        row["w_bits_stored"] = crow.get("w_bits_stored")
-        observed = [s.min_safe_acc_bits_observed for s in stats if s.min_safe_acc_bits_observed is not None]
-        row["min_safe_acc_bits_observed"] = max(observed) if observed else None
-        elements = sum(s.elements for s in stats)
-        row["overflow_rate"] = row["overflow_count"] / elements if elements else 0.0
-        for key in ("compute_cycles", "preload_cycles", "fill_drain_cycles", "stall_cycles"):
-            row[key] = sum(p[key] for p in parts)
-        for key in ERROR_COLUMNS[4:]:
-            if key in crow:
-                row[key] = crow[key]
-        for h, by_name in zip(hw[1:], sim_rows[1:], strict=True):
-            others = [by_name[m] for m in macs]
-            other_cycles = sum(p["cycles"] for p in others)
-            row[f"latency_us@{h.label}"] = sum(p["latency_us"] for p in others) if others else None
-            row[f"utilization@{h.label}"] = (
-                sum(p["macs"] for p in others) / (other_cycles * h.array.pes) if other_cycles else None
-            )
-        rows.append(row)
-    order = {name: i for i, name in enumerate(nodes)} or {r["name"]: i for i, r in enumerate(sims[0].rows)}
-
-    def position(row: Row) -> int:
-        if nodes:
-            return order.get(row["name"], -1)
-        return max((order[m] for m in row.get("mac_nodes") or []), default=-1)
-
-    for srow in sims[0].rows:
-        if srow["type"] != "maxpool":
-            continue
-        after = order[srow["name"]]
-        at = next(
-            (j for j, row in enumerate(rows) if row["type"] != "maxpool" and position(row) > after), len(rows)
-        )
-        rows.insert(at, _pool_row(srow, [by_name[srow["name"]] for by_name in sim_rows[1:]], hw))
-    return rows
-
-
-def _pool_row(srow: Row, others: Sequence[Row], hw: Sequence[HardwareConfig]) -> Row:
-    """The demo row of a ``maxpool``: its cycles on each configuration, no MACs, errors or accumulator."""
-    row: Row = {k: srow[k] for k in ("name", "type", "macs", "w_bits", "a_bits", "acc_bits")}
-    for key in ("cycles", "latency_us", "utilization", "bound"):
-        row[key] = srow[key]
-    row.update({"overflow_count": 0, "peak_acc_abs": None, "min_safe_acc_bits": None})
-    row.update(dict.fromkeys(ERROR_COLUMNS[:4]))
-    row.update({"mac_nodes": [], "w_bits_stored": None, "min_safe_acc_bits_observed": None})
-    row["overflow_rate"] = 0.0
-    for key in ("compute_cycles", "preload_cycles", "fill_drain_cycles", "stall_cycles"):
-        row[key] = srow[key]
-    for h, other in zip(hw[1:], others, strict=True):
-        row[f"latency_us@{h.label}"] = other["latency_us"]
-        row[f"utilization@{h.label}"] = other["utilization"]
-    return row
-
-
 def network_acc_sweep(
     bundle: Bundle,
     codes: np.ndarray,
@@ -461,7 +305,7 @@ def run_model(model: PretrainedModel, config: DemoConfig) -> dict[str, Any]:
         )
     t = _timed(seconds, "load", t)
     comparison = compare_bundle(bundle)
-    cmp_rows, cmp_totals = comparison.report.rows, comparison.report.totals
+    cmp_totals = comparison.totals
     notes: list[str] = []
     test: dict[str, Any] | None = None
     if config.data is not None:
@@ -500,8 +344,13 @@ def run_model(model: PretrainedModel, config: DemoConfig) -> dict[str, Any]:
     t = _timed(seconds, "acc_sweep", t)
 
     hw0 = config.hw[0]
-    rows = layer_rows(cmp_rows, sims, at_hw[_hw_key(hw0)], config.hw, [n.name for n in bundle.nodes])
-    pools = [r["name"] for r in rows if r["type"] == "maxpool"]
+    # compare's rows with the accumulator statistics at the first configuration's width, each with
+    # the cost of its MAC nodes on every configuration
+    requants = requant_results(bundle, at_hw[_hw_key(hw0)], comparison.errors, comparison.isolated)
+    order = [n.name for n in bundle.nodes]
+    layers = join_layers(requants, [sim.rows for sim in sims], _hw_pes(config), order)
+    rows, _ = table(layers, JoinedLayer.columns(_labels(config)))
+    pools = [r.name for r in sims[0].rows if r.type == "maxpool"]
     if pools:
         notes.append(
             f"maxpool rows ({', '.join(pools)}): the vector unit's cycles (docs/dataflow.md); no MACs, "
@@ -536,13 +385,15 @@ def run_model(model: PretrainedModel, config: DemoConfig) -> dict[str, Any]:
         totals[f"latency_us@{hw.label}"] = sim.totals["latency_us"]
         totals[f"cycles@{hw.label}"] = sim.totals["cycles"]
         totals[f"utilization@{hw.label}"] = sim.totals["utilization"]
+        totals[f"energy_nj@{hw.label}"] = sim.totals["energy_nj"]
+        totals[f"edp_nj_us@{hw.label}"] = sim.totals["edp_nj_us"]
         totals[f"overflowing_layers@{hw.label}"] = [n for n, s in run.layers.items() if s.overflow_count]
         if ref_pred is not None:
             totals[f"agreement@{hw.label}"] = float(np.mean(run.predictions == ref_pred))
         totals[f"array_value_mismatches@{hw.label}"] = sim.totals["array_value_mismatches"]
-    totals["min_safe_acc_bits"] = max(r["min_safe_acc_bits"] or 0 for r in rows)
+    totals["min_safe_acc_bits"] = max(r.min_safe_acc_bits or 0 for r in requants)
     totals["min_safe_acc_bits_observed"] = max(
-        (r["min_safe_acc_bits_observed"] for r in rows if r["min_safe_acc_bits_observed"] is not None),
+        (r.min_safe_acc_bits_observed for r in requants if r.min_safe_acc_bits_observed is not None),
         default=None,
     )
     safe = [p["bits"] for p in network if p["agreement"] >= config.threshold]
@@ -566,11 +417,14 @@ def run_model(model: PretrainedModel, config: DemoConfig) -> dict[str, Any]:
     title = f"{model.title}"
     pngs: dict[str, bytes] = {
         "error_per_layer.png": _png(
-            lambda p: plot_error_per_layer(cmp_rows, p, f"{title}: emulator vs PyTorch, per layer")
+            lambda p: plot_error_per_layer(
+                table(comparison.layers)[0], p, f"{title}: emulator vs PyTorch, per layer"
+            )
         ),
         "latency.png": _png(
             lambda p: plots.plot_latency(rows, p, f"{title} on {hw0.label}: cycles per layer")
         ),
+        "energy.png": _png(lambda p: plots.plot_energy(rows, p, f"{title} on {hw0.label}: energy per layer")),
         "overflow.png": _png(
             lambda p: plots.plot_overflow(
                 rows, p, f"{title}: accumulators at {hw0.pe.acc_bits} bits ({hw0.pe.overflow})"
@@ -589,7 +443,9 @@ def run_model(model: PretrainedModel, config: DemoConfig) -> dict[str, Any]:
     _timed(seconds, "plots", t)
     return {
         "name": model.name,
-        "rows": rows,
+        "requants": [to_data(r) for r in requants],
+        "layers": [[to_data(r) for r in sim.rows] for sim in sims],
+        "order": order,
         "totals": totals,
         "notes": notes,
         "pngs": pngs,
@@ -666,14 +522,15 @@ def write_model_report(
     config: DemoConfig,
     directory: Path,
 ) -> None:
-    rows: list[Row] = part["rows"]
+    requants = [RequantResult.from_data(r) for r in part["requants"]]
     pngs: dict[str, bytes] = dict(part["pngs"])
     notes: list[str] = list(part["notes"])
     totals = dict(part["totals"])
     hw0 = config.hw[0]
     notes = [
         "rows are the requantizers (as in hwsim compare), each with the MAC node(s) feeding it (mac_nodes); "
-        f"cycles, latency_us, utilization and bound are on {hw0.label} ({hw0.describe()}, "
+        "cycles, latency_us, utilization, bound and the energy columns are on "
+        f"{hw0.label} ({hw0.describe()}, "
         f"{hw0.clock_mhz:g} MHz), per image, summed over those MAC nodes; "
         + ", ".join(f"latency_us@{h.label}" for h in config.hw[1:])
         + " the same on the other configuration(s)",
@@ -693,9 +550,11 @@ def write_model_report(
         *notes,
     ]
     for p in precision:
-        for row in rows:
-            values = [p["min_bits"].get(m) for m in row.get("mac_nodes") or []]
-            row[f"min_{p['what']}"] = None if not values or None in values else max(values)
+        widths = [[p["min_bits"].get(m) for m in r.mac_nodes] for r in requants]
+        requants = [
+            replace(r, **{f"min_{p['what']}": None if not v or None in v else max(v)})
+            for r, v in zip(requants, widths, strict=True)
+        ]
         pngs[f"sensitivity_{p['what']}.png"] = p["png"]
         notes.append(
             f"{p['what']} sweep (sensitivity_{p['what']}.png): each MAC layer alone narrowed to "
@@ -706,8 +565,21 @@ def write_model_report(
             "unmodified network (empty: none does)"
         )
     plot_fns = {name: _writer(data) for name, data in pngs.items()}
-    report = Report(f"hwsim demo: {model.title} ({model.name})", part["meta"], rows, totals, notes)
+    sims = [[MacLayerResult.from_data(r) for r in sim] for sim in part["layers"]]
+    layers = join_layers(requants, sims, _hw_pes(config), part["order"])
+    title = f"hwsim demo: {model.title} ({model.name})"
+    columns = JoinedLayer.columns(_labels(config))
+    report = results_report(title, part["meta"], layers, totals, notes, columns)
     write_report_files(report, directory, plot_fns)
+
+
+def _labels(config: DemoConfig) -> list[str]:
+    return [h.label for h in config.hw]
+
+
+def _hw_pes(config: DemoConfig) -> list[tuple[str, int]]:
+    """Each configuration's label and PEs, as :func:`hwsim.results.join_layers` takes them."""
+    return [(h.label, h.array.pes) for h in config.hw]
 
 
 def _writer(data: bytes) -> Callable[[Sequence[Row], Path, str], Path]:
@@ -873,6 +745,7 @@ def index_table(summaries: Sequence[dict[str, Any]], config: DemoConfig) -> tupl
         "layers exact",
         "max err (LSB)",
         *[f"latency {h} (us)" for h in hw_labels],
+        *[f"energy {h} (uJ)" for h in hw_labels],
         f"overflowing layers @{hw0.pe.acc_bits} b",
         "min safe acc (worst / seen / swept)",
         "weights (KiB, nominal / stored)",
@@ -892,6 +765,7 @@ def index_table(summaries: Sequence[dict[str, Any]], config: DemoConfig) -> tupl
                 f"{s.get('layers_exact', '')}/{s.get('layers_compared', '')}",
                 fmt_value(s.get("max_abs_err_lsb")),
                 *[f"{s[f'latency_us@{h}']:.1f}" for h in hw_labels],
+                *[f"{s[f'energy_nj@{h}'] / 1000:.1f}" for h in hw_labels],
                 str(len(s[f"overflowing_layers@{hw0.label}"])),
                 f"{s['min_safe_acc_bits']} / {fmt_value(s['min_safe_acc_bits_observed'])} / {swept}",
                 f"{_kib(s['weight_bits_nominal'])} / {_kib(s['weight_bits_stored'])}",
@@ -1012,6 +886,9 @@ def write_index(
         "- weights: the MAC layers' weights at their nominal width (the method's) and at their stored "
         "width (the codes' storage format, wider for odd/binary/ternary lattices); KiB = 1024 bytes",
         "- latency: per image (batch 1), microseconds at the configuration's clock",
+        "- energy: per image (batch 1), microjoules: compute, on-chip buffers, DRAM and static energy from "
+        "the configuration's technology table; a first-order estimate (docs/energy.md), for comparing "
+        "models and configurations, not a measured figure",
         "",
         "## Plots",
         "",
@@ -1118,6 +995,9 @@ DEMO_TOTALS_HELP: dict[str, str] = {
     "latency_us@HW": "latency per image on configuration HW (microseconds)",
     "cycles@HW": "cycles per image on HW",
     "utilization@HW": "PE utilization on HW (0..1)",
+    "energy_nj@HW": "energy per image on HW (nJ): compute + buffers + DRAM + static, a first-order "
+    "estimate (docs/energy.md)",
+    "edp_nj_us@HW": "energy-delay product per image on HW: energy_nj x latency_us (nJ x us)",
     "overflowing_layers@HW": "MAC layers whose accumulator overflows at HW's width on the reference batch",
     "agreement@HW": "top-1 agreement with the PyTorch model at HW's accumulator width",
     "array_value_mismatches@HW": "values of the array model differing from the emulator's (0: equal)",
@@ -1135,11 +1015,16 @@ DEMO_TOTALS_HELP: dict[str, str] = {
 }
 
 
+def _column_table(columns: Sequence[Column]) -> list[str]:
+    return [
+        "| column | unit | meaning |",
+        "|---|---|---|",
+        *[f"| `{c.name}` | {c.unit} | {c.help.replace('|', '/')} |" for c in columns],
+    ]
+
+
 def reports_readme() -> str:
-    """The text of reports/README.md: every column and total of the reports, from the help dicts."""
-    layer_cols = dict(COLUMN_HELP)
-    for key, text in DEMO_COLUMN_HELP.items():
-        layer_cols.setdefault(key, text)
+    """The text of reports/README.md: every column (from hwsim.results' fields) and total of the reports."""
     lines = [
         "# Reports",
         "",
@@ -1149,20 +1034,31 @@ def reports_readme() -> str:
         "`index.json`) comparing them. `example/` is the output of `hwsim demo --out reports/example` "
         "on the bundled models (Markdown and PNGs only); other runs here are not kept in git.",
         "",
-        "This page is generated from `hwsim.report.COLUMN_HELP` and `hwsim.demo` (regenerate it with "
+        "This page is generated from the fields of `hwsim.results` and from `hwsim.demo` (regenerate it "
+        "with "
         "`.venv/bin/python -c \"from hwsim.demo import reports_readme; print(reports_readme(), end='')\" "
         "> reports/README.md`; a test checks that it is current).",
         "",
         "## Per-layer columns (report.json `layers`, layers.csv)",
         "",
-        "In `hwsim compare` and `hwsim demo` reports a row is a requantizer (named as in the PyTorch model); "
-        "in `hwsim simulate` reports a row is a MAC node. A column ending in `@HW` is the same figure on "
-        "hardware configuration `HW`. Empty cells (null in JSON) mean not measured; `inf` SQNR is null in "
-        "JSON.",
+        "Empty cells (null in JSON) mean not measured; a column empty in every row is left out; `inf` SQNR "
+        "is null in JSON.",
         "",
-        "| column | meaning |",
-        "|---|---|",
-        *[f"| `{k}` | {v.replace('|', '/')} |" for k, v in layer_cols.items()],
+        "### A MAC layer: `hwsim simulate` (`hwsim.results.MacLayerResult`)",
+        "",
+        "A row per conv2d/linear node (the array) and per maxpool (the vector unit), per inference of "
+        "`--batch` images; the error columns are those of the requantizer the layer feeds.",
+        "",
+        *_column_table(MacLayerResult.columns()),
+        "",
+        "### A requantizer: `hwsim compare`, `hwsim demo` (`hwsim.results.RequantResult`)",
+        "",
+        "A row per requantizer (named as in the PyTorch model). In `hwsim demo` reports the cycle and "
+        "energy columns are those of the MAC node(s) feeding it (`mac_nodes`) together, on the first "
+        "hardware configuration, per image; a column ending in `@HW` is the same figure on hardware "
+        "configuration `HW`; a maxpool gets a row of its own.",
+        "",
+        *_column_table(JoinedLayer.columns(["", "HW"])),
         "",
         "## Totals of a demo report (report.json `totals`)",
         "",

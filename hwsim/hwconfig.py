@@ -12,13 +12,15 @@ requantizer (rtl_models/requant.v) from its output format and rounding mode. The
     dram_bytes_per_cycle: 16
     clock_mhz: 500
     timing: native                                   # native | scalesim
+    energy: {mult_8b_pj: 0.2, dram_64b_pj: 2000}     # optional: EnergyConfig, hwsim.energy
 
-Every key is required except ``timing`` (``native`` when absent) and ``name`` (the file's stem).
+Every key is required except ``timing`` (``native`` when absent), ``name`` (the file's stem) and
+``energy`` (each of its keys defaults to :class:`EnergyConfig`'s value, docs/energy.md).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -112,19 +114,58 @@ class BufferConfig:
 
 
 @dataclass(frozen=True)
+class EnergyConfig:
+    """Energy per operation and per access, and static power: the technology table of hwsim.energy.
+
+    First-order numbers; the defaults are Horowitz, "Computing's energy problem", ISSCC 2014, 45 nm
+    (docs/energy.md): an 8-bit integer multiply 0.2 pJ (32-bit: 3.1 pJ, about (32/8)^2 times more:
+    a multiplier scales with ``w_bits x a_bits``), a 32-bit integer add 0.1 pJ (8-bit: 0.03 pJ: an
+    adder scales with its width), a 64-bit SRAM read 10 pJ at 8 KB (20 pJ at 32 KB, 100 pJ at 1 MB:
+    about the square root of the capacity, ``sram_exponent``), a 64-bit DRAM access 1.3-2.6 nJ (2 nJ
+    here). ``static_mw`` (leakage of the whole accelerator while it runs) is no Horowitz figure:
+    an assumed order of magnitude; put your own technology's numbers in the YAML ``energy:`` section.
+    """
+
+    mult_8b_pj: float = 0.2
+    add_32b_pj: float = 0.1
+    sram_64b_pj: float = 10.0
+    sram_ref_kb: float = 8.0
+    sram_exponent: float = 0.5
+    dram_64b_pj: float = 2000.0
+    static_mw: float = 20.0
+
+    def __post_init__(self) -> None:
+        for name in ("mult_8b_pj", "add_32b_pj", "sram_64b_pj", "dram_64b_pj"):
+            _check_positive(f"energy.{name}", getattr(self, name), 1e9)
+        _check_positive("energy.sram_ref_kb", self.sram_ref_kb, MAX_BUFFER_KB)
+        _check_positive("energy.sram_exponent", self.sram_exponent, 2)
+        if not is_finite_number(self.static_mw) or not 0 <= self.static_mw <= 1e9:  # type: ignore[operator]
+            raise HwConfigError(
+                f"field 'energy.static_mw': {shown(self.static_mw)} is not a number in the legal "
+                "range [0, 1e+09]"
+            )
+
+
+@dataclass(frozen=True)
 class HardwareConfig:
     """Everything the array model needs to know about one accelerator."""
 
     array: ArrayConfig = field(default_factory=ArrayConfig)
     pe: PEConfig = field(default_factory=PEConfig)
     buffers: BufferConfig = field(default_factory=BufferConfig)
+    energy: EnergyConfig = field(default_factory=EnergyConfig)
     dram_bytes_per_cycle: float = 16
     clock_mhz: float = 500
     timing: str = "native"
     name: str = ""
 
     def __post_init__(self) -> None:
-        for attr, kind in (("array", ArrayConfig), ("pe", PEConfig), ("buffers", BufferConfig)):
+        for attr, kind in (
+            ("array", ArrayConfig),
+            ("pe", PEConfig),
+            ("buffers", BufferConfig),
+            ("energy", EnergyConfig),
+        ):
             if not isinstance(getattr(self, attr), kind):
                 raise HwConfigError(
                     f"field '{attr}': expected a {kind.__name__}, got {shown(getattr(self, attr))}"
@@ -181,7 +222,7 @@ class HardwareConfig:
         )
 
 
-_TOP_KEYS = ("array", "pe", "buffers_kb", "dram_bytes_per_cycle", "clock_mhz", "timing", "name")
+_TOP_KEYS = ("array", "pe", "buffers_kb", "energy", "dram_bytes_per_cycle", "clock_mhz", "timing", "name")
 _REQUIRED = ("array", "pe", "buffers_kb", "dram_bytes_per_cycle", "clock_mhz")
 _SECTION_KEYS = {
     "array": ("rows", "cols", "dataflow"),
@@ -219,6 +260,26 @@ def _section(doc: dict[str, Any], key: str) -> dict[str, Any]:
     return value
 
 
+_ENERGY_KEYS = tuple(f.name for f in fields(EnergyConfig))
+
+
+def _energy(doc: dict[str, Any]) -> EnergyConfig:
+    """The optional ``energy:`` section: any key left out takes :class:`EnergyConfig`'s default."""
+    value = doc.get("energy", {})
+    if not isinstance(value, dict):
+        raise HwConfigError(
+            f"field 'energy': expected a mapping with keys among {', '.join(_ENERGY_KEYS)}, "
+            f"got {shown(value)}"
+        )
+    _string_keys(value, "field 'energy': ", _ENERGY_KEYS)
+    unknown = sorted(set(value) - set(_ENERGY_KEYS))
+    if unknown:
+        raise HwConfigError(
+            f"field {shown(f'energy.{unknown[0]}')} is unknown; legal keys: {', '.join(_ENERGY_KEYS)}"
+        )
+    return EnergyConfig(**value)
+
+
 def hw_config_from_dict(doc: object, default_name: str = "") -> HardwareConfig:
     """Build and validate a :class:`HardwareConfig` from a parsed YAML document."""
     if not isinstance(doc, dict):
@@ -243,6 +304,7 @@ def hw_config_from_dict(doc: object, default_name: str = "") -> HardwareConfig:
         clock_mhz=doc["clock_mhz"],
         timing=doc.get("timing", "native"),
         name=doc.get("name", default_name),
+        energy=_energy(doc),
     )
 
 
@@ -278,6 +340,7 @@ def hw_config_to_dict(cfg: HardwareConfig) -> dict[str, Any]:
         "dram_bytes_per_cycle": cfg.dram_bytes_per_cycle,
         "clock_mhz": cfg.clock_mhz,
         "timing": cfg.timing,
+        "energy": {f.name: getattr(cfg.energy, f.name) for f in fields(EnergyConfig)},
     }
 
 

@@ -23,7 +23,9 @@ The model (one layer at a time, all sizes in bytes of packed codes):
   overlapped transfers outlast the array's work.
 * Buffer (SRAM) traffic: what the array reads from and writes to its buffers, per dataflow
   (streamed operands are re-read once per fold of the other dimension; each
-  ``hwsim.dataflows`` module gives its counts, and the weights its first fold needs).
+  ``hwsim.dataflows`` module gives its counts, and the weights its first fold needs), also per
+  buffer (ifmap: the input operand; weight: the weights; ofmap: the partial sums), which
+  ``hwsim.energy`` prices at each buffer's capacity.
 * A ``maxpool`` (the vector unit, :func:`pool_memory`): no weights and no partial sums; the input
   map is read from DRAM once and the output map (same code width) written once; passes over
   output rows (``m_tiles``) when either map does not fit half its buffer; the lanes read every
@@ -61,6 +63,9 @@ class LayerMemory:
     dram_write_bytes: int
     buffer_read_bytes: int
     buffer_write_bytes: int
+    ifmap_buffer_bytes: int  # of buffer_read_bytes + buffer_write_bytes, those of each buffer
+    weight_buffer_bytes: int
+    ofmap_buffer_bytes: int
     dram_cycles: int
     prologue_cycles: int
     epilogue_cycles: int
@@ -81,15 +86,21 @@ class LayerMemory:
         return self.total_cycles - self.array_cycles
 
 
-def _buffer_traffic(gemm: GemmShape, hw: HardwareConfig, a_bits: int, w_bits: int) -> tuple[int, int]:
-    """Bytes the array reads from / writes to its buffers (operand reads, partial-sum reads and writes)."""
+def _buffer_traffic(
+    gemm: GemmShape, hw: HardwareConfig, a_bits: int, w_bits: int
+) -> tuple[int, int, int, int, int]:
+    """Bytes the array reads from / writes to its buffers, then those of the ifmap, weight, ofmap buffer.
+
+    Reads: the operands and the partial sums carried across K-folds; writes: the partial sums.
+    """
     m, n, g = gemm.m, gemm.n, gemm.groups
     acc = hw.pe.acc_bits
     a_reads, w_reads, psum_writes = dataflow(hw.array.dataflow).buffer_traffic(gemm, hw.array)
     psum_reads = psum_writes - m * n  # every K-fold but the first reads back the carried sums
-    reads = g * (_bytes(a_reads, a_bits) + _bytes(w_reads, w_bits) + _bytes(psum_reads, acc))
+    ifmap, weight = g * _bytes(a_reads, a_bits), g * _bytes(w_reads, w_bits)
+    reads = ifmap + weight + g * _bytes(psum_reads, acc)
     writes = g * _bytes(psum_writes, acc)
-    return reads, writes
+    return reads, writes, ifmap, weight, reads + writes - ifmap - weight
 
 
 def layer_memory(
@@ -135,7 +146,7 @@ def layer_memory(
     epilogue = math.ceil(ofmap / (m_tiles * n_tiles) / bw)
     overlapped = max(0, dram_cycles - prologue - epilogue)
     total = prologue + max(array_cycles, overlapped) + epilogue
-    buf_reads, buf_writes = _buffer_traffic(gemm, hw, a_bits, w_bits)
+    buf_reads, buf_writes, buf_ifmap, buf_weight, buf_ofmap = _buffer_traffic(gemm, hw, a_bits, w_bits)
     return LayerMemory(
         ifmap_bytes=ifmap,
         weight_bytes=weights,
@@ -148,6 +159,9 @@ def layer_memory(
         dram_write_bytes=writes,
         buffer_read_bytes=buf_reads,
         buffer_write_bytes=buf_writes,
+        ifmap_buffer_bytes=buf_ifmap,
+        weight_buffer_bytes=buf_weight,
+        ofmap_buffer_bytes=buf_ofmap,
         dram_cycles=dram_cycles,
         prologue_cycles=prologue,
         epilogue_cycles=epilogue,
@@ -189,6 +203,9 @@ def pool_memory(
         dram_write_bytes=ofmap,
         buffer_read_bytes=_bytes(pool.outputs(batch) * pool.window, a_bits),
         buffer_write_bytes=ofmap,
+        ifmap_buffer_bytes=_bytes(pool.outputs(batch) * pool.window, a_bits),
+        weight_buffer_bytes=0,
+        ofmap_buffer_bytes=ofmap,
         dram_cycles=dram_cycles,
         prologue_cycles=prologue,
         epilogue_cycles=epilogue,

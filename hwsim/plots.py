@@ -1,4 +1,4 @@
-"""PNG plots of the array model: latency, utilization, overflow, error, sensitivity, roofline, design space.
+"""PNG plots of the array model: latency, energy, utilization, overflow, error, roofline, design space.
 
 Place in the flow: ``hwsim simulate`` and ``hwsim sweep`` hand their per-layer rows (dicts, as
 in ``report.json``) to these functions, which write one PNG each under ``reports/<run>/`` and
@@ -54,13 +54,39 @@ def plot_latency(rows: Sequence[Row], path: Path, title: str) -> Path:
         ("fill_drain_cycles", "fill_drain"),
         ("stall_cycles", "stall"),
     ):
-        values = np.array([r[key] for r in rows], dtype=float)
+        values = np.array([r.get(key) or 0 for r in rows], dtype=float)  # empty: no MAC node (no cost)
         ax.bar(range(len(rows)), values, bottom=bottom, color=COLORS[label], label=label.replace("_", "/"))
         bottom += values
     _layer_axis(ax, names)
     ax.set_ylabel("cycles per inference")
     ax.set_title(title)
     ax.set_ylim(0, max(float(bottom.max()), 1.0) * 1.18)  # headroom: the legend never covers a bar
+    ax.legend(fontsize=8, ncols=4, loc="upper right")
+    ax.grid(axis="y", alpha=0.3)
+    return save_figure(fig, path)
+
+
+ENERGY_PARTS = (
+    ("compute_energy_nj", "compute (MACs)", "#4C72B0"),
+    ("buffer_energy_nj", "on-chip buffers", "#55A868"),
+    ("dram_energy_nj", "DRAM", "#C44E52"),
+    ("static_energy_nj", "static (leakage)", "#8C8C8C"),
+)
+
+
+def plot_energy(rows: Sequence[Row], path: Path, title: str) -> Path:
+    """Stacked energy per layer: compute, on-chip buffers, DRAM, static (first-order, hwsim.energy)."""
+    names = [r["name"] for r in rows]
+    fig, ax = plt.subplots(figsize=(_width(len(rows)), 4.2))
+    bottom = np.zeros(len(rows))
+    for key, label, color in ENERGY_PARTS:
+        values = np.array([r.get(key) or 0 for r in rows], dtype=float) / 1000.0  # empty: no MAC node
+        ax.bar(range(len(rows)), values, bottom=bottom, color=color, label=label)
+        bottom += values
+    _layer_axis(ax, names)
+    ax.set_ylabel("energy per inference (uJ)")
+    ax.set_title(f"{title}\n(first-order estimate, docs/energy.md; total {bottom.sum():.1f} uJ)", fontsize=9)
+    ax.set_ylim(0, max(float(bottom.max()), 1e-6) * 1.18)  # headroom: the legend never covers a bar
     ax.legend(fontsize=8, ncols=4, loc="upper right")
     ax.grid(axis="y", alpha=0.3)
     return save_figure(fig, path)

@@ -1,12 +1,13 @@
 """Run reports: per-layer row dicts plus totals -> report.json, layers.csv, report.md, report.html, PNGs.
 
 Place in the flow: the last step of ``hwsim compare`` (and of the other hwsim commands that
-report per layer): they build a :class:`Report` (one dict per layer, with the columns of
-reports/README.md, and a dict of totals) and call :func:`write_report`, which writes every file
+report per layer): they build a :class:`Report` (one dict per layer and a dict of totals; from
+typed results, :func:`results_report` takes the columns and their help from the fields of
+``hwsim.results``) and call :func:`write_report`, which writes every file
 under ``reports/<run>/``, published as a whole through hwsim.output (a staging directory, then a
 swap). Plots are functions ``(rows, path, title) -> path`` (the signature of hwsim.plots); pass
 more in ``plots`` to add them, and a command's own files (a table of its own) in ``extra_files``.
-Columns not listed in :data:`LAYER_COLUMNS` are kept, after the known ones.
+Columns keep the order of the rows' keys.
 """
 
 from __future__ import annotations
@@ -33,78 +34,42 @@ import numpy as np  # noqa: E402
 from hwsim.atomic import write_atomic  # noqa: E402
 from hwsim.output import REPORT, Output, publish_directory  # noqa: E402
 from hwsim.plots import save_figure  # noqa: E402
+from hwsim.results import Column, table  # noqa: E402
 
 Row = dict[str, Any]
 PlotFn = Callable[[Sequence[Row], Path, str], Path]
 
-# The per-layer columns, in report order (those of reports/README.md first). Cycle fields stay None
-# until the array model fills them.
-LAYER_COLUMNS: tuple[str, ...] = (
-    "name",
-    "type",
-    "macs",
-    "w_bits",
-    "a_bits",
-    "acc_bits",
-    "cycles",
-    "latency_us",
-    "utilization",
-    "bound",
-    "overflow_count",
-    "peak_acc_abs",
-    "min_safe_acc_bits",
-    "mismatch_rate",
-    "max_abs_err_lsb",
-    "sqnr_db",
-    "mac_nodes",
-    "w_bits_stored",
-    "out_bits",
-    "elements",
-    "acc_elements",
-    "min_safe_acc_bits_observed",
-    "exact_match_rate",
-    "mean_abs_err_lsb",
-)
-
-# One line per column for the reader of report.md / report.html.
-COLUMN_HELP: dict[str, str] = {
-    "name": "the requantizer whose codes are compared (named as in the PyTorch model)",
-    "type": "the MAC op(s) feeding it; '+add' marks a residual (codes) input",
-    "macs": "multiply-accumulates per image",
-    "w_bits": "nominal weight width (w_bits_stored: the storage width when the lattice needs more)",
-    "a_bits": "width of the activation codes entering the MAC",
-    "acc_bits": "accumulator width of this run",
-    "overflow_count": "accumulator outputs changed by wrap/saturate, over all images",
-    "peak_acc_abs": "largest |exact accumulator sum| seen",
-    "min_safe_acc_bits": "narrowest accumulator safe for any input (weights x input range)",
-    "min_safe_acc_bits_observed": "narrowest accumulator holding every sum seen",
-    "mismatch_rate": "fraction of output codes differing from the reference",
-    "max_abs_err_lsb": "largest |emulator - reference| in output LSBs (codes)",
-    "mean_abs_err_lsb": "mean |emulator - reference| in output LSBs",
-    "sqnr_db": "10 log10(sum ref^2 / sum (emu*scale - ref)^2) against the reference float values; "
-    "inf (null in JSON) when identical",
-}
-
 
 @dataclass
 class Report:
-    """What a run reports: a title, run metadata, one row per layer and the totals."""
+    """What a run reports: a title, run metadata, one row per layer, the totals and each column's help."""
 
     title: str
     meta: dict[str, Any]
     rows: list[Row]
     totals: dict[str, Any]
     notes: list[str] = field(default_factory=list)
+    column_help: dict[str, str] = field(default_factory=dict)
 
     def columns(self) -> list[str]:
-        """Known columns present in any row, in :data:`LAYER_COLUMNS` order, then the others."""
-        present: list[str] = []
+        """Every column present in any row, in the order they first appear."""
+        present: dict[str, None] = {}
         for row in self.rows:
-            for key in row:
-                if key not in present:
-                    present.append(key)
-        known = [c for c in LAYER_COLUMNS if c in present]
-        return known + [c for c in present if c not in LAYER_COLUMNS]
+            present.update(dict.fromkeys(row))
+        return list(present)
+
+
+def results_report(
+    title: str,
+    meta: dict[str, Any],
+    layers: Sequence[Any],
+    totals: dict[str, Any],
+    notes: Sequence[str] = (),
+    columns: Sequence[Column] | None = None,
+) -> Report:
+    """A report of typed per-layer results (hwsim.results): rows and column help from their fields."""
+    rows, help_ = table(layers, columns)
+    return Report(title, meta, rows, totals, list(notes), help_)
 
 
 def jsonable(value: Any) -> Any:
@@ -267,9 +232,9 @@ def render_markdown(report: Report, plots: Sequence[str]) -> str:
         _markdown_table(["total", "value"], [{"total": k, "value": v} for k, v in report.totals.items()]),
     ]
     out += ["", "## Layers", "", _markdown_table(cols, report.rows), ""]
-    helped = [c for c in cols if c in COLUMN_HELP]
+    helped = [c for c in cols if c in report.column_help]
     if helped:
-        out += ["Columns:", ""] + [f"- `{c}`: {COLUMN_HELP[c]}" for c in helped] + [""]
+        out += ["Columns:", ""] + [f"- `{c}`: {report.column_help[c]}" for c in helped] + [""]
     if report.notes:
         out += ["## Notes", ""] + [f"- {n}" for n in report.notes] + [""]
     if plots:
@@ -277,10 +242,9 @@ def render_markdown(report: Report, plots: Sequence[str]) -> str:
     return "\n".join(out)
 
 
-def _html_table(columns: Sequence[str], rows: Sequence[Row]) -> str:
-    head = "".join(
-        f'<th title="{html.escape(COLUMN_HELP.get(c, ""))}">{html.escape(c)}</th>' for c in columns
-    )
+def _html_table(columns: Sequence[str], rows: Sequence[Row], help_: Mapping[str, str] | None = None) -> str:
+    help_ = help_ or {}
+    head = "".join(f'<th title="{html.escape(help_.get(c, ""))}">{html.escape(c)}</th>' for c in columns)
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(fmt_value(r.get(c)))}</td>" for c in columns) + "</tr>"
         for r in rows
@@ -305,9 +269,9 @@ def render_html(report: Report, plots: Mapping[str, bytes]) -> str:
     )
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in report.notes)
     help_items = "".join(
-        f"<li><code>{html.escape(c)}</code>: {html.escape(COLUMN_HELP[c])}</li>"
+        f"<li><code>{html.escape(c)}</code>: {html.escape(report.column_help[c])}</li>"
         for c in report.columns()
-        if c in COLUMN_HELP
+        if c in report.column_help
     )
     style = (
         "body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;"
@@ -318,7 +282,8 @@ def render_html(report: Report, plots: Mapping[str, bytes]) -> str:
     return (
         f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{html.escape(report.title)}</title>'
         f"<style>{style}</style></head><body><h1>{html.escape(report.title)}</h1><ul>{meta}</ul>"
-        f"<h2>Totals</h2>{totals}<h2>Layers</h2>{_html_table(report.columns(), report.rows)}"
+        f"<h2>Totals</h2>{totals}<h2>Layers</h2>"
+        f"{_html_table(report.columns(), report.rows, report.column_help)}"
         f"<ul>{help_items}</ul>"
         + (f"<h2>Notes</h2><ul>{notes}</ul>" if notes else "")
         + f"<h2>Plots</h2>{images}</body></html>"

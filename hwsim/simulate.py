@@ -8,7 +8,8 @@ folds on those activations (``systolic.execute_gemm``) and checks that the array
 overflow counts equal the emulator's. A ``maxpool`` node gets a row too: no MACs, its cycles on
 the vector unit (``timing.pool_timing``) and its traffic (``memory.pool_memory``), its values
 recomputed independently and checked against the emulator's. Other nodes (requantizers, the
-average-pool sum) cost nothing here. The rows feed ``hwsim.report`` and ``hwsim.plots``.
+average-pool sum) cost nothing here. The results (``hwsim.results.MacLayerResult``) feed
+``hwsim.report`` and ``hwsim.plots``.
 
 Cycles and latency are per inference of ``batch`` images (default 1, as SCALE-Sim and FINN
 report); how many images feed the value statistics is a separate choice (``input_codes``).
@@ -17,19 +18,22 @@ report); how many images feed the value statistics is a separate choice (``input
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
+from hwsim import results
 from hwsim.bundle import Bundle, Conv2dNode, LinearNode, MacNode, MaxPoolNode, RequantNode
 from hwsim.emulator import Emulation, EmulatorConfig, emulate, one_blas_thread
+from hwsim.energy import add_pj, layer_energy, mac_pj
 from hwsim.fixed import bits_for_range
 from hwsim.gemm import im2col, weight_matrix
 from hwsim.hwconfig import HardwareConfig
 from hwsim.mapping import gemm_shape, layer_from_node, pool_from_node
 from hwsim.memory import layer_memory, pool_memory
+from hwsim.results import MacLayerResult
 from hwsim.systolic import execute_gemm
 from hwsim.timing import cycles_to_us, layer_timing, native_gemm_cycles, pool_timing
 
@@ -42,10 +46,10 @@ class ModelMismatchError(RuntimeError):
 
 @dataclass
 class Simulation:
-    """What :func:`simulate_bundle` gives: a row per MAC layer and maxpool, network totals, the emulation."""
+    """What :func:`simulate_bundle` gives: a result per MAC layer and maxpool, totals, the emulation."""
 
     hw: HardwareConfig
-    rows: list[dict[str, Any]]
+    rows: list[MacLayerResult]
     totals: dict[str, Any]
     emulation: Emulation | None
 
@@ -60,35 +64,36 @@ def _out_bits(bundle: Bundle, node: MacNode, acc_bits: int) -> int:
     return acc_bits
 
 
-def _pool_row(node: MaxPoolNode, bundle: Bundle, hw: HardwareConfig, batch: int) -> dict[str, Any]:
-    """The row of a ``maxpool``: vector-unit cycles and memory, the MAC columns empty (no MACs)."""
+def _pool_result(node: MaxPoolNode, bundle: Bundle, hw: HardwareConfig, batch: int) -> MacLayerResult:
+    """A ``maxpool`` on the vector unit: its cycles and memory; no MACs, weights or accumulator."""
     pool = pool_from_node(node, bundle)
     in_fmt = bundle.tensors[node.input].fmt
     assert in_fmt is not None
     timing = pool_timing(pool, hw, batch)
     mem = pool_memory(pool, hw, timing.total, a_bits=in_fmt.bits, batch=batch)
-    return {
-        "name": node.name,
-        "type": node.op,
-        "macs": 0,
-        "w_bits": None,
-        "w_bits_nominal": None,
-        "a_bits": in_fmt.bits,
-        "acc_bits": None,
-        "gemm_m": None,
-        "gemm_k": None,
-        "gemm_n": None,
-        "groups": None,
-        "folds": timing.folds,
-        **_cost_columns(timing, mem, hw),
-        "utilization": 0.0,
-        "array_utilization": 0.0,
-        "arithmetic_intensity": 0.0,
-    }
+    return MacLayerResult(
+        name=node.name,
+        type=node.op,
+        macs=0,
+        w_bits=None,
+        w_bits_nominal=None,
+        a_bits=in_fmt.bits,
+        acc_bits=None,
+        gemm_m=None,
+        gemm_k=None,
+        gemm_n=None,
+        groups=None,
+        folds=timing.folds,
+        **_costs(timing, mem, hw),
+        utilization=0.0,
+        array_utilization=0.0,
+        arithmetic_intensity=0.0,
+        **_energy(hw, pool.outputs(batch) * (pool.window - 1) * add_pj(hw.energy, in_fmt.bits), mem),
+    )
 
 
-def _cost_columns(timing: Any, mem: Any, hw: HardwareConfig) -> dict[str, Any]:
-    """The cycle and memory columns of a row, from a layer's timing and memory model."""
+def _costs(timing: Any, mem: Any, hw: HardwareConfig) -> dict[str, Any]:
+    """The cycle and memory fields of a result, from a layer's timing and memory model."""
     cycles = mem.total_cycles
     return {
         "compute_cycles": timing.cycles.compute,
@@ -112,16 +117,35 @@ def _cost_columns(timing: Any, mem: Any, hw: HardwareConfig) -> dict[str, Any]:
     }
 
 
-def timing_rows(bundle: Bundle, hw: HardwareConfig, batch: int = 1) -> list[dict[str, Any]]:
+def _energy(hw: HardwareConfig, compute_pj: float, mem: Any) -> dict[str, Any]:
+    """The energy fields of a result (hwsim.energy), from its compute energy and memory model."""
+    e = layer_energy(
+        hw,
+        compute_pj=compute_pj,
+        buffer_bytes=(mem.ifmap_buffer_bytes, mem.weight_buffer_bytes, mem.ofmap_buffer_bytes),
+        dram_bytes=mem.dram_bytes,
+        latency_us=cycles_to_us(mem.total_cycles, hw),
+    )
+    return {
+        "compute_energy_nj": e.compute_nj,
+        "buffer_energy_nj": e.buffer_nj,
+        "dram_energy_nj": e.dram_nj,
+        "static_energy_nj": e.static_nj,
+        "energy_nj": e.total_nj,
+        "edp_nj_us": e.edp_nj_us,
+    }
+
+
+def timing_rows(bundle: Bundle, hw: HardwareConfig, batch: int = 1) -> list[MacLayerResult]:
     """Per-layer cycles, latency, utilization and memory of ``bundle`` on ``hw`` (analytic; no values).
 
-    One row per ``conv2d``/``linear`` node (the array) and per ``maxpool`` node (the vector unit),
-    in execution order.
+    One result per ``conv2d``/``linear`` node (the array) and per ``maxpool`` node (the vector
+    unit), in execution order.
     """
     rows = []
     for node in bundle.nodes:
         if isinstance(node, MaxPoolNode):
-            rows.append(_pool_row(node, bundle, hw, batch))
+            rows.append(_pool_result(node, bundle, hw, batch))
             continue
         if not isinstance(node, (Conv2dNode, LinearNode)):
             continue
@@ -141,31 +165,36 @@ def timing_rows(bundle: Bundle, hw: HardwareConfig, batch: int = 1) -> list[dict
         gemm = gemm_shape(layer, batch)
         cycles = mem.total_cycles
         rows.append(
-            {
-                "name": node.name,
-                "type": node.op + ("(depthwise)" if layer.depthwise else ""),
-                "macs": gemm.macs,
-                "w_bits": node.weight_format.bits,
-                "w_bits_nominal": node.weight_format.nominal_bits or node.weight_format.bits,
-                "a_bits": in_fmt.bits,
-                "acc_bits": hw.pe.acc_bits,
-                "gemm_m": gemm.m,
-                "gemm_k": gemm.k,
-                "gemm_n": gemm.n,
-                "groups": gemm.groups,
-                "folds": timing.folds,
-                **_cost_columns(timing, mem, hw),
-                "utilization": gemm.macs / (cycles * hw.array.pes),
-                "array_utilization": timing.utilization,
-                "arithmetic_intensity": gemm.macs / mem.dram_bytes if mem.dram_bytes else math.inf,
-            }
+            MacLayerResult(
+                name=node.name,
+                type=node.op + ("(depthwise)" if layer.depthwise else ""),
+                macs=gemm.macs,
+                w_bits=node.weight_format.bits,
+                w_bits_nominal=node.weight_format.nominal_bits or node.weight_format.bits,
+                a_bits=in_fmt.bits,
+                acc_bits=hw.pe.acc_bits,
+                gemm_m=gemm.m,
+                gemm_k=gemm.k,
+                gemm_n=gemm.n,
+                groups=gemm.groups,
+                folds=timing.folds,
+                **_costs(timing, mem, hw),
+                utilization=gemm.macs / (cycles * hw.array.pes),
+                array_utilization=timing.utilization,
+                arithmetic_intensity=gemm.macs / mem.dram_bytes if mem.dram_bytes else math.inf,
+                **_energy(
+                    hw,
+                    gemm.macs * mac_pj(hw.energy, node.weight_format.bits, in_fmt.bits, hw.pe.acc_bits),
+                    mem,
+                ),
+            )
         )
     return rows
 
 
-def _totals(rows: list[dict[str, Any]], hw: HardwareConfig) -> dict[str, Any]:
-    macs = sum(r["macs"] for r in rows)
-    cycles = sum(r["cycles"] for r in rows)
+def _totals(rows: list[MacLayerResult], hw: HardwareConfig) -> dict[str, Any]:
+    summed = results.totals(rows)
+    cycles = summed["cycles"]
     return {
         "hw": hw.label,
         "rows": hw.array.rows,
@@ -176,16 +205,11 @@ def _totals(rows: list[dict[str, Any]], hw: HardwareConfig) -> dict[str, Any]:
         "timing": hw.timing,
         "clock_mhz": hw.clock_mhz,
         "layers": len(rows),
-        "macs": macs,
-        "cycles": cycles,
-        "compute_cycles": sum(r["compute_cycles"] for r in rows),
-        "preload_cycles": sum(r["preload_cycles"] for r in rows),
-        "fill_drain_cycles": sum(r["fill_drain_cycles"] for r in rows),
-        "stall_cycles": sum(r["stall_cycles"] for r in rows),
+        **summed,
         "latency_us": cycles_to_us(cycles, hw),
-        "utilization": macs / (cycles * hw.array.pes) if cycles else 0.0,
-        "dram_bytes": sum(r["dram_bytes"] for r in rows),
-        "memory_bound_layers": [r["name"] for r in rows if r["bound"] == "memory"],
+        "utilization": summed["macs"] / (cycles * hw.array.pes) if cycles else 0.0,
+        "memory_bound_layers": [r.name for r in rows if r.bound == "memory"],
+        "edp_nj_us": summed["energy_nj"] * cycles_to_us(cycles, hw),
     }
 
 
@@ -230,7 +254,7 @@ def simulate_bundle(
     images = int(input_codes.shape[0])
     emu_cfg = EmulatorConfig(acc_bits=hw.pe.acc_bits, overflow=hw.pe.overflow)
     emulation = emulate(bundle, input_codes, emu_cfg, keep=True, progress=progress)
-    by_name = {r["name"]: r for r in rows}
+    by_name = {r.name: r for r in rows}
     for pool in bundle.nodes:
         if isinstance(pool, MaxPoolNode):
             x_all, expected = emulation.tensors[pool.input], emulation.tensors[pool.output]
@@ -242,27 +266,17 @@ def simulate_bundle(
                 )
                 for s in range(0, images, IMAGE_CHUNK)
             )
-            by_name[pool.name].update(
-                {
-                    "overflow_count": 0,
-                    "overflow_events": 0,
-                    "overflow_rate": 0.0,
-                    "peak_acc_abs": None,
-                    "min_safe_acc_bits": None,
-                    "min_safe_acc_bits_observed": None,
-                    "array_value_mismatches": mismatches,
-                }
+            by_name[pool.name] = replace(
+                by_name[pool.name],
+                overflow_count=0,
+                overflow_events=0,
+                overflow_rate=0.0,
+                array_value_mismatches=mismatches,
             )
     nodes = bundle.mac_nodes
-    bar = tqdm(
-        ((node, by_name[node.name]) for node in nodes),
-        total=len(nodes),
-        disable=not progress,
-        desc="array model",
-        unit="layer",
-    )
+    bar = tqdm(nodes, total=len(nodes), disable=not progress, desc="array model", unit="layer")
     with one_blas_thread():  # the GEMMs of a few images: see hwsim.emulator.one_blas_thread
-        for node, row in bar:
+        for node in bar:
             layer = layer_from_node(node, bundle)
             w = weight_matrix(node)
             x_all = emulation.tensors[node.input]
@@ -292,25 +306,25 @@ def simulate_bundle(
                     f"the emulator {stats.overflow_count}"
                 )
             elements = int(expected.size)
-            row.update(
-                {
-                    "overflow_count": overflow,
-                    "overflow_events": events,
-                    "overflow_rate": overflow / elements if elements else 0.0,
-                    "peak_acc_abs": stats.peak_acc_abs,
-                    "min_safe_acc_bits": stats.min_safe_acc_bits_worst,
-                    "min_safe_acc_bits_observed": bits_for_range(min(lo, 0), max(hi, 0), True),
-                    "array_value_mismatches": mismatches,
-                }
+            by_name[node.name] = replace(
+                by_name[node.name],
+                overflow_count=overflow,
+                overflow_events=events,
+                overflow_rate=overflow / elements if elements else 0.0,
+                peak_acc_abs=stats.peak_acc_abs,
+                min_safe_acc_bits=stats.min_safe_acc_bits_worst,
+                min_safe_acc_bits_observed=bits_for_range(min(lo, 0), max(hi, 0), True),
+                array_value_mismatches=mismatches,
             )
+    rows = [by_name[r.name] for r in rows]
     totals = _totals(rows, hw)
     totals.update(
         {
             "images": images,
             "batch": batch,
-            "overflow_count": sum(r["overflow_count"] for r in rows),
-            "overflowing_layers": [r["name"] for r in rows if r["overflow_count"]],
-            "array_value_mismatches": sum(r["array_value_mismatches"] for r in rows),
+            "overflow_count": sum(r.overflow_count or 0 for r in rows),
+            "overflowing_layers": [r.name for r in rows if r.overflow_count],
+            "array_value_mismatches": sum(r.array_value_mismatches or 0 for r in rows),
         }
     )
     return Simulation(hw=hw, rows=rows, totals=totals, emulation=emulation)

@@ -14,7 +14,7 @@ from hwsim.commands import add_emulator_arguments
 from hwsim.compare import compare_bundle
 from hwsim.emulator import EmulatorConfig
 from hwsim.output import REPORT, add_output_arguments, claim
-from hwsim.report import fmt_value, write_report
+from hwsim.report import fmt_value, results_report, write_report
 
 HELP = "compare the emulator with the PyTorch reference per layer and write a report"
 
@@ -40,9 +40,11 @@ def run(args: argparse.Namespace) -> int:
     bundle = load_bundle(args.bundle)
     config = EmulatorConfig(acc_bits=args.acc_bits, overflow=args.overflow)
     result = compare_bundle(bundle, config, data, batch_size=args.batch_size, progress=args.progress)
-    written = write_report(result.report, out)
+    written = write_report(
+        results_report(result.title, result.meta, result.layers, result.totals, result.notes), out
+    )
     cols = ("name", "type", "overflow_count", "peak_acc_abs", "mismatch_rate", "max_abs_err_lsb", "sqnr_db")
-    table = [[c for c in cols]] + [[fmt_value(r.get(c)) for c in cols] for r in result.report.rows]
+    table = [list(cols)] + [[fmt_value(getattr(r, c)) for c in cols] for r in result.layers]
     widths = [max(len(row[i]) for row in table) for i in range(len(cols))]
     for row in table:
         print(
@@ -51,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
                 for i, (cell, w) in enumerate(zip(row, widths, strict=True))
             )
         )
-    t = result.report.totals
+    t = result.totals
     print(
         f"top-1 on the {t['top1_source']}: reference {fmt_value(t['top1_reference']) or 'n/a'}, "
         f"emulator {fmt_value(t['top1_emulator']) or 'n/a'}, agreement {fmt_value(t['top1_agreement'])}"

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from hwsim import plots
+from hwsim import plots, results
 from hwsim.bundle import Bundle, load_bundle
 from hwsim.compare import compare_bundle
 from hwsim.emulator import EmulatorConfig
@@ -40,12 +40,12 @@ from hwsim.output import (
     publish_directory,
     safe_name,
 )
-from hwsim.report import PlotFn, Report, Row, write_report, write_report_files
+from hwsim.report import PlotFn, Report, Row, results_report, write_report, write_report_files
+from hwsim.results import MacLayerResult
 from hwsim.simulate import Simulation, simulate_bundle
 
 HELP = "simulate a bundle on a MAC array: cycles, memory, overflow and errors per layer"
 
-COMPARE_FIELDS = ("mismatch_rate", "max_abs_err_lsb", "sqnr_db", "exact_match_rate", "mean_abs_err_lsb")
 GRID_KEYS = ("rows", "cols", "dataflow", "acc_bits", "overflow", "timing")
 MAX_GRID = 1024  # hardware configurations one --grid may expand to
 DEFAULT_IMAGES = 8  # inputs of the value statistics when --images is not given
@@ -171,31 +171,24 @@ def select_inputs(
 
 
 def merge_comparison(sim: Simulation, bundle: Bundle) -> list[str]:
-    """Add hwsim.compare's per-layer errors (at the array's accumulator) and top-1 to the simulation."""
+    """Join hwsim.compare's per-requantizer errors (at the array's accumulator) and top-1 to ``sim``."""
     if bundle.reference is None:
         return ["the bundle has no reference.npz: no comparison with the PyTorch model"]
     comparison = compare_bundle(
         bundle, EmulatorConfig(acc_bits=sim.hw.pe.acc_bits, overflow=sim.hw.pe.overflow)
     )
-    by_mac: dict[str, Row] = {}
-    for row in comparison.report.rows:
-        for mac in row.get("mac_nodes") or []:
-            by_mac[mac] = row
-    for row in sim.rows:
-        match = by_mac.get(row["name"])
-        row["compared_tensor"] = match["name"] if match else None
-        for key in COMPARE_FIELDS:
-            row[key] = match.get(key) if match else None
-    for key, value in comparison.report.totals.items():
+    sim.rows = results.with_errors(sim.rows, comparison.layers)
+    for key, value in comparison.totals.items():
         if key not in sim.totals and key not in ("overflow_count", "macs_per_image"):
             sim.totals[key] = value
-    return comparison.report.notes
+    return comparison.notes
 
 
 def _plots(sim: Simulation) -> dict[str, PlotFn]:
     hw = sim.hw
     return {
         "latency.png": plots.plot_latency,
+        "energy.png": plots.plot_energy,
         "utilization.png": plots.plot_utilization,
         "overflow.png": plots.plot_overflow,
         "error.png": plots.plot_error,
@@ -230,9 +223,11 @@ def write_simulation(
         f"cycles and latency are per inference of {sim.totals['batch']} image(s); value, overflow and error "
         f"statistics use {sim.totals['images']} input(s)",
         "rows are the MAC layers; error columns are those of the requantizer each feeds (hwsim compare)",
+        f"energy columns (nJ per inference) are first-order estimates from the technology table "
+        f"{hw.energy} (docs/energy.md; the YAML's energy: section)",
         *notes,
     ]
-    pools = [r["name"] for r in sim.rows if r["type"] == "maxpool"]
+    pools = [r.name for r in sim.rows if r.type == "maxpool"]
     if pools:
         notes.insert(
             2,
@@ -246,7 +241,7 @@ def write_simulation(
         )
     title = f"hwsim simulate: {bundle.meta.model} on {hw.label}"
     writer = write_report if whole else write_report_files
-    writer(Report(title, meta, sim.rows, sim.totals, notes), directory, _plots(sim))
+    writer(results_report(title, meta, sim.rows, sim.totals, notes), directory, _plots(sim))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -326,7 +321,7 @@ def simulate_task(inputs: _SimulateInputs, index: int) -> dict[str, Any]:
         inputs.bundle, inputs.configs[index], inputs.codes, batch=inputs.batch, progress=inputs.progress
     )
     notes = merge_comparison(sim, inputs.bundle)
-    return {"rows": sim.rows, "totals": sim.totals, "notes": notes}
+    return {"rows": [results.to_data(r) for r in sim.rows], "totals": sim.totals, "notes": notes}
 
 
 def _write_one(
@@ -338,29 +333,33 @@ def _write_one(
     name: str,
 ) -> Row:
     """Write the report of ``hw``'s simulation to ``directory`` and return its design-space row."""
-    sim = Simulation(hw=hw, rows=part["rows"], totals=part["totals"], emulation=None)
+    rows = [MacLayerResult.from_data(r) for r in part["rows"]]
+    sim = Simulation(hw=hw, rows=rows, totals=part["totals"], emulation=None)
     whole = isinstance(directory, Output)
     shown = args.report if whole else args.report / name
     write_simulation(sim, bundle, directory, part["notes"], whole=whole)
     t = sim.totals
     print(
-        f"{hw.label}: {t['cycles']} cycles, {t['latency_us']:.1f} us per inference, "
+        f"{hw.label}: {t['cycles']} cycles, {t['latency_us']:.1f} us, "
+        f"{t['energy_nj'] / 1000:.1f} uJ per inference, "
         f"utilization {100 * t['utilization']:.1f} %, overflowing layers: {len(t['overflowing_layers'])} "
         f"-> {shown / 'report.html'}"
     )
     return {
         "name": hw.label,
+        "acc_bits": hw.pe.acc_bits,
+        "cycles": t["cycles"],
+        "latency_us": t["latency_us"],
+        "utilization": t["utilization"],
+        "overflow_count": t["overflow_count"],
         "hw": hw.label,
         "rows": hw.array.rows,
         "cols": hw.array.cols,
         "dataflow": hw.array.dataflow,
-        "acc_bits": hw.pe.acc_bits,
         "timing": hw.timing,
-        "cycles": t["cycles"],
-        "latency_us": t["latency_us"],
-        "utilization": t["utilization"],
         "stall_cycles": t["stall_cycles"],
-        "overflow_count": t["overflow_count"],
         "memory_bound_layers": len(t["memory_bound_layers"]),
+        "energy_nj": t["energy_nj"],
+        "edp_nj_us": t["edp_nj_us"],
         "report": str(shown),
     }

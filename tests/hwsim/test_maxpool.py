@@ -238,31 +238,31 @@ def test_network_simulates_on_every_dataflow(net_dir: Path, dataflow: str) -> No
     bundle = load_bundle(net_dir)
     hw = HardwareConfig(array=ArrayConfig(4, 3, dataflow))
     sim = simulate_bundle(bundle, hw, net_inputs(3))
-    names = [r["name"] for r in sim.rows]
+    names = [r.name for r in sim.rows]
     assert names == ["conv1", "mp1", "conv2", "mp2", "fc"]
     assert sim.totals["array_value_mismatches"] == 0 and sim.totals["overflow_count"] == 0
-    assert sim.totals["cycles"] == sum(r["cycles"] for r in sim.rows)
-    assert sim.totals["dram_bytes"] == sum(r["dram_bytes"] for r in sim.rows)
+    assert sim.totals["cycles"] == sum(r.cycles for r in sim.rows)
+    assert sim.totals["dram_bytes"] == sum(r.dram_bytes for r in sim.rows)
     assert sim.totals["macs"] == bundle.total_macs
     for row in sim.rows:
-        if row["type"] != "maxpool":
+        if row.type != "maxpool":
             continue
-        node = bundle.node(row["name"])
+        node = bundle.node(row.name)
         c, ho, wo = bundle.tensors[node.output].shape
         kh, kw = node.kernel
-        assert row["macs"] == 0 and row["array_value_mismatches"] == 0 and row["acc_bits"] is None
-        assert row["compute_cycles"] == row["array_cycles"] == math.ceil(c * ho * wo / 3) * kh * kw
-        assert row["preload_cycles"] == row["fill_drain_cycles"] == 0
-        assert row["cycles"] == row["array_cycles"] + row["stall_cycles"] >= row["array_cycles"]
+        assert row.macs == 0 and row.array_value_mismatches == 0 and row.acc_bits is None
+        assert row.compute_cycles == row.array_cycles == math.ceil(c * ho * wo / 3) * kh * kw
+        assert row.preload_cycles == row.fill_drain_cycles == 0
+        assert row.cycles == row.array_cycles + row.stall_cycles >= row.array_cycles
         bits = bundle.tensors[node.input].fmt.bits
         cin, h, w = bundle.tensors[node.input].shape
-        assert row["dram_read_bytes"] == math.ceil(cin * h * w * bits / 8)
-        assert row["dram_write_bytes"] == math.ceil(c * ho * wo * bits / 8)
-        assert row["weight_bytes"] == row["psum_bytes"] == 0 and row["utilization"] == 0.0
+        assert row.dram_read_bytes == math.ceil(cin * h * w * bits / 8)
+        assert row.dram_write_bytes == math.ceil(c * ho * wo * bits / 8)
+        assert row.weight_bytes == row.psum_bytes == 0 and row.utilization == 0.0
     # batch scales the vector unit's work like the array's
     batched = simulate_bundle(bundle, hw, net_inputs(1), batch=4)
-    mp1 = next(r for r in batched.rows if r["name"] == "mp1")
-    assert mp1["compute_cycles"] == math.ceil(4 * 5 * 4 * 4 / 3) * 9
+    mp1 = next(r for r in batched.rows if r.name == "mp1")
+    assert mp1.compute_cycles == math.ceil(4 * 5 * 4 * 4 / 3) * 9
 
 
 def test_vector_unit_model_in_isolation(net_dir: Path) -> None:
@@ -311,13 +311,13 @@ def test_network_sweeps(net_dir: Path) -> None:
 def test_network_compares_against_a_reference(net_dir: Path) -> None:
     bundle = load_bundle(net_dir)
     comparison = compare_bundle(bundle)
-    rows = comparison.report.rows
-    assert [r["name"] for r in rows] == ["act1", "act2", "sgn", "logits"]  # the requantizers
-    t = comparison.report.totals
+    rows = comparison.layers
+    assert [r.name for r in rows] == ["act1", "act2", "sgn", "logits"]  # the requantizers
+    t = comparison.totals
     assert t["layers_exact"] == t["layers_compared"] == 4 and t["top1_agreement"] == 1.0
     assert t["first_divergent_layer"] is None and t["isolated_max_abs_err_lsb"] == 0
-    assert next(r for r in rows if r["name"] == "sgn")["mac_nodes"] == []
-    assert next(r for r in rows if r["name"] == "act2")["isolated_mismatch_rate"] == 0.0  # from mp1's codes
+    assert next(r for r in rows if r.name == "sgn").mac_nodes == ()
+    assert next(r for r in rows if r.name == "act2").isolated_mismatch_rate == 0.0  # from mp1's codes
 
 
 def test_cli_emulate_simulate_compare_and_vectors(

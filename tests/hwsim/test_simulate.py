@@ -57,9 +57,9 @@ def test_tiny_bundle_array_equals_emulator(tmp_path: Path, dataflow: str, overfl
     assert sim.totals["array_value_mismatches"] == 0
     assert sim.totals["overflow_count"] == sum(s.overflow_count for s in emu.layers.values()) > 0
     for row in sim.rows:
-        assert row["overflow_count"] == emu.layers[row["name"]].overflow_count
-        assert row["min_safe_acc_bits"] >= row["min_safe_acc_bits_observed"]
-    assert {r["name"]: r["type"] for r in sim.rows}["conv2"] == "conv2d(depthwise)"
+        assert row.overflow_count == emu.layers[row.name].overflow_count
+        assert row.min_safe_acc_bits >= row.min_safe_acc_bits_observed
+    assert {r.name: r.type for r in sim.rows}["conv2"] == "conv2d(depthwise)"
 
 
 @pytest.mark.parametrize("config", ["ws_8x8", "ws_16x16", "ws_32x32", "ws_8x32", "os_16x16", "is_16x16"])
@@ -71,13 +71,13 @@ def test_resnet20_on_shipped_arrays(resnet8: Path, config: str) -> None:
     assert len(sim.rows) == 22
     for row, node in zip(sim.rows, bundle.mac_nodes, strict=True):
         layer = layer_from_node(node, bundle)
-        assert row["array_cycles"] == native_gemm_cycles(gemm_shape(layer), hw).total
-        assert row["cycles"] == row["array_cycles"] + row["stall_cycles"]
-        assert row["latency_us"] == pytest.approx(row["cycles"] / hw.clock_mhz)
-        assert 0 < row["utilization"] <= row["array_utilization"] <= 1
-        assert row["bound"] in ("compute", "memory")
+        assert row.array_cycles == native_gemm_cycles(gemm_shape(layer), hw).total
+        assert row.cycles == row.array_cycles + row.stall_cycles
+        assert row.latency_us == pytest.approx(row.cycles / hw.clock_mhz)
+        assert 0 < row.utilization <= row.array_utilization <= 1
+        assert row.bound in ("compute", "memory")
     assert sim.totals["macs"] == bundle.total_macs
-    assert sim.totals["cycles"] == sum(r["cycles"] for r in sim.rows)
+    assert sim.totals["cycles"] == sum(r.cycles for r in sim.rows)
 
 
 def test_all_arrays_dataflows_and_timing_modes_analytic(resnet8: Path) -> None:
@@ -87,7 +87,7 @@ def test_all_arrays_dataflows_and_timing_modes_analytic(resnet8: Path) -> None:
             for timing in ("native", "scalesim"):
                 hw = HardwareConfig(array=ArrayConfig(rows, cols, dataflow), timing=timing)
                 table = timing_rows(bundle, hw)
-                assert len(table) == 22 and all(r["cycles"] > 0 for r in table)
+                assert len(table) == 22 and all(r.cycles > 0 for r in table)
 
 
 def test_16_bit_accumulators_show_which_layers_overflow(resnet8: Path) -> None:
@@ -97,9 +97,9 @@ def test_16_bit_accumulators_show_which_layers_overflow(resnet8: Path) -> None:
     assert narrow.totals["overflowing_layers"], "8-bit codes over K = 144..576 need more than 16 bits"
     wide = simulate_bundle(bundle, load_hw_config(REPO / "configs" / "hw" / "ws_16x16.yaml"), codes)
     for row in wide.rows:
-        assert row["min_safe_acc_bits"] >= row["min_safe_acc_bits_observed"]
-        overflowed = row["name"] in narrow.totals["overflowing_layers"]
-        if row["min_safe_acc_bits"] <= 16:
+        assert row.min_safe_acc_bits >= row.min_safe_acc_bits_observed
+        overflowed = row.name in narrow.totals["overflowing_layers"]
+        if row.min_safe_acc_bits <= 16:
             assert not overflowed
 
 

@@ -64,7 +64,7 @@ def test_import_matches_qonnx_per_layer(
     if kind == "pow2":  # power-of-two scales, no BN: the integers are exact
         assert worst == 0
     comparison = compare_bundle(load_bundle(tmp_path / "bundle"))
-    totals = comparison.report.totals
+    totals = comparison.totals
     assert totals["isolated_max_abs_err_lsb"] <= 1
     assert totals["top1_agreement"] >= 0.875
     if kind == "pow2":
@@ -146,7 +146,7 @@ def test_real_data(qonnx_model: Callable[[str], Path], tmp_path: Path, cifar10_d
     bundle = load_bundle(tmp_path / "b")
     assert bundle.reference is not None and bundle.reference.eval_predictions is not None
     comparison = compare_bundle(bundle, data_dir=cifar10_dir)
-    totals = comparison.report.totals
+    totals = comparison.totals
     print({k: totals[k] for k in ("test_set_top1_agreement", "isolated_max_abs_err_lsb", "max_abs_err_lsb")})
     assert totals["isolated_max_abs_err_lsb"] <= 1
     assert totals["test_set_top1_agreement"] >= 0.99

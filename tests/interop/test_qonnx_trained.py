@@ -57,7 +57,7 @@ def test_trained_resnet_matches_qonnx_on_the_test_split(cifar10_dir: Path, tmp_p
     imported = time.perf_counter() - start
 
     comparison = compare_bundle(load_bundle(bundle_dir), data_dir=cifar10_dir)
-    totals = comparison.report.totals
+    totals = comparison.totals
     hist = lsb_histograms(bundle_dir)
     for name, h in hist.items():
         print(f"{name}: isolated |err| histogram {h}")
