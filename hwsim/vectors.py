@@ -110,8 +110,7 @@ class VectorSet:
         Every buffer's words must be addressable, and M, K and N must fit the size ports
         (``m_rows``, ``k_depth``, ``n_cols``, ``ADDR_BITS`` wide each).
         """
-        words = max(*(lanes.shape[0] for lanes in buffer_images(self).values()), 2)
-        return max(1, (words - 1).bit_length(), *(size.bit_length() for size in self.shape))
+        return address_bits(*self.shape, self.parameters)
 
     def origin(self, m: int, n: int) -> str:
         """Where the array produces ``Y[m, n]``: the fold, the bottom PE and the cycle of its last write-back.
@@ -148,6 +147,44 @@ def formats(parameters: dict[str, int]) -> tuple[IntFormat, IntFormat, IntFormat
     )
 
 
+def choose_image(bundle: Bundle, image: int = 0, seed: int = 0) -> np.ndarray:
+    """The bundle's reference image ``image``, else a random input from ``seed``: codes ``[1, C, H, W]``."""
+    spec = bundle.input_spec
+    assert spec.fmt is not None
+    if bundle.reference is not None:
+        codes = bundle.reference.input_codes
+        if not 0 <= image < len(codes):
+            raise UserError(
+                f"--image {image}: reference.npz holds {len(codes)} images; pick 0..{len(codes) - 1}"
+            )
+        return codes[image : image + 1]
+    rng = np.random.default_rng(seed)
+    return rng.integers(spec.fmt.min, spec.fmt.max, size=(1, *spec.shape), endpoint=True)
+
+
+def gemm_parameters(hw: HardwareConfig, a_fmt: IntFormat, w_fmt: IntFormat) -> dict[str, int]:
+    """The Verilog parameters of a GEMM set on ``hw`` with these operand formats (``ADDR_BITS`` aside)."""
+    params = verilog_parameters(hw, a_bits=a_fmt.bits, w_bits=w_fmt.bits, a_signed=a_fmt.signed)
+    return {**params, "W_SIGNED": 1}
+
+
+def address_bits(m: int, k: int, n: int, parameters: dict[str, int]) -> int:
+    """Address bits a GEMM ``[m, k] x [k, n]`` needs on the array of ``parameters`` (array_top's ADDR_BITS).
+
+    Every buffer's words must be addressable (the dataflow's :class:`BufferLayout` says how many),
+    and M, K and N must fit the size ports (``m_rows``, ``k_depth``, ``n_cols``, ``ADDR_BITS`` wide).
+    """
+    layout = buffer_layout(dataflow_at(parameters.get("DATAFLOW", 0)))
+    rows, cols = parameters["ROWS"], parameters["COLS"]
+    words = max(
+        layout.abuf(np.zeros((m, k), np.int64), rows, cols).shape[0],
+        layout.wbuf(np.zeros((k, n), np.int64), rows, cols).shape[0],
+        layout.obuf(np.zeros((m, n), np.int64), rows, cols).shape[0],
+        2,
+    )
+    return max(1, (words - 1).bit_length(), m.bit_length(), k.bit_length(), n.bit_length())
+
+
 def make_vector_set(
     a: np.ndarray,
     w: np.ndarray,
@@ -177,8 +214,7 @@ def make_vector_set(
         raise UserError(f"{name}: A {a.shape} and W {w.shape} do not form a GEMM [M, K] x [K, N]")
     a_fmt.check(a, f"{name}: activation codes")
     w_fmt.check(w, f"{name}: weight codes")
-    params = verilog_parameters(hw, a_bits=a_fmt.bits, w_bits=w_fmt.bits, a_signed=a_fmt.signed)
-    params["W_SIGNED"] = 1
+    params = gemm_parameters(hw, a_fmt, w_fmt)
     acc = hw.pe.acc_format
     m, k = a.shape
     n = w.shape[1]

@@ -37,13 +37,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
 from hwsim.bundle import Bundle, Conv2dNode, LinearNode, Node, RequantNode, load_bundle
-from hwsim.commands.vectors import _image as choose_image
 from hwsim.emulator import EmulatorConfig, emulate, run_nodes
 from hwsim.errors import UserError
 from hwsim.fixed import IntFormat
@@ -53,7 +51,15 @@ from hwsim.hwconfig import HardwareConfig, load_hw_config
 from hwsim.mapping import gemm_shape, layer_from_node
 from hwsim.output import Output, claim, publish_file, register_kind, safe_name
 from hwsim.timing import native_gemm_cycles
-from hwsim.vectors import VectorSet, make_requant_vector_set, make_vector_set, write_vectors
+from hwsim.vectors import (
+    VectorSet,
+    address_bits,
+    choose_image,
+    gemm_parameters,
+    make_requant_vector_set,
+    make_vector_set,
+    write_vectors,
+)
 from rtl_models.sim import SimResult, run_testbench, top_parameters
 
 REPORT_FORMAT = "qnn-verify-rtl-network"
@@ -231,14 +237,10 @@ class _Chain:
                     "with `hwsim vectors --layer NAME --group G` and `python -m rtl_models.check`"
                 )
             a_fmt, w_fmt = self._formats(node)
-            (_, m, k), (_, _, n) = im2col(self.expected[node.input], node).shape, weight_matrix(node).shape
-            # a 1 x 1 x 1 set gives the parameters; its buffer layout sized to the layer, the words
-            probe = make_vector_set(np.zeros((1, 1)), np.zeros((1, 1)), self.hw, a_fmt=a_fmt, w_fmt=w_fmt)
-            sized = dataclasses.replace(
-                probe, a=np.zeros((m, k), np.int64), w=np.zeros((k, n), np.int64), expected=np.zeros((m, n))
-            )
-            key = tuple(sorted(probe.parameters.items()))
-            plan[key] = max(plan.get(key, 1), sized.addr_bits)  # buffer words and the size ports
+            params = gemm_parameters(self.hw, a_fmt, w_fmt)
+            key = tuple(sorted(params.items()))
+            gemm = gemm_shape(layer_from_node(node, self.bundle))  # one image
+            plan[key] = max(plan.get(key, 1), address_bits(gemm.m, gemm.k, gemm.n, params))
         return plan
 
     # --- the chain --------------------------------------------------------------------------
@@ -406,7 +408,7 @@ def run_network(
     start = time.perf_counter()
     hw = load_hw_config(hw_path)
     bundle = load_bundle(bundle_dir)
-    codes = choose_image(bundle, SimpleNamespace(image=image, seed=seed))
+    codes = choose_image(bundle, image, seed)
     label = f"reference image {image}" if bundle.reference is not None else f"random image (seed {seed})"
     with tempfile.TemporaryDirectory(prefix="rtl-network-") as tmp:
         chain = _Chain(bundle, hw, sim, codes, Path(tmp), variant, tamper)

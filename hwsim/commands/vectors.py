@@ -26,6 +26,7 @@ from hwsim.output import VECTORS, add_output_arguments, claim
 from hwsim.vectors import (
     NOTE_PE_CYCLES,
     array_model_steps,
+    choose_image,
     make_requant_vector_set,
     make_vector_set,
     write_requant_vectors,
@@ -73,21 +74,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _image(bundle: Bundle, args: argparse.Namespace) -> np.ndarray:
-    """The reference image ``--image``, else a random one from ``--seed``: codes ``[1, C, H, W]``."""
-    spec = bundle.input_spec
-    assert spec.fmt is not None
-    if bundle.reference is not None:
-        codes = bundle.reference.input_codes
-        if not 0 <= args.image < len(codes):
-            raise UserError(
-                f"--image {args.image}: reference.npz holds {len(codes)} images; pick 0..{len(codes) - 1}"
-            )
-        return codes[args.image : args.image + 1]
-    rng = np.random.default_rng(args.seed)
-    return rng.integers(spec.fmt.min, spec.fmt.max, size=(1, *spec.shape), endpoint=True)
-
-
 def run(args: argparse.Namespace) -> int:
     args.out = claim(args.out, VECTORS, force=args.force, inputs=(args.bundle, args.hw))
     bundle = load_bundle(args.bundle)
@@ -106,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
             f"choose one of {', '.join(names)}"
         )
     node = bundle.node(args.layer)
-    image = _image(bundle, args)
+    image = choose_image(bundle, args.image, args.seed)
     config = EmulatorConfig(acc_bits=hw.pe.acc_bits, overflow=hw.pe.overflow)
     if isinstance(node, RequantNode):
         return _requant(bundle, node, image, config, hw, args)
