@@ -286,3 +286,28 @@ def plot_design_space(summaries: Sequence[Row], path: Path, title: str) -> Path:
     ax1.set_title(title)
     ax1.grid(axis="y", alpha=0.3)
     return save_figure(fig, path)
+
+
+def plot_pareto(points: Sequence[Row], path: Path, title: str, cost_label: str, floor: float) -> Path:
+    """Cost vs measured top-1 agreement of each candidate (``label``, ``cost``, ``agreement``,
+    ``kind``: ``assignment``, ``try`` (rejected or superseded), ``baseline``); the floor as a line."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    style = {
+        "try": {"marker": "o", "facecolors": "none", "edgecolors": "#999999", "s": 36},
+        "baseline": {"marker": "s", "color": "#4C72B0", "s": 44},
+        "assignment": {"marker": "*", "color": "#C44E52", "s": 180},
+    }
+    for kind, st in style.items():
+        chosen = [p for p in points if p["kind"] == kind]
+        if chosen:
+            ax.scatter(
+                [p["cost"] for p in chosen], [p["agreement"] for p in chosen], label=kind, zorder=3, **st
+            )
+    _place_labels(ax, [((p["cost"], p["agreement"]), p["label"]) for p in points if p["kind"] != "try"])
+    ax.axhline(floor, color="#C44E52", lw=0.8, ls="--", label=f"floor {floor:g}")
+    ax.set_xlabel(cost_label)
+    ax.set_ylabel("top-1 agreement (measured, whole network)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    return save_figure(fig, path)

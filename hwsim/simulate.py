@@ -64,7 +64,7 @@ def _out_bits(bundle: Bundle, node: MacNode, acc_bits: int) -> int:
     return acc_bits
 
 
-def _pool_result(node: MaxPoolNode, bundle: Bundle, hw: HardwareConfig, batch: int) -> MacLayerResult:
+def pool_result(node: MaxPoolNode, bundle: Bundle, hw: HardwareConfig, batch: int) -> MacLayerResult:
     """A ``maxpool`` on the vector unit: its cycles and memory; no MACs, weights or accumulator."""
     pool = pool_from_node(node, bundle)
     in_fmt = bundle.tensors[node.input].fmt
@@ -136,6 +136,51 @@ def _energy(hw: HardwareConfig, compute_pj: float, mem: Any) -> dict[str, Any]:
     }
 
 
+def mac_layer_result(
+    node: MacNode,
+    bundle: Bundle,
+    hw: HardwareConfig,
+    batch: int = 1,
+    *,
+    w_bits: int | None = None,
+    a_bits: int | None = None,
+    out_bits: int | None = None,
+) -> MacLayerResult:
+    """One ``conv2d``/``linear`` node's cycles, memory and energy on ``hw`` (analytic; no values), at
+    the bundle's widths or at the weight, input and output code widths given (``hwsim.assign``
+    prices each choice so)."""
+    layer = layer_from_node(node, bundle)
+    in_fmt = bundle.tensors[node.input].fmt
+    assert in_fmt is not None
+    w = node.weight_format.bits if w_bits is None else w_bits
+    a = in_fmt.bits if a_bits is None else a_bits
+    out = _out_bits(bundle, node, hw.pe.acc_bits) if out_bits is None else out_bits
+    timing = layer_timing(layer, hw, batch)
+    mem = layer_memory(layer, hw, timing.total, a_bits=a, w_bits=w, out_bits=out, batch=batch)
+    gemm = gemm_shape(layer, batch)
+    cycles = mem.total_cycles
+    nominal = node.weight_format.nominal_bits or node.weight_format.bits
+    return MacLayerResult(
+        name=node.name,
+        type=node.op + ("(depthwise)" if layer.depthwise else ""),
+        macs=gemm.macs,
+        w_bits=w,
+        w_bits_nominal=nominal - (node.weight_format.bits - w),
+        a_bits=a,
+        acc_bits=hw.pe.acc_bits,
+        gemm_m=gemm.m,
+        gemm_k=gemm.k,
+        gemm_n=gemm.n,
+        groups=gemm.groups,
+        folds=timing.folds,
+        **_costs(timing, mem, hw),
+        utilization=gemm.macs / (cycles * hw.array.pes),
+        array_utilization=timing.utilization,
+        arithmetic_intensity=gemm.macs / mem.dram_bytes if mem.dram_bytes else math.inf,
+        **_energy(hw, gemm.macs * mac_pj(hw.energy, w, a, hw.pe.acc_bits), mem),
+    )
+
+
 def timing_rows(bundle: Bundle, hw: HardwareConfig, batch: int = 1) -> list[MacLayerResult]:
     """Per-layer cycles, latency, utilization and memory of ``bundle`` on ``hw`` (analytic; no values).
 
@@ -145,50 +190,9 @@ def timing_rows(bundle: Bundle, hw: HardwareConfig, batch: int = 1) -> list[MacL
     rows = []
     for node in bundle.nodes:
         if isinstance(node, MaxPoolNode):
-            rows.append(_pool_result(node, bundle, hw, batch))
-            continue
-        if not isinstance(node, (Conv2dNode, LinearNode)):
-            continue
-        layer = layer_from_node(node, bundle)
-        in_fmt = bundle.tensors[node.input].fmt
-        assert in_fmt is not None
-        timing = layer_timing(layer, hw, batch)
-        mem = layer_memory(
-            layer,
-            hw,
-            timing.total,
-            a_bits=in_fmt.bits,
-            w_bits=node.weight_format.bits,
-            out_bits=_out_bits(bundle, node, hw.pe.acc_bits),
-            batch=batch,
-        )
-        gemm = gemm_shape(layer, batch)
-        cycles = mem.total_cycles
-        rows.append(
-            MacLayerResult(
-                name=node.name,
-                type=node.op + ("(depthwise)" if layer.depthwise else ""),
-                macs=gemm.macs,
-                w_bits=node.weight_format.bits,
-                w_bits_nominal=node.weight_format.nominal_bits or node.weight_format.bits,
-                a_bits=in_fmt.bits,
-                acc_bits=hw.pe.acc_bits,
-                gemm_m=gemm.m,
-                gemm_k=gemm.k,
-                gemm_n=gemm.n,
-                groups=gemm.groups,
-                folds=timing.folds,
-                **_costs(timing, mem, hw),
-                utilization=gemm.macs / (cycles * hw.array.pes),
-                array_utilization=timing.utilization,
-                arithmetic_intensity=gemm.macs / mem.dram_bytes if mem.dram_bytes else math.inf,
-                **_energy(
-                    hw,
-                    gemm.macs * mac_pj(hw.energy, node.weight_format.bits, in_fmt.bits, hw.pe.acc_bits),
-                    mem,
-                ),
-            )
-        )
+            rows.append(pool_result(node, bundle, hw, batch))
+        elif isinstance(node, (Conv2dNode, LinearNode)):
+            rows.append(mac_layer_result(node, bundle, hw, batch))
     return rows
 
 

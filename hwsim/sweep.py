@@ -16,6 +16,10 @@ original units, so the requantizers after L need no change):
   format; only L sees the narrowed input (two requantizers inserted before L:
   ``clamp(round_shift(x, d), b bits)``, then ``<< d``), rounding by the mode of the requantizer
   that produced the input (the bundle's default for the network input).
+* ``act_bits``: an activation tensor ``T`` (the network input or a requantizer's output that a MAC
+  layer reads, directly or through pooling: :func:`activation_tensors`) narrowed the same way for
+  every reader, residual adds and pools included: what a QAT config's activation width sets. The
+  rows are tensors, not layers.
 * ``acc_bits``: L's accumulator is ``b`` bits wide and narrows by the sweep's overflow mode
   (``wrap`` or ``saturate``; ``EmulatorConfig.acc_bits_per_layer``); the others keep the
   bundle's width. The overflow rate is the fraction of L's outputs that narrowing changed (for
@@ -40,11 +44,12 @@ from typing import Any
 import numpy as np
 
 from hwsim.bundle import (
+    AvgPoolSumNode,
     Bundle,
     CodeFormat,
     Conv2dNode,
     LinearNode,
-    MacNode,
+    MaxPoolNode,
     Node,
     RequantInput,
     RequantNode,
@@ -57,13 +62,14 @@ from hwsim.execute import ExecutorConfig, Recipe, run_tasks
 from hwsim.fixed import MAX_SHIFT, WIDTH_RANGE, round_shift
 from hwsim.journal import Journal, digest
 
-WHATS: tuple[str, ...] = ("w_bits", "a_bits", "acc_bits")
-DEFAULT_RANGES = {"w_bits": (2, 8), "a_bits": (2, 8), "acc_bits": (8, 24)}
+WHATS: tuple[str, ...] = ("w_bits", "a_bits", "act_bits", "acc_bits")
+DEFAULT_RANGES = {"w_bits": (2, 8), "a_bits": (2, 8), "act_bits": (2, 8), "acc_bits": (8, 24)}
 # The widths a sweep can set: a symmetric signed weight needs 2 bits; codes and shifts stay in int64
 # (hwsim.fixed.MAX_SHIFT); an accumulator is any width the emulator runs (hwsim.fixed.WIDTH_RANGE).
 WIDTH_LIMITS: dict[str, tuple[int, int]] = {
     "w_bits": (2, MAX_SHIFT),
     "a_bits": (1, MAX_SHIFT),
+    "act_bits": (1, MAX_SHIFT),
     "acc_bits": WIDTH_RANGE,
 }
 CHUNK = 32  # images per emulation call while collecting the unmodified run's tensors
@@ -210,10 +216,11 @@ def _requant(
     )
 
 
-def narrow_layer_input(bundle: Bundle, layer: str, bits: int) -> Bundle | None:
-    """Only ``layer`` sees its input with ``bits`` bits (``None`` when that changes nothing)."""
-    node = bundle.node(layer)
-    spec = bundle.tensors[node.input]
+def _narrowing(bundle: Bundle, tensor: str, bits: int, tag: str) -> tuple[list[Node], str, Bundle] | None:
+    """The two requantizers that narrow ``tensor`` to ``bits`` bits and shift it back
+    (``clamp(round_shift(x, d), b bits)``, then ``<< d``), the tensor they write, and ``bundle`` with
+    the two new tensors declared; ``None`` when ``tensor`` has ``bits`` bits or fewer."""
+    spec = bundle.tensors[tensor]
     fmt = spec.fmt
     assert fmt is not None
     drop = fmt.bits - bits
@@ -221,21 +228,74 @@ def narrow_layer_input(bundle: Bundle, layer: str, bits: int) -> Bundle | None:
         return None
     c = _channels(spec)
     narrow_fmt = CodeFormat(bits, fmt.signed, lattice="narrow" if fmt.signed and bits >= 2 else "full")
-    low, back = f"{node.input}@{layer}.a{bits}", f"{node.input}@{layer}.a{bits}.up"
+    low, back = f"{tensor}@{tag}", f"{tensor}@{tag}.up"
     tensors = dict(bundle.tensors)
     tensors[low] = TensorSpec(low, "codes", spec.shape, narrow_fmt, (spec.scale or 1.0) * 2**drop)
     tensors[back] = TensorSpec(back, "codes", spec.shape, fmt, spec.scale)
-    producer = bundle.producer(node.input)
+    producer = bundle.producer(tensor)
     rounding = producer.rounding if isinstance(producer, RequantNode) else bundle.meta.rounding
-    down = _requant(f"{low}.q", [(node.input, np.ones(c))], np.full(c, drop), low, rounding)
+    down = _requant(f"{low}.q", [(tensor, np.ones(c))], np.full(c, drop), low, rounding)
     up = _requant(f"{back}.q", [(low, np.full(c, 1 << drop))], np.zeros(c), back, rounding)
+    return [down, up], back, replace(bundle, tensors=tensors)
+
+
+def _reading(node: Node, old: str, new: str) -> Node:
+    """``node`` with every read of tensor ``old`` turned into a read of ``new``."""
+    if isinstance(node, RequantNode):
+        inputs = tuple(replace(i, tensor=new) if i.tensor == old else i for i in node.inputs)
+        return replace(node, inputs=inputs)
+    return replace(node, input=new) if getattr(node, "input", None) == old else node
+
+
+def narrow_layer_input(bundle: Bundle, layer: str, bits: int) -> Bundle | None:
+    """Only ``layer`` sees its input with ``bits`` bits (``None`` when that changes nothing)."""
+    node = bundle.node(layer)
+    found = _narrowing(bundle, node.input, bits, f"{layer}.a{bits}")
+    if found is None:
+        return None
+    inserted, back, bundle = found
     nodes: list[Node] = []
     for n in bundle.nodes:
         if n.name == layer:
-            nodes += [down, up, replace(n, input=back)]
+            nodes += [*inserted, _reading(n, node.input, back)]
         else:
             nodes.append(n)
-    return replace(bundle, tensors=tensors, nodes=tuple(nodes))
+    return replace(bundle, nodes=tuple(nodes))
+
+
+def activation_tensors(bundle: Bundle) -> list[str]:
+    """The tensors whose width a QAT activation quantizer sets, in graph order: the network input and
+    every requantizer output (the logits excepted) that a MAC layer reads, directly or through pooling."""
+    produced = {n.output: n for n in bundle.nodes}
+    fed: set[str] = set()
+    for node in bundle.mac_nodes:
+        t = node.input
+        while isinstance(produced.get(t), (AvgPoolSumNode, MaxPoolNode)):
+            t = produced[t].input
+        fed.add(t)
+    candidates = [bundle.meta.input_tensor] + [n.output for n in bundle.nodes if isinstance(n, RequantNode)]
+    return [t for t in candidates if t in fed and t != bundle.meta.output]
+
+
+def first_reader(bundle: Bundle, tensor: str) -> str:
+    """The first node in graph order that reads ``tensor``."""
+    return next(n.name for n in bundle.nodes if tensor in n.reads)
+
+
+def narrow_tensor(bundle: Bundle, tensor: str, bits: int) -> Bundle | None:
+    """Every reader of ``tensor`` sees it with ``bits`` bits (``None`` when that changes nothing): the
+    narrowing runs once, just before the first reader."""
+    found = _narrowing(bundle, tensor, bits, f"a{bits}")
+    if found is None:
+        return None
+    inserted, back, bundle = found
+    first = first_reader(bundle, tensor)
+    nodes: list[Node] = []
+    for n in bundle.nodes:
+        if n.name == first:
+            nodes += inserted
+        nodes.append(_reading(n, tensor, back))
+    return replace(bundle, nodes=tuple(nodes))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -279,14 +339,25 @@ class _PointRun:
     start: str
 
 
-def _point_run(plan: _Plan, node: MacNode, bits: int) -> _PointRun | None:
-    """The run of one (layer, width) point; ``None`` when it leaves every code as it was."""
+def _start(bundle: Bundle, what: str, unit: str) -> str:
+    """The node of the unmodified bundle from which a point of ``unit`` must be re-run."""
+    return first_reader(bundle, unit) if what == "act_bits" else unit
+
+
+def _point_run(plan: _Plan, unit: str, bits: int) -> _PointRun | None:
+    """The run of one (unit, width) point; ``None`` when it leaves every code as it was."""
     bundle, config = plan.bundle, EmulatorConfig(overflow=plan.overflow)
+    if plan.what == "act_bits":
+        variant = narrow_tensor(bundle, unit, bits)
+        if variant is None:
+            return None
+        return _PointRun(variant, config, f"{unit}@a{bits}.q")  # the first inserted node
+    node = bundle.node(unit)
     if plan.what == "w_bits":
+        assert isinstance(node, (Conv2dNode, LinearNode))
         new_w = narrow_weights(node.weight, bits)
         if np.array_equal(new_w, node.weight):
             return None
-        assert isinstance(node, (Conv2dNode, LinearNode))
         return _PointRun(_replace_node(bundle, node.name, replace(node, weight=new_w)), config, node.name)
     if plan.what == "a_bits":
         variant = narrow_layer_input(bundle, node.name, bits)
@@ -300,16 +371,17 @@ def _point_run(plan: _Plan, node: MacNode, bits: int) -> _PointRun | None:
 
 
 def _evaluate(plan: _Plan, task: tuple[str, int]) -> tuple[np.ndarray, int, int]:
-    """One point: ``(logits, outputs of the layer changed by narrowing, outputs of the layer)``."""
-    layer, bits = task
-    node = plan.bundle.node(layer)
-    assert isinstance(node, (Conv2dNode, LinearNode))
-    run = _point_run(plan, node, bits)
+    """One point: ``(logits, outputs of the layer changed by narrowing, outputs of the layer)``
+    (``0, 0`` for a tensor of ``act_bits``)."""
+    unit, bits = task
+    run = _point_run(plan, unit, bits)
     assert run is not None
-    given = {t: plan.cache[t] for t in live_tensors(plan.bundle, layer)}
+    given = {t: plan.cache[t] for t in live_tensors(plan.bundle, _start(plan.bundle, plan.what, unit))}
     # one thread: the points themselves are spread over the workers
     emulation = emulate_from(run.bundle, run.start, given, run.config, keep=False, threads=1)
-    stats = emulation.layers[layer]
+    if plan.what == "act_bits":
+        return emulation.logits, 0, 0
+    stats = emulation.layers[unit]
     return emulation.logits, stats.overflow_count, stats.elements
 
 
@@ -335,12 +407,13 @@ def _compact_dtype(lo: int, hi: int) -> type[np.integer]:
 
 
 def _unmodified_run(
-    bundle: Bundle, what: str, overflow: str, input_codes: np.ndarray, layers: list[str]
+    bundle: Bundle, what: str, overflow: str, input_codes: np.ndarray, units: list[str]
 ) -> _Plan:
-    """The plan of a sweep of ``layers``: the unmodified network run once on ``input_codes``, keeping
+    """The plan of a sweep of ``units``: the unmodified network run once on ``input_codes``, keeping
     every tensor some point starts from (in the smallest dtype that holds it)."""
     cfg = EmulatorConfig(acc_bits=None, overflow=overflow)
-    needed = list(dict.fromkeys(t for name in layers for t in live_tensors(bundle, name)))
+    starts = [_start(bundle, what, u) for u in units]
+    needed = list(dict.fromkeys(t for name in starts for t in live_tensors(bundle, name)))
     accs = cfg.layer_acc_formats(bundle)
     acc_of = {n.output: accs[n.name] for n in bundle.mac_nodes}
     dtypes = {}
@@ -376,7 +449,8 @@ def sweep_bundle(
     executor: ExecutorConfig | None = None,
     journal: Journal | None = None,
 ) -> SweepResult:
-    """Re-quantize each MAC layer alone at each width in ``widths``; see the module docstring.
+    """Re-quantize each MAC layer (each activation tensor for ``act_bits``) alone at each width in
+    ``widths``; see the module docstring. ``layers``: only these layers (tensors).
 
     ``overflow``: how every accumulator narrows (the swept one of ``acc_bits`` included); the points
     run where ``executor`` says (hwsim.execute), by default on ``jobs`` local worker processes (1:
@@ -389,19 +463,20 @@ def sweep_bundle(
         raise UserError(f"--jobs {jobs!r}: expected a positive number of worker processes")
     if executor is None:
         executor = ExecutorConfig(workers=jobs)  # one worker: the local backend runs here
-    macs: list[MacNode] = list(bundle.mac_nodes)
-    names = [n.name for n in macs]
+    names = activation_tensors(bundle) if what == "act_bits" else [n.name for n in bundle.mac_nodes]
+    units = names
     if layers:
+        kind = "activation tensor" if what == "act_bits" else "MAC layer"
         unknown = [x for x in layers if x not in names]
         if unknown:
-            raise UserError(f"--layers: no MAC layer named {unknown[0]!r}; layers: {', '.join(names)}")
-        macs = [n for n in macs if n.name in layers]
+            raise UserError(f"--layers: no {kind} named {unknown[0]!r}; {kind}s: {', '.join(names)}")
+        units = [u for u in names if u in layers]
     if what == "acc_bits" and (min(widths) < 1 or max(widths) > 64):
         raise UserError(f"acc_bits sweep: widths {widths} must lie in 1..64")
     # The unmodified run: logits, every tensor some point starts from, each layer's overflow count.
     # A recipe: built here once (a local pool's workers inherit it), and by each Dask worker for
     # itself from the bundle and the codes rather than receiving the tensors (hundreds of MB).
-    recipe = Recipe(_unmodified_run, (bundle, what, overflow, input_codes, [n.name for n in macs]))
+    recipe = Recipe(_unmodified_run, (bundle, what, overflow, input_codes, units))
     plan = recipe.value()
     base_logits = plan.logits
     images = input_codes.shape[0]
@@ -418,17 +493,18 @@ def sweep_bundle(
     result = SweepResult(
         what,
         list(widths),
-        [n.name for n in macs],
+        list(units),
         [],
         threshold,
         {"agreement": base_agree, "top1": base_top1, "images": images, "overflow": overflow},
     )
-    points = [(n, b) for n in macs for b in widths]
-    changed = [_point_run(plan, n, b) is not None for n, b in points]
-    tasks = [(n.name, b) for (n, b), c in zip(points, changed, strict=True) if c]
+    points = [(u, b) for u in units for b in widths]
+    changed = [_point_run(plan, u, b) is not None for u, b in points]
+    tasks = [p for p, c in zip(points, changed, strict=True) if c]
     order = [n.name for n in bundle.nodes]
-    cost = {  # a point runs from its layer on: the MACs from there to the end
-        n.name: sum(node_macs(m, bundle) for m in bundle.nodes[order.index(n.name) :]) for n in macs
+    cost = {  # a point runs from its start node on: the MACs from there to the end
+        u: sum(node_macs(m, bundle) for m in bundle.nodes[order.index(_start(bundle, what, u)) :])
+        for u in units
     }
     outcomes = iter(
         run_tasks(
@@ -442,13 +518,13 @@ def sweep_bundle(
             progress=progress,
         )
     )
-    for (node, bits), is_changed in zip(points, changed, strict=True):
+    for (unit, bits), is_changed in zip(points, changed, strict=True):
         if not is_changed:
             rate = 0.0 if what == "acc_bits" else None
-            result.points.append(SweepPoint(node.name, bits, False, base_sqnr, base_agree, base_top1, rate))
+            result.points.append(SweepPoint(unit, bits, False, base_sqnr, base_agree, base_top1, rate))
             continue
         logits, overflowed, elements = next(outcomes)
         rate = (float(overflowed / elements) if elements else 0.0) if what == "acc_bits" else None
         s, agree, top1 = metrics(logits)
-        result.points.append(SweepPoint(node.name, bits, True, s, agree, top1, rate))
+        result.points.append(SweepPoint(unit, bits, True, s, agree, top1, rate))
     return result

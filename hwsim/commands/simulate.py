@@ -138,9 +138,9 @@ def hardware_list(paths: Sequence[Path], grid: Sequence[str]) -> list[HardwareCo
 
 
 def select_inputs(
-    bundle: Bundle, images: int | None, data: Path | None, default: int = 8
+    bundle: Bundle, images: int | None, data: Path | None, default: int = 8, split: str = "test"
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """The first ``images`` inputs (codes) and their labels: from ``data``'s test split or the reference.
+    """The first ``images`` inputs (codes) and their labels: from ``data``'s ``split`` or the reference.
 
     ``images`` None takes ``default`` or all there are if fewer; more than there are is an error.
     """
@@ -150,11 +150,11 @@ def select_inputs(
         from hwsim.bundle import quantize_images
         from hwsim.cifar10 import load_cifar10
 
-        pixels, labels = load_cifar10(data, "test")
+        pixels, labels = load_cifar10(data, split)  # type: ignore[arg-type]
         count = min(default, pixels.shape[0]) if images is None else images
         if count > pixels.shape[0]:
             raise UserError(
-                f"--images {count}: {data} holds only {pixels.shape[0]} test images; "
+                f"--images {count}: {data} holds only {pixels.shape[0]} {split} images; "
                 f"pass --images {pixels.shape[0]} or less"
             )
         return quantize_images(pixels[:count], bundle), labels[:count]

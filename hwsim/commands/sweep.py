@@ -1,4 +1,4 @@
-"""`hwsim sweep BUNDLE --what w_bits|a_bits|acc_bits [--range 2..8] --report DIR`: per-layer sensitivity.
+"""`hwsim sweep BUNDLE --what w_bits|a_bits|act_bits|acc_bits [--range 2..8] --report DIR`: sensitivity.
 
 Place in the flow: parses the command line, calls hwsim.sweep (one layer re-quantized at a time,
 run on the emulator) and writes the report with hwsim.report: one row per layer (the smallest
@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -21,18 +23,20 @@ import numpy as np
 
 from hwsim import plots
 from hwsim.bundle import Bundle, load_bundle
+from hwsim.cifar10 import SPLITS
 from hwsim.commands.simulate import select_inputs
 from hwsim.errors import UserError
 from hwsim.execute import add_executor_arguments, executor_from_args
 from hwsim.fixed import OVERFLOW_MODES
 from hwsim.flags import finite_float, positive_int
-from hwsim.journal import journal_for
+from hwsim.journal import digest, journal_for
 from hwsim.output import REPORT, Output, add_output_arguments, claim
 from hwsim.report import Report, Row, fmt_value, write_report
 from hwsim.sweep import (
     DEFAULT_RANGES,
     WHATS,
     WIDTH_LIMITS,
+    SweepPoint,
     SweepResult,
     parse_range,
     sweep_bundle,
@@ -41,7 +45,8 @@ from hwsim.sweep import (
 
 DEFAULT_IMAGES = 64  # inputs per point when --images is not given (at most what there are)
 HELP = (
-    "bit-width sensitivity: re-quantize one layer at a time (w_bits, a_bits or acc_bits) and measure the loss"
+    "bit-width sensitivity: re-quantize one layer (w_bits, a_bits, acc_bits) or one activation tensor "
+    "(act_bits) at a time and measure the loss"
 )
 
 
@@ -66,7 +71,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--data",
         type=Path,
         default=None,
-        help="CIFAR-10 directory: inputs and labels from its test split instead of the reference",
+        help="CIFAR-10 directory: inputs and labels from it instead of the reference",
+    )
+    parser.add_argument(
+        "--split",
+        choices=SPLITS,
+        default="test",
+        help="which split of --data (default test; `hwsim assign` measures on train by default)",
     )
     parser.add_argument(
         "--threshold",
@@ -74,7 +85,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0.99,
         help="top-1 agreement a width must keep to count as safe (default 0.99)",
     )
-    parser.add_argument("--layers", nargs="+", default=None, help="only these MAC layers (default: all)")
+    parser.add_argument(
+        "--layers",
+        nargs="+",
+        default=None,
+        help="only these MAC layers (activation tensors for --what act_bits; default: all)",
+    )
     parser.add_argument(
         "--overflow",
         choices=OVERFLOW_MODES,
@@ -87,7 +103,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def bundle_width(bundle: Bundle, what: str, layer: str) -> int:
-    """The width ``layer`` has in the bundle: its weight codes', input codes' or accumulator's."""
+    """The width ``layer`` has in the bundle: its weight codes', input codes' or accumulator's; for
+    ``act_bits`` ``layer`` is a tensor and this its codes' width."""
+    if what == "act_bits":
+        fmt = bundle.tensors[layer].fmt
+        assert fmt is not None
+        return int(fmt.bits)
     node = bundle.node(layer)
     if what == "w_bits":
         return int(node.weight_format.bits)
@@ -139,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
     bundle = load_bundle(args.bundle)
     lo, hi = DEFAULT_RANGES[args.what]
     widths = parse_range(args.widths or f"{lo}..{hi}", args.what)
-    codes, labels = select_inputs(bundle, args.images, args.data, DEFAULT_IMAGES)
+    codes, labels = select_inputs(bundle, args.images, args.data, DEFAULT_IMAGES, args.split)
     reference = None
     if bundle.reference is not None and args.data is None and bundle.meta.output in bundle.reference.codes:
         reference = np.argmax(bundle.reference.codes[bundle.meta.output][: codes.shape[0]], axis=1)
@@ -160,12 +181,17 @@ def run(args: argparse.Namespace) -> int:
             executor=executor,
             journal=journal,
         )
-        _write(args, out, bundle, result, reference)
+        _write(args, out, bundle, result, reference, digest(codes))
     return 0
 
 
 def _write(
-    args: argparse.Namespace, out: Output, bundle: Bundle, result: SweepResult, reference: Any
+    args: argparse.Namespace,
+    out: Output,
+    bundle: Bundle,
+    result: SweepResult,
+    reference: Any,
+    inputs_digest: str,
 ) -> None:
     what = args.what
     layers, bits = result.layers, result.widths
@@ -206,13 +232,16 @@ def _write(
         "layers_never_safe": [k for k, v in minimum.items() if v is None],
     }
     notes = [
-        f"each row re-quantizes only that layer's {what}; the others keep the bundle's widths",
+        "each row narrows only that activation tensor, for every reader (MAC layers, residual adds, pools); "
+        "the others keep the bundle's widths"
+        if what == "act_bits"
+        else f"each row re-quantizes only that layer's {what}; the others keep the bundle's widths",
         f"min_{what}: the smallest width from which every wider one keeps agreement >= {args.threshold}",
         "sweep.csv lists every (layer, width) point; 'changed' is false where the codes stayed as they were",
         f"bundle_{what}: the layer's width in the bundle; a min_{what} equal to it means the layer cannot "
         "lose a bit",
     ]
-    if what in ("w_bits", "a_bits"):
+    if what in ("w_bits", "a_bits", "act_bits"):
         notes.append(
             "widths are the codes' stored two's-complement widths: a signed b-bit code holds "
             "±(2^(b-1) - 1), so a lattice such as DoReFa's odd k-bit weights (±1, ±3, ..., ±(2^k - 1)) "
@@ -231,6 +260,8 @@ def _write(
         "what": what,
         "range": f"{bits[0]}..{bits[-1]}",
         "overflow": args.overflow,
+        "bundle_digest": digest(bundle),
+        "inputs_digest": inputs_digest,
     }
     title = f"hwsim sweep {what}: {bundle.meta.model}"
     write_report(
@@ -246,3 +277,50 @@ def _write(
     for name, b in minimum.items():
         shown = b if b is not None else f"> {bits[-1]}"
         print(f"  {name}: min {what} {shown} (bundle: {bundle_width(bundle, what, name)})")
+
+
+def read_sweep_report(directory: Path) -> tuple[SweepResult, dict[str, Any]]:
+    """A sweep report written by :func:`run` read back: its result (the grids' metrics; JSON's nulls are
+    the infinite SQNRs of unchanged logits) and its meta (``bundle_digest``, ``inputs_digest``)."""
+    path = Path(directory) / "report.json"
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        meta, totals, rows = doc["meta"], doc["totals"], doc["rows"]
+        what, widths = str(meta["what"]), [int(b) for b in totals["widths"]]
+        result = SweepResult(
+            what,
+            widths,
+            [str(r["name"]) for r in rows],
+            [],
+            float(totals["threshold"]),
+            {
+                "agreement": float(totals["baseline_agreement"]),
+                "top1": totals.get("baseline_top1"),
+                "images": int(totals["images"]),
+            },
+        )
+        for r in rows:
+            for b in widths:
+                sqnr = r[f"sqnr_db@{b}"]
+                top1 = r.get(f"top1@{b}")
+                result.points.append(
+                    SweepPoint(
+                        str(r["name"]),
+                        b,
+                        True,
+                        math.inf if sqnr is None else float(sqnr),
+                        float(r[f"agreement@{b}"]),
+                        None if top1 is None else float(top1),
+                    )
+                )
+    except FileNotFoundError:
+        raise UserError(
+            f"{directory}: no report.json; expected a report directory of `hwsim sweep`"
+        ) from None
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise UserError(
+            f"{path}: not a report of `hwsim sweep` ({type(err).__name__}: {err}); run the sweep again"
+        ) from None
+    if what not in WHATS:
+        raise UserError(f"{path}: meta.what {what!r} is not one of {', '.join(WHATS)}")
+    return result, meta
