@@ -59,6 +59,7 @@ from hwsim.results import MacLayerResult
 from hwsim.simulate import mac_layer_result, pool_result
 from hwsim.sweep import SweepResult, activation_tensors, narrow_tensor, narrow_weights, sqnr_db
 
+KINDS = ("w_bits", "act_bits")  # the sweeps an assignment takes its sensitivities from
 MAX_TRIES = 12  # solutions verified before the best verified one (at worst the bundle's) is kept
 BISECTION_END = 1.05  # the search stops when the passing and failing noise budgets are this close
 UNIFORM_BITS = (8, 6, 4)  # the uniform baselines' config widths

@@ -22,6 +22,7 @@ import yaml
 
 from hwsim import plots
 from hwsim.assign import (
+    KINDS,
     MAX_TRIES,
     METRICS,
     Assignment,
@@ -46,7 +47,6 @@ from hwsim.sweep import SweepResult, parse_range, sweep_bundle
 
 HELP = "choose per-layer weight and activation widths of least cost on an array, verified on the emulator"
 DEFAULT_IMAGES = 256  # inputs the sensitivities and every verification are measured on
-KINDS = ("w_bits", "act_bits")  # the sweeps an assignment takes
 
 
 def _budget(text: str) -> tuple[str, float]:

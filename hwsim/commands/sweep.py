@@ -285,7 +285,7 @@ def read_sweep_report(directory: Path) -> tuple[SweepResult, dict[str, Any]]:
     path = Path(directory) / "report.json"
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
-        meta, totals, rows = doc["meta"], doc["totals"], doc["rows"]
+        meta, totals, rows = doc["meta"], doc["totals"], doc["layers"]
         what, widths = str(meta["what"]), [int(b) for b in totals["widths"]]
         result = SweepResult(
             what,

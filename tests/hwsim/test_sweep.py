@@ -362,3 +362,25 @@ def test_narrow_weights_is_symmetric_on_the_odd_dorefa_lattice() -> None:
     expected = np.array([-7, -7, -6, -5, -4, -3, -2, -1, 1, 2, 3, 4, 5, 6, 7, 7]) * 2
     assert np.array_equal(narrowed[0], expected)
     assert np.all(np.diff(narrowed[0]) >= 0)
+
+
+def test_act_bits_points_equal_the_whole_rewritten_bundle(resnet: Bundle) -> None:
+    # an activation tensor narrowed for every reader (the residual add and the next block's convs
+    # included), re-run from its first reader on two workers, equals the rewritten bundle run whole
+    from hwsim.sweep import activation_tensors, narrow_tensor
+
+    codes = resnet.reference.input_codes
+    tensors = activation_tensors(resnet)
+    assert tensors[0] == resnet.meta.input_tensor and resnet.meta.output not in tensors
+    sampled = [tensors[0], tensors[3], tensors[-1]]
+    result = sweep_bundle(resnet, "act_bits", [2, 5], codes, layers=sampled, jobs=2)
+    base = emulate(resnet, codes, EmulatorConfig(), keep=False).logits
+    for point in result.points:
+        whole = narrow_tensor(resnet, point.layer, point.bits)
+        assert whole is not None and point.changed
+        readers = [n for n in whole.nodes if f"{point.layer}@a{point.bits}.up" in n.reads]
+        assert len(readers) == sum(point.layer in n.reads for n in resnet.nodes)
+        logits = emulate(whole, codes, EmulatorConfig(), keep=False).logits
+        assert point.sqnr_db == sqnr_db(base, logits), point
+        assert point.agreement == float(np.mean(np.argmax(logits, 1) == np.argmax(base, 1))), point
+    assert any(p.sqnr_db != math.inf for p in result.points)
