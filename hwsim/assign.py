@@ -8,8 +8,8 @@ tensor: the units a QAT config sets). The problem (:func:`build_problem`):
 * **Units**: each MAC layer's weights and each activation tensor (``hwsim.sweep.activation_tensors``).
   A unit's choices are the swept code widths below its width in the bundle, and the bundle's width
   (narrowing only; a weight also needs a config width ``bits - offset >= 1``). Each choice has a
-  predicted agreement drop, ``max(0, baseline agreement - agreement at that width)`` from the sweep
-  (0 at the bundle's width).
+  predicted noise, the logits' relative error power ``10^(-SQNR/10)`` of its sweep point (0 at the
+  bundle's width), and, shown but not summed, the agreement it lost alone.
 * **Costs**: each MAC layer's cost depends on its weights, its input tensor and its output tensor
   (the requantizer it feeds), jointly (latency is a max of compute and DRAM time; MAC energy grows
   with ``w_bits x a_bits``), so every combination of those widths is priced by the same model as
@@ -18,18 +18,21 @@ tensor: the units a QAT config sets). The problem (:func:`build_problem`):
 * **The program** (:func:`solve`; ``scipy.optimize.milp``, HiGHS): one binary ``z[u, b]`` per unit
   choice, one ``y[l, o]`` per layer option (continuous: when every unit is chosen, the marginals fix
   ``y`` to the one matching option); ``sum_b z[u, b] = 1``; for each layer, unit and width the
-  options with that width sum to ``z[u, b]``; ``sum z * drop <= allowed drop`` (the drops add, as
-  HAWQ-V3 assumes); ``sum y * cost_m <= budget_m`` for each ``--budget``; minimise the objective.
+  options with that width sum to ``z[u, b]``; ``sum z * noise <= noise budget`` (independent errors
+  add in power: the additive assumption of HAWQ-V3); ``sum y * cost_m <= budget_m`` for each
+  ``--budget``; minimise the objective.
 
-Then the solution is **verified** (:func:`verify`): one emulation of the whole network with every unit
-at its width (weights narrowed as ``hwsim.sweep.narrow_weights``, tensors as
-``hwsim.sweep.narrow_tensor``), its agreement and SQNR measured on the same images. Where the drops
-do not add up (the measured agreement is below the floor), the allowed drop is tightened below the
-rejected solution's predicted drop by the excess measured, the solution is cut off, and the program
-solved again (:func:`assign`, at most ``MAX_TRIES`` times; the bundle's own widths always pass).
-Beside it, in the same run and on the same model: a greedy baseline (:func:`greedy`: the best cost
-saving per unit of predicted drop, one step at a time, while the predicted drop fits) and uniform
-widths (every unit at the same config width, capped at the bundle's), each verified the same way.
+Then each solution is **verified** (:func:`verify`): one emulation of the whole network with every
+unit at its width (weights narrowed as ``hwsim.sweep.narrow_weights``, tensors as
+``hwsim.sweep.narrow_tensor``), its agreement and SQNR measured on the same images. The search
+(:func:`assign`) starts the noise budget at the least noise of a single choice that alone breaks the
+floor; a solution measured below the floor is rejected and cut off and the budget tightened below
+its predicted noise; one that passes loosens it; between a pass and a failure the budget is
+bisected; at most ``MAX_TRIES`` solutions, the cheapest verified one kept (the bundle's own widths
+always pass). Beside it, in the same run and on the same model: a greedy baseline (:func:`greedy`:
+the best cost saving per unit of added noise, one step at a time, at the budget the search last
+passed) and uniform widths (every unit at the same config width, capped at the bundle's), each
+verified the same way.
 """
 
 from __future__ import annotations
@@ -44,20 +47,25 @@ from typing import Any
 import numpy as np
 
 from hwsim.bundle import (
-    AvgPoolSumNode,
     Bundle,
     Conv2dNode,
     LinearNode,
     MacNode,
     MaxPoolNode,
-    RequantNode,
 )
 from hwsim.emulator import EmulatorConfig, emulate
 from hwsim.errors import UserError
 from hwsim.hwconfig import HardwareConfig
 from hwsim.results import MacLayerResult
-from hwsim.simulate import mac_layer_result, pool_result
-from hwsim.sweep import SweepResult, activation_tensors, narrow_tensor, narrow_weights, sqnr_db
+from hwsim.simulate import mac_layer_result, pool_result, requant_after
+from hwsim.sweep import (
+    SweepResult,
+    activation_tensors,
+    narrow_tensor,
+    narrow_weights,
+    source_tensor,
+    sqnr_db,
+)
 
 KINDS = ("w_bits", "act_bits")  # the sweeps an assignment takes its sensitivities from
 MAX_TRIES = 12  # solutions verified before the best verified one (at worst the bundle's) is kept
@@ -161,20 +169,10 @@ class Problem:
 # ----------------------------------------------------------------------------------------------
 
 
-def _source_tensor(bundle: Bundle, tensor: str) -> str:
-    """The activation tensor ``tensor`` comes from through pooling (itself if it is not a pool's output)."""
-    produced = {n.output: n for n in bundle.nodes}
-    while isinstance(produced.get(tensor), (AvgPoolSumNode, MaxPoolNode)):
-        tensor = produced[tensor].input
-    return tensor
-
-
-def _output_tensor(bundle: Bundle, node: MacNode) -> str | None:
-    """The tensor the requantizer after ``node`` writes (``None`` if no requantizer reads it)."""
-    for other in bundle.nodes:
-        if isinstance(other, RequantNode) and node.output in other.reads:
-            return other.output
-    return None
+def _written(bundle: Bundle, node: MacNode) -> str | None:
+    """The tensor the requantizer after ``node`` writes (``None`` if none reads it)."""
+    requant = requant_after(bundle, node)
+    return requant.output if requant is not None else None
 
 
 def _weight_params(node: MacNode) -> int:
@@ -217,8 +215,8 @@ def _check_sweep(sweep: SweepResult | None, what: str) -> None:
 def layer_units(bundle: Bundle, node: MacNode, units: dict[str, Unit]) -> tuple[str, ...]:
     """The keys of the units a MAC layer's cost depends on: its weights, the activation tensor it
     reads (through pooling), the one its requantizer writes."""
-    source = f"activation:{_source_tensor(bundle, node.input)}"
-    out = _output_tensor(bundle, node)
+    source = f"activation:{source_tensor(bundle, node.input)}"
+    out = _written(bundle, node)
     keys = [f"weight:{node.name}", source, f"activation:{out}"]
     return tuple(dict.fromkeys(k for k in keys if k in units))  # a layer reading and writing one tensor: once
 
@@ -230,11 +228,11 @@ def priced_layer(
     -> code width; a unit left out keeps the bundle's width)."""
     in_fmt = bundle.tensors[node.input].fmt
     assert in_fmt is not None
-    source = units.get(f"activation:{_source_tensor(bundle, node.input)}")
+    source = units.get(f"activation:{source_tensor(bundle, node.input)}")
     a_in = None
     if source is not None and source.key in widths:  # a pool between keeps the difference in width
         a_in = in_fmt.bits - (source.bundle_bits - widths[source.key])
-    out_key = f"activation:{_output_tensor(bundle, node)}"
+    out_key = f"activation:{_written(bundle, node)}"
     return mac_layer_result(
         node,
         bundle,
@@ -344,8 +342,8 @@ def solve(
             for i, c in enumerate(lo.costs[:, m])
         }
         rows.append((coef, -np.inf, bound - float(problem.fixed[m])))
+    varying = [u for u in problem.units if len(u.choices) > 1]
     for cut in cuts:
-        varying = [u for u in problem.units if len(u.choices) > 1]
         rows.append(({z_index[(u.key, cut[u.key])]: 1.0 for u in varying}, -np.inf, len(varying) - 1.0))
     a = lil_matrix((len(rows), n))
     lower, upper = np.empty(len(rows)), np.empty(len(rows))

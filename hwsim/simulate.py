@@ -54,14 +54,16 @@ class Simulation:
     emulation: Emulation | None
 
 
+def requant_after(bundle: Bundle, node: MacNode) -> RequantNode | None:
+    """The first requantizer that reads ``node``'s accumulator (``None`` if none does)."""
+    return next((n for n in bundle.nodes if isinstance(n, RequantNode) and node.output in n.reads), None)
+
+
 def _out_bits(bundle: Bundle, node: MacNode, acc_bits: int) -> int:
     """Bits of the codes this layer's accumulator becomes (what is written back to DRAM)."""
-    for other in bundle.nodes:
-        if isinstance(other, RequantNode) and node.output in other.reads:
-            fmt = bundle.tensors[other.output].fmt
-            if fmt is not None:
-                return fmt.bits
-    return acc_bits
+    requant = requant_after(bundle, node)
+    fmt = bundle.tensors[requant.output].fmt if requant is not None else None
+    return fmt.bits if fmt is not None else acc_bits
 
 
 def pool_result(node: MaxPoolNode, bundle: Bundle, hw: HardwareConfig, batch: int) -> MacLayerResult:

@@ -263,16 +263,18 @@ def narrow_layer_input(bundle: Bundle, layer: str, bits: int) -> Bundle | None:
     return replace(bundle, nodes=tuple(nodes))
 
 
+def source_tensor(bundle: Bundle, tensor: str) -> str:
+    """The tensor ``tensor`` is pooled from (through any chain of pools; itself if no pool wrote it)."""
+    produced = {n.output: n for n in bundle.nodes}
+    while isinstance(produced.get(tensor), (AvgPoolSumNode, MaxPoolNode)):
+        tensor = produced[tensor].input
+    return tensor
+
+
 def activation_tensors(bundle: Bundle) -> list[str]:
     """The tensors whose width a QAT activation quantizer sets, in graph order: the network input and
     every requantizer output (the logits excepted) that a MAC layer reads, directly or through pooling."""
-    produced = {n.output: n for n in bundle.nodes}
-    fed: set[str] = set()
-    for node in bundle.mac_nodes:
-        t = node.input
-        while isinstance(produced.get(t), (AvgPoolSumNode, MaxPoolNode)):
-            t = produced[t].input
-        fed.add(t)
+    fed = {source_tensor(bundle, node.input) for node in bundle.mac_nodes}
     candidates = [bundle.meta.input_tensor] + [n.output for n in bundle.nodes if isinstance(n, RequantNode)]
     return [t for t in candidates if t in fed and t != bundle.meta.output]
 

@@ -30,6 +30,7 @@ from hwsim.assign import (
     assign,
     build_problem,
     inputs_for,
+    predicted_sqnr_db,
     quant_config,
 )
 from hwsim.bundle import Bundle, load_bundle
@@ -230,8 +231,7 @@ def _units_csv(result: Assignment) -> str:
     )
     for u in result.problem.units:
         bits = result.chosen.widths[u.key]
-        noise = u.noise_at(bits)
-        sqnr = math.inf if noise == 0 else -10 * math.log10(noise)
+        sqnr = predicted_sqnr_db(u.noise_at(bits))
         writer.writerow(
             [
                 u.name,
