@@ -84,6 +84,8 @@ from hwsim.gemm import (
 _TILE_BYTES = 8 << 20
 # The part of a conv's im2col matrix built at once (about one core's L2 cache).
 _CHUNK_BYTES = 1 << 20
+# Elements of a float64 requantizer computed at once (their float64 sums: 256 KiB, in L2).
+_REQUANT_PIECE = 1 << 15
 
 LayerWidths = tuple[tuple[str, int], ...]
 
@@ -290,6 +292,8 @@ class _Runner:
         # "proven") check each step's inputs, whose magnitudes are usually far below the formats'
         self.requant_f64: dict[str, _RequantF64] = {}
         self.requant_f64_proven: set[str] = set()
+        # one-input clamp requantizers proven equal to the exact ones in float32 (most of a ResNet's)
+        self.requant_f32: dict[str, _RequantF32] = {}
         for node in self.nodes:
             if fast and isinstance(node, RequantNode):
                 self.requant_f64[node.name] = _memo(
@@ -297,6 +301,16 @@ class _Runner:
                 )
                 if _requant_bound(node, [self.bounds[i.tensor] for i in node.inputs]) <= F64_EXACT:
                     self.requant_f64_proven.add(node.name)
+                    fmt = bundle.tensors[node.output].fmt
+                    if node.function == "clamp" and len(node.inputs) == 1 and fmt is not None:
+                        bound, clamp = self.bounds[node.inputs[0].tensor], (fmt.min, fmt.max)
+                        f32 = _memo(
+                            node,
+                            ("requant_f32", bound, clamp),
+                            functools.partial(_RequantF32.of, node, bound, clamp),
+                        )
+                        if f32 is not None:
+                            self.requant_f32[node.name] = f32
         self.tile = max(1, _TILE_BYTES // max([4 * self._operand_elements(n) for n in self.nodes], default=1))
 
     def _bounds(self) -> dict[str, int]:
@@ -444,6 +458,9 @@ class _Runner:
         axis = -1 if self.fast or inputs[0].ndim == 2 else 1
         fmt = self.bundle.tensors[node.output].fmt
         assert fmt is not None
+        exact_f32 = self.requant_f32.get(node.name)
+        if exact_f32 is not None:
+            return exact_f32(inputs[0])
         exact_f64 = self.requant_f64.get(node.name)
         if exact_f64 is not None and node.name not in self.requant_f64_proven:
             # the formats allow sums beyond 2**53; these inputs' magnitudes may still prove them exact
@@ -559,6 +576,7 @@ class _RequantF64:
     shift: np.ndarray
     mults: tuple[np.ndarray, ...]  # M_i' per input, float64 [C]
     const: np.ndarray  # c', float64 [C]
+    tiles: dict[int, tuple[np.ndarray, ...]] = field(default_factory=dict)  # (*mults, const) tiled
 
     @staticmethod
     def of(node: RequantNode) -> _RequantF64:
@@ -581,6 +599,9 @@ class _RequantF64:
 
     def __call__(self, inputs: list[np.ndarray], clamp: tuple[int, int] | None = None) -> np.ndarray:
         """The rounded sums (float64), or with ``clamp = (lo, hi)`` clamped to it (float32 when exact)."""
+        monotone = _MONOTONE_ROUNDING.get(self.rounding)
+        if clamp is not None and monotone is not None:
+            return self._clamped(inputs, clamp, monotone)
         total = np.multiply(inputs[0], self.mults[0], dtype=np.float64)
         for x, mult in zip(inputs[1:], self.mults[1:], strict=True):
             total += np.multiply(x, mult, dtype=np.float64)
@@ -589,13 +610,122 @@ class _RequantF64:
             return _round_f64(total, self.rounding, self.shift)
         lo, hi = clamp
         out_dtype = np.float32 if max(-lo, hi) <= F32_EXACT else np.float64
-        monotone = _MONOTONE_ROUNDING.get(self.rounding)
-        if monotone is None:
-            rounded = _round_f64(total, self.rounding, self.shift)
-            return np.clip(rounded, lo, hi, out=np.empty(total.shape, out_dtype))
-        # rounding that commutes with clamping to integers: clamp first, round into the output dtype
-        np.clip(total, lo, hi, out=total)
-        return monotone(total, out=np.empty(total.shape, out_dtype))
+        rounded = _round_f64(total, self.rounding, self.shift)
+        return np.clip(rounded, lo, hi, out=np.empty(total.shape, out_dtype))
+
+    def _clamped(
+        self, inputs: list[np.ndarray], clamp: tuple[int, int], monotone: Callable[..., np.ndarray]
+    ) -> np.ndarray:
+        """``__call__`` with a clamp, for a rounding that commutes with clamping to integers: clamp
+        first, round into the output dtype; in pieces of :data:`_REQUANT_PIECE` elements, whose
+        float64 sums stay in the core's cache between the passes."""
+        lo, hi = clamp
+        out = np.empty(inputs[0].shape, np.float32 if max(-lo, hi) <= F32_EXACT else np.float64)
+        out_rows = _channel_rows(out, self.const.shape[0])
+        flat = [x.reshape(out_rows.shape) for x in inputs]
+        *mults, const = _tiled(self.tiles, (*self.mults, self.const), out_rows.shape[1])
+        step = max(1, _REQUANT_PIECE // out_rows.shape[1])
+        total = np.empty((min(step, out_rows.shape[0]), out_rows.shape[1]))
+        term = np.empty_like(total) if len(inputs) > 1 else total
+        for start in range(0, out_rows.shape[0], step):
+            stop = min(out_rows.shape[0], start + step)
+            t, u = total[: stop - start], term[: stop - start]
+            np.multiply(flat[0][start:stop], mults[0], out=t)
+            for x, mult in zip(flat[1:], mults[1:], strict=True):
+                t += np.multiply(x[start:stop], mult, out=u)
+            t += const
+            np.clip(t, lo, hi, out=t)
+            monotone(t, out=out_rows[start:stop])
+        return out
+
+
+@dataclass(frozen=True, eq=False)
+class _RequantF32:
+    """A one-input ``clamp`` requantizer in float32, used only where it is proven equal to the exact one.
+
+    ``g(x) = R(clip(fl(fl(x * s) + c), lo, hi))`` with ``s = fl32(M * 2^-n)``, ``c`` the float32 of
+    :class:`_RequantF64`'s constant and ``R`` the node's rounding (floor for ``floor`` and the
+    ``half_*`` modes, ceil, trunc). Each float32 operation is correctly rounded and monotone, so for
+    ``M > 0`` ``g`` is a non-decreasing step function of the integer ``x``, like the exact
+    requantizer ``f``; two such functions on ``[-bound, bound]`` are equal everywhere exactly when
+    every output level is first reached at the same ``x``. :meth:`of` finds those first ``x`` of
+    ``f`` (int64, :func:`hwsim.fixed.requantize_sum`) and of ``g`` (the same float32 operations as
+    :meth:`__call__`) by bisection, for every channel and level, and returns ``None`` unless they
+    all agree (or when a multiplier is not positive, or ``x`` is not exact in float32).
+    """
+
+    scale: np.ndarray  # float32 [C]
+    const: np.ndarray  # float32 [C]
+    clamp: tuple[int, int]
+    rounding: Callable[..., np.ndarray]
+    tiles: dict[int, tuple[np.ndarray, ...]] = field(default_factory=dict)  # (scale, const) tiled
+
+    @staticmethod
+    def of(node: RequantNode, bound: int, clamp: tuple[int, int]) -> _RequantF32 | None:
+        lo, hi = clamp
+        (item,) = node.inputs
+        rounding = _MONOTONE_ROUNDING.get(node.rounding, np.floor)
+        if bound > F32_EXACT or max(-lo, hi) > F32_EXACT or not bool((item.multiplier > 0).all()):
+            return None
+        f64 = _RequantF64.of(node)
+        candidate = _RequantF32(
+            f64.mults[0].astype(np.float32), f64.const.astype(np.float32), (lo, hi), rounding
+        )
+        if not np.all(np.isfinite(candidate.scale)) or not np.all(candidate.scale > 0):
+            return None
+
+        def exact(x: np.ndarray) -> np.ndarray:
+            v = requantize_sum(
+                [x], [item.multiplier], node.shift, -1, [item.bias], node.offset, node.rounding
+            )
+            return np.clip(v, lo, hi)
+
+        def approx(x: np.ndarray) -> np.ndarray:
+            return candidate(x.astype(np.float32)).astype(np.int64)
+
+        levels = np.arange(lo + 1, hi + 1, dtype=np.int64)[:, None]  # [L, 1] against channels [C]
+        shape = (levels.shape[0], node.shift.shape[0])
+        firsts = []
+        for fn in (exact, approx):
+            left = np.full(shape, -bound, dtype=np.int64)  # the first x with fn(x) >= level lies in
+            right = np.full(shape, bound + 1, dtype=np.int64)  # [left, right]; bound + 1: never
+            while bool((left < right).any()):
+                mid = (left + right) // 2
+                reached = fn(np.minimum(mid, bound)) >= levels
+                right = np.where(reached, mid, right)
+                left = np.where(reached, left, mid + 1)
+            firsts.append(left)
+        return candidate if np.array_equal(firsts[0], firsts[1]) else None
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """float32 codes of float32 integer inputs ``x`` (channels on the last axis)."""
+        y = np.empty(x.shape, np.float32)
+        rows = _channel_rows(y, self.scale.shape[0])
+        scale, const = _tiled(self.tiles, (self.scale, self.const), rows.shape[1])
+        np.multiply(x.reshape(rows.shape), scale, out=rows)
+        rows += const
+        np.clip(rows, *self.clamp, out=rows)
+        self.rounding(rows, out=rows)
+        return y
+
+
+def _channel_rows(x: np.ndarray, channels: int) -> np.ndarray:
+    """Channels-last ``x`` as rows of whole pixels, a view: ``[N*H, W*C]`` for 4-D, ``[N, C]`` for 2-D.
+
+    Per-channel constants tiled to the row (:func:`_tiled`) then broadcast over long rows, which
+    numpy's loops run much faster than rows of a few channels.
+    """
+    width = x.shape[-2] * channels if x.ndim == 4 else channels
+    return x.reshape(-1, width)
+
+
+def _tiled(cache: dict[int, tuple[np.ndarray, ...]], vectors: tuple[np.ndarray, ...], width: int):
+    """``vectors`` (per channel) repeated to ``width`` elements, made once per width (in ``cache``)."""
+    tiled = cache.get(width)
+    if tiled is None:
+        tiled = tuple(np.tile(v, width // v.shape[0]) for v in vectors)
+        cache[width] = tiled
+    return tiled
 
 
 # Roundings of u that are monotone and map integers to themselves, so that rounding then clamping

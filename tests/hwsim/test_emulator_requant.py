@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hwsim.bundle import Bundle, load_bundle
+from hwsim.bundle import Bundle, RequantInput, RequantNode, load_bundle
 from hwsim.bundle.synthetic import builder, fmt
-from hwsim.emulator import emulate, run_nodes
+from hwsim.emulator import _RequantF32, _RequantF64, emulate, run_nodes
 from hwsim.errors import UserError
+from hwsim.fixed import ROUNDING_MODES, requantize_sum
 
 IMAGES = 3
 SHAPE = (3, 4, 4)
@@ -181,3 +182,54 @@ def test_run_nodes_is_the_emulators_arithmetic(tmp_path: Path) -> None:
         run_nodes(bundle, ["conv"], {})
     with pytest.raises(UserError, match=r"no node named 'nope'"):
         run_nodes(bundle, ["nope"], {"input": codes})
+
+
+def _one_input_node(rng: np.random.Generator, rounding: str, bound: int, out_bits: int) -> RequantNode:
+    """A one-input clamp requantizer scaling ``[-bound, bound]`` onto about ``out_bits`` bits."""
+    channels = 8
+    shift = rng.integers(30, 40, size=channels)
+    # multiplier * 2^-shift ~ 2^out_bits / bound: the accumulator range lands on the output levels
+    mult = np.ldexp(rng.uniform(0.5, 1.0, channels) * (1 << out_bits) / bound, shift).astype(np.int64)
+    bias = rng.integers(-bound // 4, bound // 4, size=channels)
+    offset = rng.integers(-(1 << 20), 1 << 20, size=channels)
+    item = RequantInput("acc", mult, "m", bias, "b")
+    return RequantNode("act", (item,), shift, "n", "clamp", "out", offset, "o", rounding)
+
+
+@pytest.mark.parametrize("rounding", ROUNDING_MODES)
+@pytest.mark.parametrize("bound, out_bits", [(3000, 4), (40_000, 4), (60_000, 8)])
+def test_float32_requantizer_is_used_only_where_it_equals_the_exact_one(
+    rounding: str, bound: int, out_bits: int
+) -> None:
+    """Every integer of the domain: accepted means equal to the int64 requantizer everywhere;
+    rejected means some input really differs (the check is exact, not a guess)."""
+    rng = np.random.default_rng(bound + out_bits + ROUNDING_MODES.index(rounding))
+    node = _one_input_node(rng, rounding, bound, out_bits)
+    lo, hi = 0, (1 << out_bits) - 1
+    x = np.repeat(np.arange(-bound, bound + 1, dtype=np.int64)[:, None], node.shift.shape[0], axis=1)
+    item = node.inputs[0]
+    exact = np.clip(
+        requantize_sum([x], [item.multiplier], node.shift, -1, [item.bias], node.offset, rounding), lo, hi
+    )
+    assert len(np.unique(exact)) > (hi - lo) // 2  # the domain covers most output levels
+    f32 = _RequantF32.of(node, bound, (lo, hi))
+    # the same float32 operations, with or without the check: where do they differ from exact?
+    f64 = _RequantF64.of(node)
+    rounding_fn = f32.rounding if f32 else np.floor
+    candidate = _RequantF32(
+        f64.mults[0].astype(np.float32), f64.const.astype(np.float32), (lo, hi), rounding_fn
+    )
+    differs = bool((candidate(x.astype(np.float32)).astype(np.int64) != exact).any())
+    if f32 is None:
+        assert differs or rounding in ("half_even", "half_away")  # ties: floor is not their rounding
+    else:
+        assert np.array_equal(f32(x.astype(np.float32)).astype(np.int64), exact)
+
+
+def test_float32_requantizer_both_outcomes_occur() -> None:
+    """The check is not vacuous: a 4-bit output of a small accumulator passes it; an 8-bit output
+    of a 21-bit accumulator (as in the bundled a8w8 models) has inputs where float32 rounds the
+    other way, and is refused."""
+    for bound, out_bits, accepted in ((3000, 4, True), (2_000_000, 8, False)):
+        node = _one_input_node(np.random.default_rng(7), "half_up", bound, out_bits)
+        assert (_RequantF32.of(node, bound, (0, (1 << out_bits) - 1)) is not None) == accepted
