@@ -84,6 +84,9 @@ from hwsim.gemm import (
 _TILE_BYTES = 8 << 20
 # The part of a conv's im2col matrix built at once (about one core's L2 cache).
 _CHUNK_BYTES = 1 << 20
+# The largest check of a float32 requantizer (values of its second input x levels x channels):
+# about 0.1 s; 8-bit codes on both sides (16.7 M) would take minutes, and fail it anyway.
+_F32_CHECK_SIZE = 1 << 18
 # Elements of a float64 requantizer computed at once (their float64 sums: 256 KiB, in L2).
 _REQUANT_PIECE = 1 << 15
 
@@ -302,14 +305,16 @@ class _Runner:
                 if _requant_bound(node, [self.bounds[i.tensor] for i in node.inputs]) <= F64_EXACT:
                     self.requant_f64_proven.add(node.name)
                     fmt = bundle.tensors[node.output].fmt
-                    if node.function == "clamp" and len(node.inputs) == 1 and fmt is not None:
-                        bound, clamp = self.bounds[node.inputs[0].tensor], (fmt.min, fmt.max)
+                    others = [bundle.tensors[i.tensor].fmt for i in node.inputs[1:]]
+                    if node.function == "clamp" and fmt is not None and len(others) <= 1 and all(others):
+                        clamp = (fmt.min, fmt.max)
+                        second = (others[0].min, others[0].max) if others else None  # type: ignore[union-attr]
                         f32 = _memo(
                             node,
-                            ("requant_f32", bound, clamp),
-                            functools.partial(_RequantF32.of, node, bound, clamp),
+                            ("requant_f32", clamp, second),
+                            functools.partial(_RequantF32.of, node, clamp, second),
                         )
-                        if f32 is not None:
+                        if f32 is not None and self.bounds[node.inputs[0].tensor] <= F32_EXACT:
                             self.requant_f32[node.name] = f32
         self.tile = max(1, _TILE_BYTES // max([4 * self._operand_elements(n) for n in self.nodes], default=1))
 
@@ -460,7 +465,7 @@ class _Runner:
         assert fmt is not None
         exact_f32 = self.requant_f32.get(node.name)
         if exact_f32 is not None:
-            return exact_f32(inputs[0])
+            return exact_f32(inputs)
         exact_f64 = self.requant_f64.get(node.name)
         if exact_f64 is not None and node.name not in self.requant_f64_proven:
             # the formats allow sums beyond 2**53; these inputs' magnitudes may still prove them exact
@@ -641,50 +646,82 @@ class _RequantF64:
 
 @dataclass(frozen=True, eq=False)
 class _RequantF32:
-    """A one-input ``clamp`` requantizer in float32, used only where it is proven equal to the exact one.
+    """A ``clamp`` requantizer in float32, used only where it is proven equal to the exact one.
 
-    ``g(x) = R(clip(fl(fl(x * s) + c), lo, hi))`` with ``s = fl32(M * 2^-n)``, ``c`` the float32 of
-    :class:`_RequantF64`'s constant and ``R`` the node's rounding (floor for ``floor`` and the
-    ``half_*`` modes, ceil, trunc). Each float32 operation is correctly rounded and monotone, so for
-    ``M > 0`` ``g`` is a non-decreasing step function of the integer ``x``, like the exact
-    requantizer ``f``; two such functions on ``[-bound, bound]`` are equal everywhere exactly when
-    every output level is first reached at the same ``x``. :meth:`of` finds those first ``x`` of
-    ``f`` (int64, :func:`hwsim.fixed.requantize_sum`) and of ``g`` (the same float32 operations as
-    :meth:`__call__`) by bisection, for every channel and level, and returns ``None`` unless they
-    all agree (or when a multiplier is not positive, or ``x`` is not exact in float32).
+    ``g = R(clip(fl(fl(x * s) + t) + c), lo, hi))``, ``t = fl(x_2 * s_2)`` for a second input (0 for
+    none), with ``s``, ``s_2`` the float32 of ``M * 2^-n``, ``c`` that of :class:`_RequantF64`'s
+    constant and ``R`` the node's rounding (floor for ``floor`` and the ``half_*`` modes, ceil,
+    trunc). The first input ``x`` is any integer tensor (an accumulator); the second, when there
+    is one, a code tensor with few values (a residual add's shortcut). Each float32 operation is
+    correctly rounded and monotone, so for ``M > 0`` and each value of ``x_2``, ``g`` is a
+    non-decreasing step function of the integer ``x``, like the exact requantizer ``f``; two such
+    functions on ``[-bound, bound]`` are equal everywhere exactly when every output level is first
+    reached at the same ``x``. :meth:`of` finds those first ``x`` of ``f`` (int64,
+    :func:`hwsim.fixed.requantize_sum`) and of ``g`` (the same float32 operations as
+    :meth:`__call__`) by bisection, for every channel, level and value of ``x_2``, and returns
+    ``None`` unless they all agree (or when a multiplier of ``x`` is not positive, or the check
+    would be too large). The default ``bound`` is every integer float32 holds, so one check per
+    node serves every accumulator width and every narrowed weight set that feeds it (the sweeps
+    run many).
     """
 
-    scale: np.ndarray  # float32 [C]
+    scales: tuple[np.ndarray, ...]  # float32 [C] per input
     const: np.ndarray  # float32 [C]
     clamp: tuple[int, int]
     rounding: Callable[..., np.ndarray]
-    tiles: dict[int, tuple[np.ndarray, ...]] = field(default_factory=dict)  # (scale, const) tiled
+    tiles: dict[int, tuple[np.ndarray, ...]] = field(default_factory=dict)  # (*scales, const) tiled
 
     @staticmethod
-    def of(node: RequantNode, bound: int, clamp: tuple[int, int]) -> _RequantF32 | None:
+    def of(
+        node: RequantNode,
+        clamp: tuple[int, int],
+        second: tuple[int, int] | None = None,
+        bound: int = F32_EXACT,
+    ) -> _RequantF32 | None:
+        """The float32 requantizer of ``node`` if it passes the check, else ``None``.
+
+        ``second``: the range ``(min, max)`` of the second input's codes (two-input nodes only).
+        """
         lo, hi = clamp
-        (item,) = node.inputs
+        item = node.inputs[0]
+        if len(node.inputs) != (1 if second is None else 2):
+            return None
         rounding = _MONOTONE_ROUNDING.get(node.rounding, np.floor)
         if bound > F32_EXACT or max(-lo, hi) > F32_EXACT or not bool((item.multiplier > 0).all()):
             return None
+        values = np.zeros(1, np.int64) if second is None else np.arange(second[0], second[1] + 1)
+        if values.size * (hi - lo) * node.shift.shape[0] > _F32_CHECK_SIZE:
+            return None
+        extra = [int(np.abs(values).max())] if second is not None else []
+        if _requant_bound(node, [bound, *extra]) > I64_MAX:  # the exact side must not overflow
+            return None
         f64 = _RequantF64.of(node)
         candidate = _RequantF32(
-            f64.mults[0].astype(np.float32), f64.const.astype(np.float32), (lo, hi), rounding
+            tuple(m.astype(np.float32) for m in f64.mults), f64.const.astype(np.float32), (lo, hi), rounding
         )
-        if not np.all(np.isfinite(candidate.scale)) or not np.all(candidate.scale > 0):
+        if not all(np.all(np.isfinite(m)) for m in candidate.scales) or not np.all(candidate.scales[0] > 0):
             return None
+        # every (value of the second input, level, channel): [V, L, C]
+        levels = np.arange(lo + 1, hi + 1, dtype=np.int64)[None, :, None]
+        shape = (values.size, levels.shape[1], node.shift.shape[0])
+        others = [np.broadcast_to(values[:, None, None], shape)] if second is not None else []
 
         def exact(x: np.ndarray) -> np.ndarray:
             v = requantize_sum(
-                [x], [item.multiplier], node.shift, -1, [item.bias], node.offset, node.rounding
+                [x, *others],
+                [i.multiplier for i in node.inputs],
+                node.shift,
+                -1,
+                [i.bias for i in node.inputs],
+                node.offset,
+                node.rounding,
             )
             return np.clip(v, lo, hi)
 
         def approx(x: np.ndarray) -> np.ndarray:
-            return candidate(x.astype(np.float32)).astype(np.int64)
+            floats = [x.astype(np.float32), *(o.astype(np.float32) for o in others)]
+            return candidate(floats).astype(np.int64)
 
-        levels = np.arange(lo + 1, hi + 1, dtype=np.int64)[:, None]  # [L, 1] against channels [C]
-        shape = (levels.shape[0], node.shift.shape[0])
         firsts = []
         for fn in (exact, approx):
             left = np.full(shape, -bound, dtype=np.int64)  # the first x with fn(x) >= level lies in
@@ -697,12 +734,14 @@ class _RequantF32:
             firsts.append(left)
         return candidate if np.array_equal(firsts[0], firsts[1]) else None
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        """float32 codes of float32 integer inputs ``x`` (channels on the last axis)."""
-        y = np.empty(x.shape, np.float32)
-        rows = _channel_rows(y, self.scale.shape[0])
-        scale, const = _tiled(self.tiles, (self.scale, self.const), rows.shape[1])
-        np.multiply(x.reshape(rows.shape), scale, out=rows)
+    def __call__(self, inputs: list[np.ndarray]) -> np.ndarray:
+        """float32 codes of float32 integer inputs (channels on the last axis)."""
+        y = np.empty(inputs[0].shape, np.float32)
+        rows = _channel_rows(y, self.const.shape[0])
+        *scales, const = _tiled(self.tiles, (*self.scales, self.const), rows.shape[1])
+        np.multiply(inputs[0].reshape(rows.shape), scales[0], out=rows)
+        if len(inputs) > 1:
+            rows += np.multiply(inputs[1].reshape(rows.shape), scales[1], dtype=np.float32)
         rows += const
         np.clip(rows, *self.clamp, out=rows)
         self.rounding(rows, out=rows)

@@ -184,52 +184,81 @@ def test_run_nodes_is_the_emulators_arithmetic(tmp_path: Path) -> None:
         run_nodes(bundle, ["nope"], {"input": codes})
 
 
-def _one_input_node(rng: np.random.Generator, rounding: str, bound: int, out_bits: int) -> RequantNode:
-    """A one-input clamp requantizer scaling ``[-bound, bound]`` onto about ``out_bits`` bits."""
+def _node(
+    rng: np.random.Generator, rounding: str, bound: int, out_bits: int, second: int | None
+) -> RequantNode:
+    """A clamp requantizer scaling an accumulator in ``[-bound, bound]`` onto about ``out_bits`` bits,
+    plus (``second``: its width) a shortcut of unsigned codes at about the output's scale."""
     channels = 8
     shift = rng.integers(30, 40, size=channels)
     # multiplier * 2^-shift ~ 2^out_bits / bound: the accumulator range lands on the output levels
     mult = np.ldexp(rng.uniform(0.5, 1.0, channels) * (1 << out_bits) / bound, shift).astype(np.int64)
     bias = rng.integers(-bound // 4, bound // 4, size=channels)
     offset = rng.integers(-(1 << 20), 1 << 20, size=channels)
-    item = RequantInput("acc", mult, "m", bias, "b")
-    return RequantNode("act", (item,), shift, "n", "clamp", "out", offset, "o", rounding)
+    items = [RequantInput("acc", mult, "m", bias, "b")]
+    if second is not None:
+        items.append(
+            RequantInput(
+                "x", np.ldexp(rng.uniform(0.3, 1.5, channels), shift).astype(np.int64), "m2", None, None
+            )
+        )
+    return RequantNode("act", tuple(items), shift, "n", "clamp", "out", offset, "o", rounding)
+
+
+CASES = [(3000, 4, None), (40_000, 4, None), (60_000, 8, None), (3000, 4, 4), (20_000, 4, 4), (5000, 8, 2)]
 
 
 @pytest.mark.parametrize("rounding", ROUNDING_MODES)
-@pytest.mark.parametrize("bound, out_bits", [(3000, 4), (40_000, 4), (60_000, 8)])
+@pytest.mark.parametrize("bound, out_bits, second", CASES)
 def test_float32_requantizer_is_used_only_where_it_equals_the_exact_one(
-    rounding: str, bound: int, out_bits: int
+    rounding: str, bound: int, out_bits: int, second: int | None
 ) -> None:
-    """Every integer of the domain: accepted means equal to the int64 requantizer everywhere;
-    rejected means some input really differs (the check is exact, not a guess)."""
-    rng = np.random.default_rng(bound + out_bits + ROUNDING_MODES.index(rounding))
-    node = _one_input_node(rng, rounding, bound, out_bits)
+    """Every input of the domain (every accumulator value, and every code of a second input):
+    accepted means equal to the int64 requantizer everywhere; rejected means some input really
+    differs (the check is exact, not a guess)."""
+    rng = np.random.default_rng(bound + out_bits + ROUNDING_MODES.index(rounding) + (second or 0))
+    node = _node(rng, rounding, bound, out_bits, second)
     lo, hi = 0, (1 << out_bits) - 1
-    x = np.repeat(np.arange(-bound, bound + 1, dtype=np.int64)[:, None], node.shift.shape[0], axis=1)
-    item = node.inputs[0]
+    codes = np.arange(1 << second) if second is not None else np.zeros(1, np.int64)
+    grid = np.meshgrid(np.arange(-bound, bound + 1), codes, np.arange(8), indexing="ij")
+    x = [grid[0]] + ([grid[1]] if second is not None else [])  # [X, V, C], channels last
     exact = np.clip(
-        requantize_sum([x], [item.multiplier], node.shift, -1, [item.bias], node.offset, rounding), lo, hi
+        requantize_sum(
+            x,
+            [i.multiplier for i in node.inputs],
+            node.shift,
+            -1,
+            [i.bias for i in node.inputs],
+            node.offset,
+            rounding,
+        ),
+        lo,
+        hi,
     )
     assert len(np.unique(exact)) > (hi - lo) // 2  # the domain covers most output levels
-    f32 = _RequantF32.of(node, bound, (lo, hi))
+    f32 = _RequantF32.of(node, (lo, hi), (0, (1 << second) - 1) if second is not None else None, bound)
     # the same float32 operations, with or without the check: where do they differ from exact?
     f64 = _RequantF64.of(node)
     rounding_fn = f32.rounding if f32 else np.floor
-    candidate = _RequantF32(
-        f64.mults[0].astype(np.float32), f64.const.astype(np.float32), (lo, hi), rounding_fn
-    )
-    differs = bool((candidate(x.astype(np.float32)).astype(np.int64) != exact).any())
+    scales = tuple(m.astype(np.float32) for m in f64.mults)
+    candidate = _RequantF32(scales, f64.const.astype(np.float32), (lo, hi), rounding_fn)
+    floats = [v.astype(np.float32) for v in x]
+    differs = bool((candidate(floats).astype(np.int64) != exact).any())
     if f32 is None:
         assert differs or rounding in ("half_even", "half_away")  # ties: floor is not their rounding
     else:
-        assert np.array_equal(f32(x.astype(np.float32)).astype(np.int64), exact)
+        assert np.array_equal(f32(floats).astype(np.int64), exact)
 
 
 def test_float32_requantizer_both_outcomes_occur() -> None:
-    """The check is not vacuous: a 4-bit output of a small accumulator passes it; an 8-bit output
-    of a 21-bit accumulator (as in the bundled a8w8 models) has inputs where float32 rounds the
-    other way, and is refused."""
-    for bound, out_bits, accepted in ((3000, 4, True), (2_000_000, 8, False)):
-        node = _one_input_node(np.random.default_rng(7), "half_up", bound, out_bits)
-        assert (_RequantF32.of(node, bound, (0, (1 << out_bits) - 1)) is not None) == accepted
+    """The check is not vacuous: 4-bit outputs of a small accumulator (alone or with a 4-bit
+    shortcut) pass it; an 8-bit output of a 21-bit accumulator (as in the bundled a8w8 models) has
+    inputs where float32 rounds the other way, and is refused."""
+    for bound, out_bits, second, accepted in (
+        (3000, 4, None, True),
+        (3000, 4, 4, True),
+        (2_000_000, 8, None, False),
+    ):
+        node = _node(np.random.default_rng(7), "half_up", bound, out_bits, second)
+        codes = (0, (1 << second) - 1) if second is not None else None
+        assert (_RequantF32.of(node, (0, (1 << out_bits) - 1), codes, bound) is not None) == accepted
