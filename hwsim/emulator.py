@@ -295,7 +295,7 @@ class _Runner:
         # "proven") check each step's inputs, whose magnitudes are usually far below the formats'
         self.requant_f64: dict[str, _RequantF64] = {}
         self.requant_f64_proven: set[str] = set()
-        # one-input clamp requantizers proven equal to the exact ones in float32 (most of a ResNet's)
+        # clamp requantizers proven equal to the exact ones in float32 (one input, or a code shortcut)
         self.requant_f32: dict[str, _RequantF32] = {}
         for node in self.nodes:
             if fast and isinstance(node, RequantNode):
@@ -686,7 +686,6 @@ class _RequantF32:
         item = node.inputs[0]
         if len(node.inputs) != (1 if second is None else 2):
             return None
-        rounding = _MONOTONE_ROUNDING.get(node.rounding, np.floor)
         if bound > F32_EXACT or max(-lo, hi) > F32_EXACT or not bool((item.multiplier > 0).all()):
             return None
         values = np.zeros(1, np.int64) if second is None else np.arange(second[0], second[1] + 1)
@@ -695,10 +694,7 @@ class _RequantF32:
         extra = [int(np.abs(values).max())] if second is not None else []
         if _requant_bound(node, [bound, *extra]) > I64_MAX:  # the exact side must not overflow
             return None
-        f64 = _RequantF64.of(node)
-        candidate = _RequantF32(
-            tuple(m.astype(np.float32) for m in f64.mults), f64.const.astype(np.float32), (lo, hi), rounding
-        )
+        candidate = _RequantF32.candidate(node, clamp)
         if not all(np.all(np.isfinite(m)) for m in candidate.scales) or not np.all(candidate.scales[0] > 0):
             return None
         # every (value of the second input, level, channel): [V, L, C]
@@ -734,6 +730,14 @@ class _RequantF32:
             firsts.append(left)
         return candidate if np.array_equal(firsts[0], firsts[1]) else None
 
+    @staticmethod
+    def candidate(node: RequantNode, clamp: tuple[int, int]) -> _RequantF32:
+        """The float32 requantizer of ``node``, not checked (:meth:`of` checks it)."""
+        f64 = _RequantF64.of(node)
+        scales = tuple(m.astype(np.float32) for m in f64.mults)
+        rounding = _MONOTONE_ROUNDING.get(node.rounding, np.floor)
+        return _RequantF32(scales, f64.const.astype(np.float32), clamp, rounding)
+
     def __call__(self, inputs: list[np.ndarray]) -> np.ndarray:
         """float32 codes of float32 integer inputs (channels on the last axis)."""
         y = np.empty(inputs[0].shape, np.float32)
@@ -758,7 +762,9 @@ def _channel_rows(x: np.ndarray, channels: int) -> np.ndarray:
     return x.reshape(-1, width)
 
 
-def _tiled(cache: dict[int, tuple[np.ndarray, ...]], vectors: tuple[np.ndarray, ...], width: int):
+def _tiled(
+    cache: dict[int, tuple[np.ndarray, ...]], vectors: tuple[np.ndarray, ...], width: int
+) -> tuple[np.ndarray, ...]:
     """``vectors`` (per channel) repeated to ``width`` elements, made once per width (in ``cache``)."""
     tiled = cache.get(width)
     if tiled is None:

@@ -16,7 +16,7 @@ import pytest
 
 from hwsim.bundle import Bundle, RequantInput, RequantNode, load_bundle
 from hwsim.bundle.synthetic import builder, fmt
-from hwsim.emulator import _RequantF32, _RequantF64, emulate, run_nodes
+from hwsim.emulator import _RequantF32, emulate, run_nodes
 from hwsim.errors import UserError
 from hwsim.fixed import ROUNDING_MODES, requantize_sum
 
@@ -237,11 +237,8 @@ def test_float32_requantizer_is_used_only_where_it_equals_the_exact_one(
     )
     assert len(np.unique(exact)) > (hi - lo) // 2  # the domain covers most output levels
     f32 = _RequantF32.of(node, (lo, hi), (0, (1 << second) - 1) if second is not None else None, bound)
-    # the same float32 operations, with or without the check: where do they differ from exact?
-    f64 = _RequantF64.of(node)
-    rounding_fn = f32.rounding if f32 else np.floor
-    scales = tuple(m.astype(np.float32) for m in f64.mults)
-    candidate = _RequantF32(scales, f64.const.astype(np.float32), (lo, hi), rounding_fn)
+    # the same float32 operations, without the check: where do they differ from exact?
+    candidate = _RequantF32.candidate(node, (lo, hi))
     floats = [v.astype(np.float32) for v in x]
     differs = bool((candidate(floats).astype(np.int64) != exact).any())
     if f32 is None:
