@@ -21,8 +21,10 @@ Keys of the dict (``format_version`` 1):
 ``normalization``   ``{"mean": [3 floats], "std": [3 floats]}`` applied to ``pixel / 255``
 ``state_dict``      the model's ``state_dict()`` (CPU tensors)
 ``epoch``           completed epochs
-``best_top1``       best test top-1 (%) so far
-``metrics``         list of per-epoch dicts (the rows of metrics.csv)
+``best_top1``       best validation top-1 (%) so far: ``best.pt``'s epoch (best test top-1 in runs
+                    without a validation split, ``train_args.val_fraction`` 0)
+``metrics``         list of per-epoch dicts (the rows of metrics.csv; ``val_loss``/``val_acc``
+                    only in runs with a validation split)
 ``train_args``      ``TrainConfig.to_dict()``
 ``optimizer``       optimizer ``state_dict()`` (for ``--resume``; None in ``best.pt``)
 ``scheduler``       LR scheduler ``state_dict()`` (for ``--resume``; None in ``best.pt``)
@@ -47,7 +49,7 @@ from hwsim.flags import check_float, check_int
 from qat.config import ConfigError, config_from_dict
 from qat.data import Normalization
 from qat.models import MODEL_NAMES, build_model
-from qat.train import METRIC_FIELDS, TrainConfig
+from qat.train import METRIC_FIELDS, REQUIRED_METRIC_FIELDS, VALIDATION_FIELDS, TrainConfig
 
 CHECKPOINT_FORMAT = "qat-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -209,9 +211,14 @@ def check_payload(payload: dict[str, Any], path: str | Path) -> None:
     if not isinstance(metrics, list) or not all(isinstance(row, dict) for row in metrics):
         raise _bad(path, "metrics", "expected a list of per-epoch dicts (the rows of metrics.csv)")
     for i, row in enumerate(metrics):
-        absent = [k for k in METRIC_FIELDS if k not in row]
+        absent = [k for k in REQUIRED_METRIC_FIELDS if k not in row]
         if absent:
-            raise _bad(path, "metrics", f"row {i} lacks {absent}; expected the columns {list(METRIC_FIELDS)}")
+            raise _bad(
+                path,
+                "metrics",
+                f"row {i} lacks {absent}; expected the columns {list(METRIC_FIELDS)} "
+                f"({', '.join(VALIDATION_FIELDS)} only with a validation split)",
+            )
     if "train_args" in payload:
         try:
             TrainConfig.from_dict(payload["train_args"])

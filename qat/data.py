@@ -11,6 +11,13 @@ files themselves are read by :mod:`hwsim.cifar10` (numpy only), which hwsim uses
 * Training augmentation is the standard CIFAR one: a random 32x32 crop of the image padded by
   4 black pixels on each side, and a horizontal flip with probability 1/2. It runs per batch
   (vectorized), so a loader yields ready ``(images float32 [B, 3, 32, 32], labels int64 [B])``.
+* The validation split (:func:`split_validation`): ``qat train`` holds a fixed, stratified
+  fraction of the training images out of training (10 % by default: 508 of the subset's 5,085)
+  and selects ``best.pt`` on them, so the test split is only ever reported. Which images: a
+  permutation drawn with ``numpy.random.default_rng(VALIDATION_SEED)`` orders each class; the
+  images earliest in their class (as a share of it) are held out; the rest train, in file order.
+  It depends on the labels alone (not on ``--seed``), so every run of a data set holds out the
+  same images.
 * Under ``torchrun`` a loader built with ``shard=(rank, world_size)`` holds one process's share:
   for training a :class:`~torch.utils.data.DistributedSampler` (one shuffle for all processes,
   padded so that each takes the same number of batches), for testing every ``world_size``-th
@@ -46,6 +53,8 @@ PAD = 4
 SYNTHETIC_SEEDS: dict[str, int] = {"train": 0, "test": 1}
 DEVICE_CHOICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 MAX_SYNTHETIC = 50_000  # generated images per split (CIFAR-10's training set size)
+VALIDATION_FRACTION = 0.1  # qat train's default share of the training images held out
+VALIDATION_SEED = 0  # the permutation that picks them (fixed: every run holds out the same images)
 
 
 @dataclass(frozen=True)
@@ -120,6 +129,37 @@ class DataSource:
         if self.kind == "synthetic":
             return f"synthetic ({self.synthetic_n} generated images per split)"
         return f"cifar10 ({self.directory})"
+
+
+def split_validation(labels: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(train indices, validation indices)`` into a training split, each increasing.
+
+    ``round(fraction * N)`` images (at least one when ``fraction`` > 0), stratified: each image's
+    key is its place in a fixed permutation of its class, as a share of the class,
+    ``(i + 0.5) / n_class``; the images of smallest key are held out, so every class gives
+    ``fraction`` of its images to within one, and a larger fraction holds out a superset.
+    ``fraction`` 0 holds nothing out."""
+    check_float("--val-fraction", fraction, 0.0, 1.0, hi_open=True)
+    labels = np.asarray(labels)
+    n = labels.shape[0]
+    if fraction == 0:
+        return np.arange(n), np.arange(0)
+    held_out = max(1, int(round(fraction * n)))
+    if held_out >= n:
+        raise UserError(
+            f"--val-fraction {fraction}: of {n} training image(s) it would hold out {held_out}, leaving "
+            "none to train on; use more images, a smaller fraction, or --val-fraction 0 (no validation "
+            "split: best.pt is then selected on the test split)"
+        )
+    perm = np.random.default_rng(VALIDATION_SEED).permutation(n)
+    key = np.empty(n)
+    for c in np.unique(labels):
+        members = perm[labels[perm] == c]  # the class in permutation order
+        key[members] = (np.arange(members.size) + 0.5) / members.size
+    order = perm[np.argsort(key[perm], kind="stable")]
+    held = np.zeros(n, dtype=bool)
+    held[order[:held_out]] = True
+    return np.flatnonzero(~held), np.flatnonzero(held)
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:

@@ -41,7 +41,8 @@ from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from hwsim.bundle import Bundle, BundleBuilder, Conv2dNode, LinearNode, Reference, RequantNode, save_bundle
-from hwsim.bundle.build import compact_int_dtype, int_pair
+from hwsim.bundle.build import int_pair
+from hwsim.bundle.graph import compact_codes
 from hwsim.bundle.lowering import DEFAULT_MULT_BITS, CodesValue, RequantTerm, mac_range, requant_constants
 from hwsim.errors import UserError
 from hwsim.fixed import MULT_BITS_RANGE, FormatError, bits_for_range, requantize_sum, sign
@@ -512,13 +513,6 @@ def calibrate_float(
 # ----------------------------------------------------------------------------------------------
 
 
-def _compact(codes: np.ndarray) -> np.ndarray:
-    as_int = codes.astype(np.int64)
-    if as_int.size == 0:
-        return as_int
-    return as_int.astype(compact_int_dtype(int(as_int.min()), int(as_int.max())))
-
-
 def capture_reference(
     model: nn.Module, plan: ExportPlan, images: torch.Tensor, batch_size: int = 256
 ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -574,7 +568,8 @@ def capture_reference(
     for tensor, (_mod, src) in plan.avgpools.items():
         out_codes[tensor] = out_codes[src].astype(np.int64).sum(axis=(2, 3))
     out_floats = {t: np.concatenate(v) for t, v in floats.items()}
-    return _compact(np.concatenate(inputs)), {t: _compact(v) for t, v in out_codes.items()}, out_floats
+    compact = {t: compact_codes(v) for t, v in out_codes.items()}
+    return compact_codes(np.concatenate(inputs)), compact, out_floats
 
 
 def predict(

@@ -1,20 +1,25 @@
 """Training and evaluation loops: float pre-training and quantization-aware fine-tuning (SGD).
 
 Place in the flow: ``qat train`` (qat/commands/train.py) parses flags into a :class:`TrainConfig`
-and calls :func:`fit`, which writes ``checkpoint.pt`` (every epoch), ``best.pt`` (best test top-1)
-and ``metrics.csv`` into the run directory; ``qat eval`` and ``qat export`` use :func:`evaluate`
-and :func:`resolve_device`.
+and calls :func:`fit`, which writes ``checkpoint.pt`` (every epoch), ``best.pt`` (the epoch of best
+validation top-1) and ``metrics.csv`` into the run directory; ``qat eval`` and ``qat export`` use
+:func:`evaluate` and :func:`resolve_device`.
 
 Recipe: SGD with momentum and weight decay (quantizer parameters such as PACT's alpha and
 LSQ's step get no weight decay; their own ``regularization()`` terms are added to the loss),
 a per-epoch cosine or multi-step learning-rate schedule, BN in train mode while training.
+Model selection: after each epoch the model is evaluated on the validation images (held out of
+the training split, :func:`qat.data.split_validation`) and on the test split; ``best.pt`` is the
+epoch of best validation top-1, and the test figures are only reported. A run without a
+validation split (``--val-fraction 0``, and runs from before the split existed) selects on the
+test split, which makes its best top-1 optimistic.
 Each epoch reseeds the shuffling and the augmentation from ``seed + epoch``, so a run resumed
 from ``checkpoint.pt`` continues exactly as the uninterrupted run would have (on the same device,
 with the same number of processes).
 
 Under ``torchrun`` (:mod:`qat.distributed`) :func:`fit` trains the model in
 DistributedDataParallel: each process takes its shard of every epoch's shuffled images, the
-training and test sums are added over the processes, and rank 0 alone saves and logs.
+training, validation and test sums are added over the processes, and rank 0 alone saves and logs.
 """
 
 from __future__ import annotations
@@ -46,10 +51,15 @@ METRIC_FIELDS: tuple[str, ...] = (
     "lr",
     "train_loss",
     "train_acc",
+    "val_loss",
+    "val_acc",
     "test_loss",
     "test_acc",
     "seconds",
 )
+# The columns of runs without a validation split (rows of older checkpoints have only these).
+VALIDATION_FIELDS: tuple[str, ...] = ("val_loss", "val_acc")
+REQUIRED_METRIC_FIELDS: tuple[str, ...] = tuple(f for f in METRIC_FIELDS if f not in VALIDATION_FIELDS)
 
 
 def resolve_device(name: str = "auto", index: int | None = None) -> torch.device:
@@ -88,6 +98,7 @@ class TrainConfig:
     batch_size: int = 128
     seed: int = 0
     workers: int = 0
+    val_fraction: float = 0.1  # qat.data.VALIDATION_FRACTION; 0: select best.pt on the test split
 
     def __post_init__(self) -> None:
         check_int("--epochs", self.epochs, 1, MAX_EPOCHS)
@@ -98,6 +109,7 @@ class TrainConfig:
         check_int("--batch-size", self.batch_size, 1, MAX_BATCH)
         check_int("--seed", self.seed, *SEED_RANGE)
         check_int("--workers", self.workers, 0, MAX_WORKERS)
+        check_float("--val-fraction", self.val_fraction, 0.0, 1.0, hi_open=True)
         if self.schedule not in SCHEDULES:
             raise UserError(f"--schedule {self.schedule!r} is not one of {list(SCHEDULES)}")
         if not isinstance(self.milestones, tuple):
@@ -134,6 +146,7 @@ class TrainConfig:
                 f"{sorted(known)}"
             )
         d = dict(d)
+        d.setdefault("val_fraction", 0.0)  # runs from before the validation split selected on test
         milestones = d.get("milestones", ())
         if not isinstance(milestones, (list, tuple)):
             raise UserError(f"train_args: milestones {milestones!r:.40}: expected a list of epochs")
@@ -293,7 +306,7 @@ def write_metrics_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     writer = csv.DictWriter(buf, fieldnames=list(METRIC_FIELDS), lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: row[k] for k in METRIC_FIELDS})
+        writer.writerow({k: row.get(k, "") for k in METRIC_FIELDS})  # "": no validation split
     write_atomic(path, buf.getvalue().encode())
 
 
@@ -302,7 +315,7 @@ class RunState:
     """What :func:`fit` carries between epochs (and restores on resume)."""
 
     epoch: int = 0  # completed epochs
-    best_top1: float = -1.0
+    best_top1: float = -1.0  # best.pt's validation top-1 (test top-1 without a validation split)
     metrics: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -325,6 +338,7 @@ def seed_epoch(loader: DataLoader, seed: int, epoch: int, rank: int = 0, world_s
 def fit(
     model: nn.Module,
     train_loader: DataLoader,
+    val_loader: DataLoader | None,
     test_loader: DataLoader,
     cfg: TrainConfig,
     device: torch.device,
@@ -336,6 +350,8 @@ def fit(
     context: Context | None = None,
 ) -> RunState:
     """Train from ``state.epoch`` to ``cfg.epochs``; after each epoch call ``save(state, is_best)``.
+
+    ``is_best``: the best validation top-1 so far (``val_loader`` None: the best test top-1).
 
     With a distributed ``context`` (its loaders built with ``shard=context.shard``) the model
     trains in DistributedDataParallel, every rank gets rank 0's model before the test, the
@@ -358,6 +374,16 @@ def fit(
         )
         scheduler.step()
         ctx.sync_model(model)
+        val = None
+        if val_loader is not None:
+            val = evaluate(
+                model,
+                val_loader,
+                device,
+                description=f"validation {epoch}/{cfg.epochs}",
+                reduce=reduce,
+                progress=ctx.is_main,
+            )
         result = evaluate(
             model,
             test_loader,
@@ -366,26 +392,32 @@ def fit(
             reduce=reduce,
             progress=ctx.is_main,
         )
-        row = {
+        row: dict[str, Any] = {
             "epoch": epoch,
             "lr": lr,
             "train_loss": round(train_loss, 6),
             "train_acc": round(train_acc, 4),
-            "test_loss": round(result.loss, 6),
-            "test_acc": round(result.top1, 4),
-            "seconds": round(time.perf_counter() - start, 3),
         }
+        if val is not None:
+            row.update(val_loss=round(val.loss, 6), val_acc=round(val.top1, 4))
+        row.update(
+            test_loss=round(result.loss, 6),
+            test_acc=round(result.top1, 4),
+            seconds=round(time.perf_counter() - start, 3),
+        )
         state.metrics.append(row)
         state.epoch = epoch
-        is_best = result.top1 > state.best_top1
+        selected = (val or result).top1
+        is_best = selected > state.best_top1
         if is_best:
-            state.best_top1 = result.top1
+            state.best_top1 = selected
         if not ctx.is_main:
             continue
         save(state, is_best)
+        shown_val = "" if val is None else f"val loss {val.loss:.4f} acc {val.top1:.2f}%  "
         log(
             f"epoch {epoch}/{cfg.epochs}  lr {lr:.5g}  train loss {train_loss:.4f} acc {train_acc:.2f}%  "
-            f"test loss {result.loss:.4f} acc {result.top1:.2f}%  ({row['seconds']:.1f} s)"
+            f"{shown_val}test loss {result.loss:.4f} acc {result.top1:.2f}%  ({row['seconds']:.1f} s)"
             + ("  *best" if is_best else "")
         )
     return state

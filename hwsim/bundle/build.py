@@ -31,6 +31,7 @@ from hwsim.bundle.graph import (
     RequantInput,
     RequantNode,
     TensorSpec,
+    compact_int_dtype,
     window_output,
 )
 from hwsim.bundle.load import load_bundle, validate_bundle
@@ -48,15 +49,6 @@ from hwsim.output import Output, publish_directory, register_kind
 
 # One requantizer input: (tensor, multiplier [C], bias [C] in the units of the tensor, or None)
 RequantSource = tuple[str, Any, Any]
-
-
-def compact_int_dtype(lo: int, hi: int) -> np.dtype:
-    """The smallest numpy integer dtype holding ``[lo, hi]`` (codes are stored compactly)."""
-    for dt in (np.uint8, np.int8, np.uint16, np.int16, np.int32, np.int64):
-        info = np.iinfo(dt)
-        if info.min <= lo and hi <= info.max:
-            return np.dtype(dt)
-    raise FormatError(f"no integer dtype holds [{lo}, {hi}]")
 
 
 def int_pair(value: int | Sequence[int]) -> tuple[int, int]:

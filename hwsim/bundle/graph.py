@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from hwsim.errors import UserError
-from hwsim.fixed import DEFAULT_ROUNDING, CodeFormat, IntFormat
+from hwsim.fixed import DEFAULT_ROUNDING, CodeFormat, FormatError, IntFormat
 
 
 class BundleError(UserError):
@@ -180,6 +180,23 @@ class BundleMeta:
         return IntFormat(self.acc_bits, True)
 
 
+def compact_int_dtype(lo: int, hi: int) -> np.dtype:
+    """The smallest numpy integer dtype holding ``[lo, hi]`` (codes are stored compactly)."""
+    for dt in (np.uint8, np.int8, np.uint16, np.int16, np.int32, np.int64):
+        info = np.iinfo(dt)
+        if info.min <= lo and hi <= info.max:
+            return np.dtype(dt)
+    raise FormatError(f"no integer dtype holds [{lo}, {hi}]")
+
+
+def compact_codes(codes: np.ndarray) -> np.ndarray:
+    """Integer ``codes`` (or integral floats) in the :func:`compact_int_dtype` of their range: how
+    reference.npz stores codes."""
+    if codes.size == 0:
+        return codes.astype(np.int64)
+    return codes.astype(compact_int_dtype(int(codes.min()), int(codes.max())), copy=False)
+
+
 @dataclass(frozen=True, eq=False)
 class Reference:
     """reference.npz: what the PyTorch model produced for a batch of inputs."""
@@ -197,9 +214,9 @@ class Reference:
         return int(self.input_codes.shape[0])
 
     def to_npz(self) -> dict[str, np.ndarray]:
-        """The arrays of reference.npz (keys as docs/export-format.md lists them)."""
-        out: dict[str, np.ndarray] = {"input_codes": self.input_codes, "labels": self.labels}
-        out.update({f"codes/{k}": v for k, v in self.codes.items()})
+        """The arrays of reference.npz (keys and dtypes as docs/export-format.md lists them)."""
+        out: dict[str, np.ndarray] = {"input_codes": compact_codes(self.input_codes), "labels": self.labels}
+        out.update({f"codes/{k}": compact_codes(v) for k, v in self.codes.items()})
         out.update({f"float/{k}": v for k, v in self.floats.items()})
         if self.eval_predictions is not None and self.eval_labels is not None:
             out["eval_predictions"] = self.eval_predictions

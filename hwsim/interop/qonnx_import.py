@@ -29,8 +29,7 @@ from typing import Any
 import numpy as np
 
 from hwsim.bundle import BundleBuilder, Reference, save_bundle
-from hwsim.bundle.build import compact_int_dtype
-from hwsim.bundle.graph import normalize_pixels, quantize_pixels
+from hwsim.bundle.graph import compact_codes, normalize_pixels, quantize_pixels
 from hwsim.bundle.lowering import DEFAULT_MULT_BITS, CodesValue, RequantTerm, mac_range, requant_constants
 from hwsim.errors import UserError
 from hwsim.fixed import CodeFormat, FormatError, bits_for_range
@@ -1231,12 +1230,6 @@ def _integers(values: np.ndarray, scale: float, what: str) -> np.ndarray:
     return r.astype(np.int64)
 
 
-def _compact(codes: np.ndarray) -> np.ndarray:
-    if codes.size == 0:
-        return codes.astype(np.int64)
-    return codes.astype(compact_int_dtype(int(codes.min()), int(codes.max())))
-
-
 def capture_reference(
     model: Any, plan: ImportPlan, x: np.ndarray
 ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -1268,7 +1261,7 @@ def capture_reference(
         floats[tensor] = out.astype(np.float32)
     input_codes = codes.pop(plan.input_tensor)
     floats.pop(plan.input_tensor)
-    return _compact(input_codes), {t: _compact(v) for t, v in codes.items()}, floats
+    return compact_codes(input_codes), {t: compact_codes(v) for t, v in codes.items()}, floats
 
 
 def predict(

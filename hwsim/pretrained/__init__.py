@@ -23,7 +23,7 @@ ordinary bundle directory (docs/export-format.md), so any ``hwsim`` command take
         notes: free text
     float:                           # optional: the float model the QAT runs started from
       checkpoint: float_resnet20.pt  # in the bundles directory, or null
-      top1_pytorch: 0.7129           # on eval_set: the baseline of the accuracy drops
+      top1_pytorch: 0.6834           # on eval_set: the baseline of the accuracy drops
       eval_set: CIFAR-10 test split, first 1017 images
       commands: [qat train ...]
 

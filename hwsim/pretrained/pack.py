@@ -12,9 +12,10 @@ batch with every layer's codes, and ``eval_predictions``/``eval_labels`` whole; 
 array is dropped when it equals ``codes * scale`` in float32 exactly (so nothing is lost; hwsim
 compare computes the same values from the codes) and kept otherwise. graph.yaml's
 ``reference.images`` is set to the images kept and, with ``--checkpoint``, the checkpoint's path
-to ``checkpoint.pt`` beside it. The copy is loaded back and checked value for value against the
-source before it replaces anything. Then add the model's entry to ``MANIFEST.yaml`` (the command
-prints one to start from).
+to ``checkpoint.pt`` beside it, and the run's ``metrics.csv`` (found beside the checkpoint) is
+copied too (the learning curves of docs/ are drawn from it). The copy is loaded back and checked
+value for value against the source before it replaces anything. Then add the model's entry to
+``MANIFEST.yaml`` (the command prints one to start from).
 """
 
 from __future__ import annotations
@@ -38,12 +39,19 @@ from hwsim.yaml_io import read_yaml
 
 DEFAULT_REFERENCE_IMAGES = 32
 CHECKPOINT_FILE = "checkpoint.pt"
+METRICS_FILE = "metrics.csv"  # the training run's per-epoch metrics (qat train), beside its checkpoint
 
 
 def _looks_packed(path: Path) -> bool:
     """A bundled model written before output markers: graph.yaml and only the files packed here."""
     names = {p.name for p in path.iterdir()}
-    return GRAPH_FILE in names and names <= {GRAPH_FILE, TENSORS_FILE, REFERENCE_FILE, CHECKPOINT_FILE}
+    return GRAPH_FILE in names and names <= {
+        GRAPH_FILE,
+        TENSORS_FILE,
+        REFERENCE_FILE,
+        CHECKPOINT_FILE,
+        METRICS_FILE,
+    }
 
 
 PACKED = register_kind("bundled model", recognize=_looks_packed)
@@ -154,6 +162,8 @@ def pack_bundle(
         )
         if ckpt is not None:
             shutil.copyfile(ckpt, tmp / CHECKPOINT_FILE)
+            if (ckpt.parent / METRICS_FILE).is_file():
+                shutil.copyfile(ckpt.parent / METRICS_FILE, tmp / METRICS_FILE)
         _check_copy(bundle, load_bundle(tmp), images)
     return dest.path
 

@@ -1,8 +1,9 @@
 """`qat train`: float pre-training, or quantization-aware fine-tuning from a float checkpoint.
 
 Place in the flow: the first step. Writes ``OUT/checkpoint.pt`` (every epoch; what
-``--resume`` reads), ``OUT/best.pt`` (the model at the best test top-1, without optimizer state) and
-``OUT/metrics.csv``; ``qat eval`` and ``qat export`` read the checkpoints.
+``--resume`` reads), ``OUT/best.pt`` (the model at the best validation top-1, without optimizer
+state; the validation images are ``--val-fraction`` of the training split, held out of training)
+and ``OUT/metrics.csv``; ``qat eval`` and ``qat export`` read the checkpoints.
 
     qat train --model resnet20 --epochs 200 --out runs/float --data cifar-10-batches-py
     qat train --model resnet20 --quant configs/quant/pact_a4w4.yaml --init runs/float/best.pt \\
@@ -21,6 +22,7 @@ import argparse
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -37,7 +39,16 @@ from qat.checkpoint import (
     save_checkpoint,
 )
 from qat.config import QuantConfig, load_config
-from qat.data import DataSource, Normalization, add_data_arguments, make_loader, resolve_data
+from qat.data import (
+    VALIDATION_FRACTION,
+    DataSource,
+    Normalization,
+    add_data_arguments,
+    loader_from_arrays,
+    make_loader,
+    resolve_data,
+    split_validation,
+)
 from qat.distributed import Context, launch_from_environment, started
 from qat.models import MODEL_NAMES, build_model
 from qat.train import (
@@ -121,6 +132,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--seed", type=seed_int, default=0, help="seed of initialization, shuffling, augmentation"
     )
     parser.add_argument(
+        "--val-fraction",
+        type=finite_float(0.0, 1.0, hi_open=True),
+        default=VALIDATION_FRACTION,
+        metavar="F",
+        help=f"share of the training images held out (stratified, fixed) to select best.pt on "
+        f"(default: {VALIDATION_FRACTION}); 0: no validation split, best.pt then follows the test "
+        "top-1 (optimistic)",
+    )
+    parser.add_argument(
         "--workers", type=workers_int, default=0, help="data-loader worker processes (default: 0)"
     )
     add_data_arguments(parser)
@@ -136,6 +156,7 @@ class Job:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     train_loader: torch.utils.data.DataLoader
+    val_loader: torch.utils.data.DataLoader | None
     test_loader: torch.utils.data.DataLoader
     source: DataSource
     normalization: Normalization
@@ -160,6 +181,7 @@ def run(args: argparse.Namespace) -> int:
             state = fit(
                 job.model,
                 job.train_loader,
+                job.val_loader,
                 job.test_loader,
                 job.cfg,
                 device,
@@ -175,6 +197,8 @@ def run(args: argparse.Namespace) -> int:
                     "out": str(job.out),
                     "epochs": state.epoch,
                     "best_top1": state.best_top1,
+                    "selected_on": "validation" if job.val_loader is not None else "test",
+                    "best_test_top1": best_test_top1(state),
                     "last_top1": state.metrics[-1]["test_acc"],
                     "device": device.type,
                 }
@@ -238,6 +262,7 @@ def prepare(args: argparse.Namespace, ctx: Context) -> Job | None:
             batch_size=args.batch_size,
             seed=args.seed,
             workers=args.workers,
+            val_fraction=args.val_fraction,
         )
         normalization = Normalization()
         torch.manual_seed(cfg.seed)
@@ -259,27 +284,23 @@ def prepare(args: argparse.Namespace, ctx: Context) -> Job | None:
         load_training_state(optimizer, scheduler, payload, ckpt_path)
 
     pin = device.type == "cuda"
-    train_loader = make_loader(
-        source,
-        "train",
-        cfg.batch_size,
-        train=True,
-        normalization=normalization,
-        workers=cfg.workers,
-        seed=cfg.seed,
-        pin_memory=pin,
-        shard=ctx.shard,
+    images, labels = source.load("train")
+    train_idx, val_idx = split_validation(labels, cfg.val_fraction)
+    common: dict[str, Any] = {
+        "normalization": normalization,
+        "workers": cfg.workers,
+        "pin_memory": pin,
+        "shard": ctx.shard,
+    }
+    train_loader = loader_from_arrays(
+        images[train_idx], labels[train_idx], cfg.batch_size, train=True, seed=cfg.seed, **common
     )
-    test_loader = make_loader(
-        source,
-        "test",
-        cfg.batch_size,
-        train=False,
-        normalization=normalization,
-        workers=cfg.workers,
-        pin_memory=pin,
-        shard=ctx.shard,
+    val_loader = (
+        loader_from_arrays(images[val_idx], labels[val_idx], cfg.batch_size, train=False, **common)
+        if val_idx.size
+        else None
     )
+    test_loader = make_loader(source, "test", cfg.batch_size, train=False, **common)
     processes = (
         f" x {ctx.world_size} processes ({ctx.backend}, batch {cfg.batch_size} per process)"
         if ctx.distributed
@@ -287,7 +308,8 @@ def prepare(args: argparse.Namespace, ctx: Context) -> Job | None:
     )
     ctx.log(
         f"training {model.model_name} on {source.describe()}, {device.type}{processes}: "
-        f"{len(train_loader.dataset)} train / {len(test_loader.dataset)} test images, "
+        f"{len(train_loader.dataset)} train / {len(val_idx)} validation / {len(test_loader.dataset)} "
+        f"test images{'' if val_loader else ' (no validation split: best.pt follows the test top-1)'}, "
         f"epochs {state.epoch + 1}..{cfg.epochs}, lr {cfg.lr} ({cfg.schedule}), out {out}"
     )
     return Job(
@@ -297,6 +319,7 @@ def prepare(args: argparse.Namespace, ctx: Context) -> Job | None:
         optimizer=optimizer,
         scheduler=scheduler,
         train_loader=train_loader,
+        val_loader=val_loader,
         test_loader=test_loader,
         source=source,
         normalization=normalization,
@@ -305,6 +328,13 @@ def prepare(args: argparse.Namespace, ctx: Context) -> Job | None:
         out=out,
         run_dir=run_dir,
     )
+
+
+def best_test_top1(state: RunState) -> float | None:
+    """The test top-1 of ``best.pt``'s epoch: the first to reach the best selection score (as fit keeps)."""
+    column = "val_acc" if state.metrics and "val_acc" in state.metrics[-1] else "test_acc"
+    rows = [r for r in state.metrics if r.get(column) == round(state.best_top1, 4)]
+    return rows[0]["test_acc"] if rows else None
 
 
 def save(job: Job, st: RunState, is_best: bool) -> None:

@@ -11,7 +11,7 @@ import yaml
 from hwsim.bundle import load_bundle
 from hwsim.bundle.synthetic import random_resnet20_bundle
 from hwsim.errors import UserError
-from hwsim.pretrained import ManifestError, float_baseline, list_bundles, primary_model
+from hwsim.pretrained import BUNDLES_DIR, ManifestError, float_baseline, list_bundles, primary_model
 from hwsim.pretrained.pack import pack_bundle
 from hwsim.pretrained.results import (
     BEGIN,
@@ -77,6 +77,16 @@ def test_bundled_models_load_with_their_manifest() -> None:
         assert bundle.reference is not None and bundle.reference.eval_predictions is not None
         assert model.checkpoint is None or model.checkpoint.is_file()
         assert (REPO / str(model.config)).is_file(), model.config
+
+
+MAX_BUNDLES_BYTES = 40_000_000  # the bundled models' size limit (hwsim/pretrained/bundles/README.md)
+
+
+def test_bundled_models_stay_under_40_mb() -> None:
+    """Every file the package ships under bundles/ (models, checkpoints, metrics) together: the
+    reference codes take the smallest dtype of their range, which keeps it so."""
+    total = sum(f.stat().st_size for f in BUNDLES_DIR.rglob("*") if f.is_file())
+    assert 0 < total < MAX_BUNDLES_BYTES, total
 
 
 def test_float_record_errors_name_the_field(bundle: Path, tmp_path: Path) -> None:

@@ -74,9 +74,9 @@ def test_random_resnet20(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", ["dorefa_a4w4", "xnor"])
-def test_pretrained_version1(tmp_path: Path, name: str) -> None:
+def test_pretrained(tmp_path: Path, name: str) -> None:
     original, back = roundtrip(PRETRAINED / name, tmp_path)
-    assert original.meta.format_version == 1 and back.meta.format_version == 2
+    assert back.meta.format_version == 2
     assert all(n.rounding == "half_up" for n in back.nodes if n.op == "requant")
     assert_same_bundle(original, back)
 

@@ -274,6 +274,30 @@ def test_resume_from_the_unmodified_checkpoint_runs(run_dir: Path, tmp_path: Pat
     assert read_checkpoint(run / "checkpoint.pt")["epoch"] == 2
 
 
+def test_a_run_from_before_the_validation_split_resumes_selecting_on_test(
+    run_dir: Path, tmp_path: Path, cli: Cli
+) -> None:
+    """Rows without val_loss/val_acc and train_args without val_fraction: such a run resumes as it
+    was started, with no validation split (best.pt follows the test top-1)."""
+    run = Path(shutil.copytree(run_dir, tmp_path / "run"))
+
+    def older(payload: dict[str, Any]) -> None:
+        del payload["train_args"]["val_fraction"]
+        for row in payload["metrics"]:
+            del row["val_loss"], row["val_acc"]
+        payload["best_top1"] = payload["metrics"][-1]["test_acc"]
+
+    mutated(run / "checkpoint.pt", run / "checkpoint.pt", older)
+    code, err = cli(qat_main, ["train", "--resume", "--epochs", "2", "--out", str(run), *DATA])
+    assert code == 0, err
+    payload = read_checkpoint(run / "checkpoint.pt")
+    assert payload["epoch"] == 2 and payload["train_args"]["val_fraction"] == 0.0
+    assert "val_acc" not in payload["metrics"][-1]
+    assert payload["best_top1"] == pytest.approx(max(r["test_acc"] for r in payload["metrics"]), abs=1e-4)
+    first_row = (run / "metrics.csv").read_text().splitlines()[1]
+    assert ",," in first_row  # the validation columns of the older rows are empty
+
+
 def test_missing_required_keys_are_listed(tmp_path: Path, cli: Cli) -> None:
     path = tmp_path / "x.pt"
     torch.save({"format": "qat-checkpoint", "format_version": 1, "model": "toynet"}, path)

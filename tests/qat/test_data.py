@@ -19,6 +19,7 @@ from qat.data import (
     make_loader,
     random_crop_flip,
     resolve_data,
+    split_validation,
 )
 
 
@@ -164,3 +165,39 @@ def test_real_subset_loader(cifar10_dir: Path) -> None:
     train = make_loader(src, "train", 128, train=True)
     xb, yb = next(iter(train))
     assert xb.shape == (128, 3, 32, 32) and yb.dtype == torch.int64
+
+
+def test_validation_split_is_fixed_stratified_and_disjoint() -> None:
+    labels = np.repeat(np.arange(10), [50, 51, 49, 60, 40, 55, 45, 50, 50, 50])[::-1].copy()
+    train, val = split_validation(labels, 0.1)
+    again_train, again_val = split_validation(labels, 0.1)
+    assert np.array_equal(train, again_train) and np.array_equal(val, again_val)  # no seed: fixed
+    assert np.all(np.diff(train) > 0) and np.all(np.diff(val) > 0)
+    assert np.intersect1d(train, val).size == 0 and train.size + val.size == labels.size
+    counts = np.bincount(labels, minlength=10)
+    held = np.bincount(labels[val], minlength=10)
+    assert val.size == 50  # round(0.1 * 500)
+    assert np.all(np.abs(held - 0.1 * counts) <= 1)  # every class gives a tenth, to within one
+    # different fractions draw from the same permutation: a larger one holds out a superset
+    _, more = split_validation(labels, 0.2)
+    assert set(val.tolist()) <= set(more.tolist())
+    none_train, none_val = split_validation(labels, 0.0)
+    assert none_val.size == 0 and np.array_equal(none_train, np.arange(labels.size))
+
+
+def test_validation_split_of_few_images_and_refusals() -> None:
+    train, val = split_validation(np.arange(10), 0.1)  # one image per class: still one held out
+    assert val.size == 1 and train.size == 9
+    with pytest.raises(UserError, match="leaving none to train on.*--val-fraction 0"):
+        split_validation(np.zeros(1, dtype=np.int64), 0.1)
+    with pytest.raises(UserError, match="--val-fraction"):
+        split_validation(np.zeros(10, dtype=np.int64), 1.0)
+
+
+def test_validation_split_of_the_real_subset(cifar10_dir: Path) -> None:
+    _, labels = load_cifar10(cifar10_dir, "train")
+    train, val = split_validation(labels, 0.1)
+    counts = np.bincount(labels, minlength=10)
+    print(f"{labels.size} training images, per class {counts.tolist()}; validation {val.size}")
+    assert val.size == 508 and train.size + val.size == labels.size == 5085  # round(508.5), even
+    assert np.all(np.abs(np.bincount(labels[val], minlength=10) - 0.1 * counts) <= 1)

@@ -74,7 +74,12 @@ def test_float_then_qat_then_eval_end_to_end(tmp_path: Path, capsys: pytest.Capt
     assert payload["model"] == "resnet20" and payload["epoch"] == 2 and payload["quant_source"] is None
     assert payload["metrics"][-1]["test_acc"] == float(rows[-1]["test_acc"])
     best = read_checkpoint(float_dir / "best.pt")
-    assert best["best_top1"] == max(float(r["test_acc"]) for r in rows) == summary["best_top1"]
+    # best.pt is selected on the validation images; the test split is only reported
+    assert summary["selected_on"] == "validation"
+    assert best["best_top1"] == summary["best_top1"]
+    assert round(best["best_top1"], 4) == max(float(r["val_acc"]) for r in rows)  # rows keep 4 decimals
+    chosen = next(r for r in rows if float(r["val_acc"]) == round(best["best_top1"], 4))
+    assert best["epoch"] == int(chosen["epoch"]) and summary["best_test_top1"] == float(chosen["test_acc"])
     assert payload["optimizer"] is not None and best["optimizer"] is None and best["scheduler"] is None
 
     cfg = REPO / "configs/quant/pact_a4w4.yaml"
@@ -91,6 +96,7 @@ def test_float_then_qat_then_eval_end_to_end(tmp_path: Path, capsys: pytest.Capt
     ]
     code, out, err = run_cli([*argv, *DATA], capsys)
     assert code == 0, err
+    qat_summary = last_json(out)
     assert "loaded 131 tensors" in out  # every float tensor; the 19 PACT alphas start at pact_init
     payload = read_checkpoint(qat_dir / "checkpoint.pt")
     assert payload["init"] == str(float_dir / "best.pt")
@@ -109,7 +115,13 @@ def test_float_then_qat_then_eval_end_to_end(tmp_path: Path, capsys: pytest.Capt
     result = json.loads(out)
     assert set(result) == {"checkpoint", "model", "split", "data", "images", "top1", "loss", "device"}
     assert result["images"] == 64 and result["device"] == "cpu" and result["model"] == "resnet20"
-    assert result["top1"] == pytest.approx(read_checkpoint(qat_dir / "best.pt")["best_top1"], abs=1e-3)
+    assert result["top1"] == pytest.approx(qat_summary["best_test_top1"], abs=1e-3)
+    # the images the run held out, on which best.pt was selected: its best_top1 again
+    code, out, err = run_cli(["eval", str(qat_dir / "best.pt"), "--split", "validation", *DATA], capsys)
+    assert code == 0, err
+    val = json.loads(out)
+    assert val["split"] == "validation" and val["images"] == round(0.1 * 64)
+    assert val["top1"] == pytest.approx(qat_summary["best_top1"], abs=1e-3)
 
     model, meta = load_model(qat_dir / "best.pt", "cpu")
     assert not model.training and meta["model"] == "resnet20"
@@ -205,6 +217,11 @@ def test_user_errors_exit_2_without_traceback(tmp_path: Path, capsys: pytest.Cap
     assert code == 2 and "not a readable PyTorch checkpoint" in err and "Traceback" not in err
     code, _, err = run_cli(["eval", str(tmp_path / "none.pt"), "--synthetic", "8"], capsys)
     assert code == 2 and "no such file" in err
+    whole = tmp_path / "whole"  # selected on the test split: there are no validation images to evaluate
+    argv = ["train", "--epochs", "1", "--val-fraction", "0", "--out", str(whole), *DATA]
+    assert run_cli(argv, capsys)[0] == 0
+    code, _, err = run_cli(["eval", str(whole / "best.pt"), "--split", "validation", *DATA], capsys)
+    assert code == 2 and "held out no validation images" in err and "Traceback" not in err
     if not torch.cuda.is_available():
         code, _, err = run_cli(["eval", str(run / "best.pt"), "--synthetic", "8", "--device", "cuda"], capsys)
         assert code == 2 and "no CUDA device" in err
@@ -249,7 +266,7 @@ def test_training_on_real_images_lowers_the_loss(cifar10_dir: Path) -> None:
     before = evaluate(model, test, device)
     print(f"held-out loss at initialization {before.loss:.4f}")
     state = fit(
-        model, train, test, cfg, device, optimizer, scheduler, RunState(), lambda s, b: None, log=print
+        model, train, None, test, cfg, device, optimizer, scheduler, RunState(), lambda s, b: None, log=print
     )
     after = evaluate(model, test, device)
     losses = [r["train_loss"] for r in state.metrics]
