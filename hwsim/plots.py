@@ -25,12 +25,17 @@ Row = dict[str, Any]
 COLORS = {"compute": "#4C72B0", "preload": "#8172B2", "fill_drain": "#DD8452", "stall": "#C44E52"}
 
 
+def png_bytes(fig: plt.Figure, dpi: int = 110, metadata: dict[str, str] | None = None) -> bytes:
+    """``fig`` rendered to PNG (tight bounding box, optional PNG text ``metadata``), then closed."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", metadata=metadata)
+    plt.close(fig)
+    return buf.getvalue()
+
+
 def save_figure(fig: plt.Figure, path: Path) -> Path:
     """Render ``fig`` to PNG at ``path`` atomically and close it (every plot of hwsim is saved here)."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return write_atomic(path, buf.getvalue())
+    return write_atomic(path, png_bytes(fig))
 
 
 def _layer_axis(ax: plt.Axes, names: Sequence[str]) -> None:

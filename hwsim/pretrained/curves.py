@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import math
 import sys
 from collections.abc import Sequence
@@ -118,7 +117,7 @@ def bundled_curves(directory: Path = BUNDLES_DIR) -> list[LearningCurve]:
 
 def plot_learning_curves(curves: Sequence[LearningCurve], path: Path) -> Path:
     """One row per model pair: top-1 (train, validation, test) and loss panels side by side."""
-    from hwsim.plots import plt
+    from hwsim.plots import plt, png_bytes
 
     out = claim(path, CURVES_PNG)
 
@@ -156,10 +155,7 @@ def plot_learning_curves(curves: Sequence[LearningCurve], path: Path) -> Path:
         fontsize=10,
     )
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight", metadata={"Software": _SIGNATURE})
-    plt.close(fig)
-    return publish_file(out, CURVES_PNG, buf.getvalue())
+    return publish_file(out, CURVES_PNG, png_bytes(fig, dpi=100, metadata={"Software": _SIGNATURE}))
 
 
 def main(argv: list[str] | None = None) -> int:
