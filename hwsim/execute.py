@@ -184,9 +184,16 @@ _SHARED: Any = None  # a local worker's shared data (set once, when the pool sta
 
 def _start_local_worker(shared: Any) -> None:
     """A local worker starts: ``shared`` kept; Ctrl-C (sent to the whole process group) left to the
-    command, which stops the workers itself; SIGTERM ends a worker at once, silently."""
+    command, which stops the workers itself; SIGTERM ends a worker at once, silently.
+
+    tqdm's own lock, which every ``tqdm()`` takes (even a disabled one: a worker's emulations
+    make them), is a semaphore that a forked worker shares with the command: a worker stopped
+    while it holds it (terminated on an error or a signal, or killed) would leave the command's
+    progress bar waiting for it forever. A worker draws no bar, so it gets a lock of its own.
+    """
     global _SHARED
     _SHARED = shared
+    tqdm.set_lock(threading.RLock())
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 

@@ -282,6 +282,39 @@ def test_a_local_pool_gives_the_serial_result(serial_sweep: dict[str, bytes], tm
     assert reports(out) == serial_sweep
 
 
+DIES_HOLDING_THE_BAR_LOCK = """
+import os, signal
+from tqdm import tqdm
+from hwsim.errors import UserError
+from hwsim.execute import ExecutorConfig, run_tasks
+
+def task(shared, i):
+    if i == 0:  # stopped inside a tqdm() call: every tqdm(), even a disabled one, takes this lock
+        tqdm.get_lock().acquire()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return i
+
+try:
+    run_tasks(task, None, [0, 1, 2, 3], ExecutorConfig(kind="local", workers=2), progress=True)
+except UserError as err:
+    print("error:", err)
+tqdm(total=1).close()  # and the command's next bar
+print("returned")
+"""
+
+
+def test_a_worker_killed_inside_tqdm_leaves_the_command_free_to_stop() -> None:
+    # Before each worker took a lock of its own, the command's bar waited forever for the lock that
+    # the dead worker held (a semaphore shared across fork): SIGTERM to a 64-configuration
+    # `hwsim simulate --grid` after its first task hung 3 runs of 40 (none of 120 since).
+    run = subprocess.run(
+        [sys.executable, "-c", DIES_HOLDING_THE_BAR_LOCK], capture_output=True, text=True, timeout=60, env=ENV
+    )
+    assert run.returncode == 0, run.stderr
+    assert "error: a worker process of the local pool died" in run.stdout, run.stdout
+    assert run.stdout.rstrip().endswith("returned"), run.stdout
+
+
 def test_a_journal_path_that_is_not_a_journal_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
