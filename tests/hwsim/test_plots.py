@@ -1,0 +1,87 @@
+"""hwsim.plots.png_bytes, the one PNG renderer: it measures the tight box itself and draws each
+figure once, and its bytes equal matplotlib's own ``savefig(bbox_inches="tight")`` (which draws
+twice) for every plot the commands make: the demo's, ``hwsim simulate``'s (a grid too),
+``hwsim sweep``'s, ``hwsim assign``'s and the learning curves."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from hwsim import plots
+from hwsim.bundle.synthetic import tiny_bundle
+from hwsim.cli import main
+from hwsim.pretrained import curves
+
+REPO = Path(__file__).resolve().parents[2]
+HW = REPO / "configs" / "hw" / "ws_16x16.yaml"
+
+Pair = tuple[bytes, bytes]  # (matplotlib's tight savefig, png_bytes)
+
+
+@pytest.fixture
+def rendered(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Pair]]:
+    """Every figure a command renders, both ways."""
+    pairs: list[Pair] = []
+    real: Callable[..., bytes] = plots.png_bytes
+
+    def both(fig: plots.plt.Figure, dpi: int = 110, metadata: dict[str, str] | None = None) -> bytes:
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", metadata=metadata)
+        got = real(fig, dpi, metadata)
+        pairs.append((buf.getvalue(), got))
+        return got
+
+    monkeypatch.setattr(plots, "png_bytes", both)
+    yield pairs
+
+
+def test_every_plot_of_the_commands_is_the_bytes_of_a_tight_savefig(
+    rendered: list[Pair], tmp_path: Path
+) -> None:
+    b = str(tiny_bundle(tmp_path / "in" / "b", reference_images=8))
+    tiny_bundle(tmp_path / "in" / "bundles" / "tiny", reference_images=8)
+    quiet = ["--no-progress"]
+    runs = {
+        "demo": [
+            *("demo", "--bundles", str(tmp_path / "in" / "bundles"), "--out", str(tmp_path / "demo")),
+            *("--jobs", "1", "--sim-images", "1", "--sweep-images", "4", "--precision-sweep", "all", *quiet),
+        ],
+        "simulate": [
+            "simulate",
+            b,
+            "--hw",
+            str(HW),
+            "--images",
+            "2",
+            "--report",
+            str(tmp_path / "sim"),
+            *quiet,
+        ],
+        "grid": [
+            *("simulate", b, "--hw", str(HW), "--grid", "rows=4,8", "--images", "1"),
+            *("--jobs", "1", "--report", str(tmp_path / "grid"), *quiet),
+        ],
+        "sweep": [
+            *("sweep", b, "--what", "acc_bits", "--range", "6..9", "--images", "4", "--jobs", "1"),
+            *("--report", str(tmp_path / "sweep"), *quiet),
+        ],
+        "assign": [
+            *("assign", b, "--hw", str(HW), "--range", "3..8", "--images", "4", "--jobs", "1"),
+            *("--report", str(tmp_path / "assign"), *quiet),
+        ],
+    }
+    counts = {}
+    for name, argv in runs.items():
+        before = len(rendered)
+        assert main(argv) == 0, name
+        counts[name] = len(rendered) - before
+    before = len(rendered)
+    assert curves.main(["--out", str(tmp_path / "curves.png")]) == 0
+    counts["curves"] = len(rendered) - before
+    assert all(counts.values()), counts  # every command drew through png_bytes
+    different = [i for i, (want, got) in enumerate(rendered) if want != got]
+    assert not different, f"{len(different)} of {len(rendered)} PNGs differ from a tight savefig"
