@@ -642,6 +642,7 @@ DEMO = register_kind("demo", recognize=_looks_like_demo)
 def run_demo(config: DemoConfig) -> DemoResult:
     """Run the demo (see the module docstring) and write ``config.out``; returns the index and summaries."""
     start = time.perf_counter()
+    plots.pyplot()  # imported once here: the forked workers that draw the models' plots inherit it
     models, precision_models = select_models(config)
     tasks: list[tuple[str, str, str]] = [
         ("precision", m.name, what) for m in precision_models for what in ("acc_bits", "w_bits", "a_bits")

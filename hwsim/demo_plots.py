@@ -12,23 +12,20 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-
-from hwsim.plots import save_figure  # noqa: E402
+from hwsim.plots import save_figure, subplots
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
     from hwsim.demo import DemoConfig
 
 Summary = dict[str, Any]
 PALETTE = ("#4C72B0", "#DD8452", "#55A868", "#8172B2", "#C44E52", "#937860")
 
 
-def _models_axis(ax: plt.Axes, summaries: Sequence[Summary]) -> None:
+def _models_axis(ax: Axes, summaries: Sequence[Summary]) -> None:
     labels = [str(s["title"]) for s in summaries]
     ax.set_xticks(range(len(labels)))
     rotate = len(labels) > 5 or max((len(lb) for lb in labels), default=0) > 12
@@ -40,7 +37,7 @@ def _width(n: int) -> float:
     return max(6.5, 0.75 * n + 2.5)
 
 
-def _bars(ax: plt.Axes, series: Sequence[tuple[str, Sequence[float | None]]], fmt: str) -> None:
+def _bars(ax: Axes, series: Sequence[tuple[str, Sequence[float | None]]], fmt: str) -> None:
     """Grouped bars, one group per model, value printed above each bar; None is drawn as 'n/a'."""
     n = len(series)
     width = 0.8 / n
@@ -71,7 +68,7 @@ def plot_accuracy(summaries: Sequence[Summary], config: DemoConfig, path: Path) 
     def pct(key: str) -> list[float | None]:
         return [None if s.get(key) is None else 100.0 * float(s[key]) for s in summaries]
 
-    fig, ax = plt.subplots(figsize=(_width(len(summaries)), 4.4))
+    fig, ax = subplots(figsize=(_width(len(summaries)), 4.4))
     _bars(
         ax,
         [
@@ -96,7 +93,7 @@ def plot_accuracy(summaries: Sequence[Summary], config: DemoConfig, path: Path) 
 
 def plot_latency(summaries: Sequence[Summary], config: DemoConfig, path: Path) -> Path:
     """Total latency per image on each hardware configuration, per model (microseconds)."""
-    fig, ax = plt.subplots(figsize=(_width(len(summaries)), 4.2))
+    fig, ax = subplots(figsize=(_width(len(summaries)), 4.2))
     series = [
         (f"{h.label} ({h.describe()}, {h.clock_mhz:g} MHz)", [s[f"latency_us@{h.label}"] for s in summaries])
         for h in config.hw
@@ -115,9 +112,11 @@ def plot_latency(summaries: Sequence[Summary], config: DemoConfig, path: Path) -
 def plot_accumulators(summaries: Sequence[Summary], config: DemoConfig, path: Path) -> Path:
     """Accumulator widths each model needs (worst case, seen, swept) against the array's, and "
     "overflowing layers."""
+    from matplotlib.ticker import MaxNLocator
+
     hw = config.hw[0]
     x = np.arange(len(summaries))
-    fig, (ax1, ax2) = plt.subplots(
+    fig, (ax1, ax2) = subplots(
         2, 1, figsize=(_width(len(summaries)), 6.2), sharex=True, gridspec_kw={"height_ratios": [2, 1]}
     )
     ax1.plot(
@@ -188,7 +187,7 @@ def plot_accumulators(summaries: Sequence[Summary], config: DemoConfig, path: Pa
 
 def plot_size(summaries: Sequence[Summary], config: DemoConfig, path: Path) -> Path:
     """Weight memory of each model at the nominal and at the stored widths (KiB)."""
-    fig, ax = plt.subplots(figsize=(_width(len(summaries)), 4.2))
+    fig, ax = subplots(figsize=(_width(len(summaries)), 4.2))
     kib = 8 * 1024
     _bars(
         ax,
@@ -222,7 +221,7 @@ def plot_acc_sweep(
     """One model, every accumulator at one width: top-1 agreement (%) and overflowing layers "
     "against the width."""
     bits = [p["bits"] for p in points]
-    fig, ax1 = plt.subplots(figsize=(7.0, 3.8))
+    fig, ax1 = subplots(figsize=(7.0, 3.8))
     ax1.plot(bits, [100 * p["agreement"] for p in points], "o-", color="#4C72B0", label="top-1 agreement (%)")
     ax1.axhline(100 * threshold, color="#4C72B0", ls=":", lw=1, label=f"threshold ({100 * threshold:g} %)")
     ax1.axvline(hw.pe.acc_bits, color="#C44E52", ls="--", lw=1.2, label=f"{hw.label}: {hw.pe.acc_bits} bits")

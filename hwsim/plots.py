@@ -7,25 +7,45 @@ return its path; ``hwsim.report`` embeds them in ``report.html``. matplotlib's A
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from hwsim.atomic import write_atomic
 
-from hwsim.atomic import write_atomic  # noqa: E402
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 Row = dict[str, Any]
 COLORS = {"compute": "#4C72B0", "preload": "#8172B2", "fill_drain": "#DD8452", "stall": "#C44E52"}
 
 
-def png_bytes(fig: plt.Figure, dpi: int = 110, metadata: dict[str, str] | None = None) -> bytes:
+@functools.cache
+def pyplot() -> ModuleType:
+    """``matplotlib.pyplot`` on the Agg backend, imported on the first plot rather than with hwsim:
+    matplotlib takes most of a command's start-up (about 0.9 s of 1.6 s for ``hwsim --help``), and
+    most commands draw nothing."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot
+
+    return matplotlib.pyplot
+
+
+def subplots(*args: Any, **kwargs: Any) -> tuple[Figure, Any]:
+    """``subplots(...)`` (see :func:`pyplot`): where every plot of hwsim gets its figure."""
+    return pyplot().subplots(*args, **kwargs)
+
+
+def png_bytes(fig: Figure, dpi: int = 110, metadata: dict[str, str] | None = None) -> bytes:
     """``fig`` rendered to PNG (tight bounding box, optional PNG text ``metadata``), then closed.
 
     The tight box is measured here and handed to ``savefig``, which then draws the figure once;
@@ -33,19 +53,19 @@ def png_bytes(fig: plt.Figure, dpi: int = 110, metadata: dict[str, str] | None =
     are the same (tests/hwsim/test_plots.py); the plots take a fifth less time.
     """
     fig.set_dpi(dpi)
-    box = fig.get_tightbbox(fig.canvas.get_renderer()).padded(plt.rcParams["savefig.pad_inches"])
+    box = fig.get_tightbbox(fig.canvas.get_renderer()).padded(pyplot().rcParams["savefig.pad_inches"])
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches=box, metadata=metadata)
-    plt.close(fig)
+    pyplot().close(fig)
     return buf.getvalue()
 
 
-def save_figure(fig: plt.Figure, path: Path) -> Path:
+def save_figure(fig: Figure, path: Path) -> Path:
     """Render ``fig`` to PNG at ``path`` atomically and close it (every plot of hwsim is saved here)."""
     return write_atomic(path, png_bytes(fig))
 
 
-def _layer_axis(ax: plt.Axes, names: Sequence[str]) -> None:
+def _layer_axis(ax: Axes, names: Sequence[str]) -> None:
     ax.set_xticks(range(len(names)))
     ax.set_xticklabels(names, rotation=70, ha="right", fontsize=7)
     ax.set_xlim(-0.6, len(names) - 0.4)
@@ -58,7 +78,7 @@ def _width(n: int) -> float:
 def plot_latency(rows: Sequence[Row], path: Path, title: str) -> Path:
     """Stacked cycles per layer: compute, preload, fill/drain, memory stall."""
     names = [r["name"] for r in rows]
-    fig, ax = plt.subplots(figsize=(_width(len(rows)), 4.2))
+    fig, ax = subplots(figsize=(_width(len(rows)), 4.2))
     bottom = np.zeros(len(rows))
     for key, label in (
         ("compute_cycles", "compute"),
@@ -89,7 +109,7 @@ ENERGY_PARTS = (
 def plot_energy(rows: Sequence[Row], path: Path, title: str) -> Path:
     """Stacked energy per layer: compute, on-chip buffers, DRAM, static (first-order, hwsim.energy)."""
     names = [r["name"] for r in rows]
-    fig, ax = plt.subplots(figsize=(_width(len(rows)), 4.2))
+    fig, ax = subplots(figsize=(_width(len(rows)), 4.2))
     bottom = np.zeros(len(rows))
     for key, label, color in ENERGY_PARTS:
         values = np.array([r.get(key) or 0 for r in rows], dtype=float) / 1000.0  # empty: no MAC node
@@ -108,7 +128,7 @@ def plot_utilization(rows: Sequence[Row], path: Path, title: str) -> Path:
     """PE utilization per layer: of the array's own cycles, and with memory stalls."""
     names = [r["name"] for r in rows]
     x = np.arange(len(rows))
-    fig, ax = plt.subplots(figsize=(_width(len(rows)), 3.8))
+    fig, ax = subplots(figsize=(_width(len(rows)), 3.8))
     ax.bar(x - 0.2, [100 * r["array_utilization"] for r in rows], 0.4, label="array cycles", color="#4C72B0")
     ax.bar(x + 0.2, [100 * r["utilization"] for r in rows], 0.4, label="with stalls", color="#55A868")
     _layer_axis(ax, names)
@@ -124,7 +144,7 @@ def plot_overflow(rows: Sequence[Row], path: Path, title: str) -> Path:
     """Overflowed outputs per layer (fraction), with each layer's accumulator need against the width."""
     names = [r["name"] for r in rows]
     x = np.arange(len(rows))
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(_width(len(rows)), 6), sharex=True)
+    fig, (ax1, ax2) = subplots(2, 1, figsize=(_width(len(rows)), 6), sharex=True)
     rates = [100 * r.get("overflow_rate", 0.0) for r in rows]
     ax1.bar(x, rates, color=["#C44E52" if v > 0 else "#8C8C8C" for v in rates])
     ax1.set_ylabel("outputs overflowed (%)")
@@ -160,7 +180,7 @@ def plot_error(rows: Sequence[Row], path: Path, title: str) -> Path:
     """Per layer: SQNR against the reference (dB) and the rate of mismatching codes."""
     names = [r["name"] for r in rows]
     x = np.arange(len(rows))
-    fig, ax1 = plt.subplots(figsize=(_width(len(rows)), 4))
+    fig, ax1 = subplots(figsize=(_width(len(rows)), 4))
     sqnr = [r.get("sqnr_db") for r in rows]
     finite = [v if v is not None and math.isfinite(v) else np.nan for v in sqnr]
     ax1.bar(x, finite, color="#4C72B0", label="SQNR (dB)")
@@ -191,7 +211,7 @@ def plot_heatmap(
     vmax: float | None = None,
 ) -> Path:
     """A layer x bit-width heatmap (e.g. top-1 agreement after re-quantizing one layer)."""
-    fig, ax = plt.subplots(figsize=(2.2 + 0.7 * len(widths), 1.2 + 0.3 * len(layers)))
+    fig, ax = subplots(figsize=(2.2 + 0.7 * len(widths), 1.2 + 0.3 * len(layers)))
     shown = np.where(np.isfinite(values), values, np.nan)  # inf (identical output) is drawn as "="
     im = ax.imshow(shown, aspect="auto", cmap="viridis", vmin=vmin, vmax=vmax)
     ax.set_xticks(range(len(widths)))
@@ -253,7 +273,7 @@ def plot_roofline(rows: Sequence[Row], pes: int, bytes_per_cycle: float, path: P
     rows = [r for r in rows if r["macs"]]
     ai = np.array([r["arithmetic_intensity"] for r in rows], dtype=float)
     perf = np.array([r["macs"] / r["cycles"] for r in rows], dtype=float)
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    fig, ax = subplots(figsize=(6.5, 4.5))
     lo = max(1e-2, float(np.nanmin(ai)) / 4) if len(ai) else 0.1
     hi = float(np.nanmax(ai[np.isfinite(ai)])) * 4 if np.isfinite(ai).any() else 100.0
     xs = np.logspace(math.log10(lo), math.log10(max(hi, pes / bytes_per_cycle * 4)), 200)
@@ -286,7 +306,7 @@ def plot_design_space(summaries: Sequence[Row], path: Path, title: str) -> Path:
     """Total latency and utilization per hardware configuration."""
     labels = [s["hw"] for s in summaries]
     x = np.arange(len(summaries))
-    fig, ax1 = plt.subplots(figsize=(max(6.0, 0.8 * len(summaries) + 2), 4.2))
+    fig, ax1 = subplots(figsize=(max(6.0, 0.8 * len(summaries) + 2), 4.2))
     ax1.bar(x, [s["latency_us"] for s in summaries], color="#4C72B0")
     ax1.set_ylabel("latency per inference (us)")
     ax2 = ax1.twinx()
@@ -303,7 +323,7 @@ def plot_design_space(summaries: Sequence[Row], path: Path, title: str) -> Path:
 def plot_pareto(points: Sequence[Row], path: Path, title: str, cost_label: str, floor: float) -> Path:
     """Cost vs measured top-1 agreement of each candidate (``label``, ``cost``, ``agreement``,
     ``kind``: ``assignment``, ``try`` (rejected or superseded), ``baseline``); the floor as a line."""
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    fig, ax = subplots(figsize=(7.5, 4.8))
     style = {
         "try": {"marker": "o", "facecolors": "none", "edgecolors": "#999999", "s": 36},
         "baseline": {"marker": "s", "color": "#4C72B0", "s": 44},

@@ -23,18 +23,17 @@ import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from hwsim.atomic import write_atomic
+from hwsim.output import REPORT, Output, publish_directory
+from hwsim.plots import save_figure, subplots
+from hwsim.results import Column, table
 
-from hwsim.atomic import write_atomic  # noqa: E402
-from hwsim.output import REPORT, Output, publish_directory  # noqa: E402
-from hwsim.plots import save_figure  # noqa: E402
-from hwsim.results import Column, table  # noqa: E402
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 Row = dict[str, Any]
 PlotFn = Callable[[Sequence[Row], Path, str], Path]
@@ -105,7 +104,7 @@ def fmt_value(value: Any) -> str:
     return str(value)
 
 
-def _layer_axis(ax: plt.Axes, names: Sequence[str]) -> None:
+def _layer_axis(ax: Axes, names: Sequence[str]) -> None:
     ax.set_xticks(range(len(names)))
     ax.set_xticklabels(names, rotation=70, ha="right", fontsize=7)
     ax.set_xlim(-0.6, len(names) - 0.4)
@@ -116,7 +115,7 @@ def plot_error_per_layer(rows: Sequence[Row], path: Path, title: str) -> Path:
     rows = [r for r in rows if r.get("mismatch_rate") is not None]
     names = [str(r["name"]) for r in rows]
     x = np.arange(len(rows))
-    fig, (ax1, ax2, ax3) = plt.subplots(3, 1, figsize=(max(7.0, 0.38 * len(rows) + 2), 7.5), sharex=True)
+    fig, (ax1, ax2, ax3) = subplots(3, 1, figsize=(max(7.0, 0.38 * len(rows) + 2), 7.5), sharex=True)
     mismatch = [100.0 * float(r["mismatch_rate"]) for r in rows]
     ax1.bar(x, mismatch, color=["#C44E52" if v > 0 else "#8C8C8C" for v in mismatch])
     ax1.set_ylabel("codes differing (%)")
@@ -175,7 +174,7 @@ def plot_accumulator_bits(rows: Sequence[Row], path: Path, title: str) -> Path:
     rows = [r for r in rows if r.get("min_safe_acc_bits") is not None]
     names = [str(r["name"]) for r in rows]
     x = np.arange(len(rows))
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(max(7.0, 0.38 * len(rows) + 2), 6), sharex=True)
+    fig, (ax1, ax2) = subplots(2, 1, figsize=(max(7.0, 0.38 * len(rows) + 2), 6), sharex=True)
     ax1.plot(
         x,
         [r["min_safe_acc_bits"] for r in rows],

@@ -117,13 +117,13 @@ def bundled_curves(directory: Path = BUNDLES_DIR) -> list[LearningCurve]:
 
 def plot_learning_curves(curves: Sequence[LearningCurve], path: Path) -> Path:
     """One row per model pair: top-1 (train, validation, test) and loss panels side by side."""
-    from hwsim.plots import plt, png_bytes
+    from hwsim.plots import png_bytes, subplots
 
     out = claim(path, CURVES_PNG)
 
     per_row = 3  # models per row; each takes a top-1 and a loss panel
     rows = math.ceil(len(curves) / per_row)
-    fig, axes = plt.subplots(rows, 2 * per_row, figsize=(4.2 * per_row * 2 / 1.6, 2.6 * rows), squeeze=False)
+    fig, axes = subplots(rows, 2 * per_row, figsize=(4.2 * per_row * 2 / 1.6, 2.6 * rows), squeeze=False)
     series = (("train", "#4C72B0", "-"), ("val", "#DD8452", "-"), ("test", "#55A868", "--"))
     for k, curve in enumerate(curves):
         acc_ax, loss_ax = axes[k // per_row][2 * (k % per_row)], axes[k // per_row][2 * (k % per_row) + 1]
