@@ -41,7 +41,7 @@ def pyplot() -> ModuleType:
 
 
 def subplots(*args: Any, **kwargs: Any) -> tuple[Figure, Any]:
-    """``subplots(...)`` (see :func:`pyplot`): where every plot of hwsim gets its figure."""
+    """``plt.subplots(...)`` (see :func:`pyplot`): where every plot of hwsim gets its figure."""
     return pyplot().subplots(*args, **kwargs)
 
 
@@ -65,20 +65,22 @@ def save_figure(fig: Figure, path: Path) -> Path:
     return write_atomic(path, png_bytes(fig))
 
 
-def _layer_axis(ax: Axes, names: Sequence[str]) -> None:
+def layer_axis(ax: Axes, names: Sequence[str]) -> None:
+    """The x axis of a per-layer plot: one tick per layer, its name slanted."""
     ax.set_xticks(range(len(names)))
     ax.set_xticklabels(names, rotation=70, ha="right", fontsize=7)
     ax.set_xlim(-0.6, len(names) - 0.4)
 
 
-def _width(n: int) -> float:
+def layer_width(n: int) -> float:
+    """The width (inches) of a per-layer plot of ``n`` layers."""
     return max(7.0, 0.38 * n + 2)
 
 
 def plot_latency(rows: Sequence[Row], path: Path, title: str) -> Path:
     """Stacked cycles per layer: compute, preload, fill/drain, memory stall."""
     names = [r["name"] for r in rows]
-    fig, ax = subplots(figsize=(_width(len(rows)), 4.2))
+    fig, ax = subplots(figsize=(layer_width(len(rows)), 4.2))
     bottom = np.zeros(len(rows))
     for key, label in (
         ("compute_cycles", "compute"),
@@ -89,7 +91,7 @@ def plot_latency(rows: Sequence[Row], path: Path, title: str) -> Path:
         values = np.array([r.get(key) or 0 for r in rows], dtype=float)  # empty: no MAC node (no cost)
         ax.bar(range(len(rows)), values, bottom=bottom, color=COLORS[label], label=label.replace("_", "/"))
         bottom += values
-    _layer_axis(ax, names)
+    layer_axis(ax, names)
     ax.set_ylabel("cycles per inference")
     ax.set_title(title)
     ax.set_ylim(0, max(float(bottom.max()), 1.0) * 1.18)  # headroom: the legend never covers a bar
@@ -109,13 +111,13 @@ ENERGY_PARTS = (
 def plot_energy(rows: Sequence[Row], path: Path, title: str) -> Path:
     """Stacked energy per layer: compute, on-chip buffers, DRAM, static (first-order, hwsim.energy)."""
     names = [r["name"] for r in rows]
-    fig, ax = subplots(figsize=(_width(len(rows)), 4.2))
+    fig, ax = subplots(figsize=(layer_width(len(rows)), 4.2))
     bottom = np.zeros(len(rows))
     for key, label, color in ENERGY_PARTS:
         values = np.array([r.get(key) or 0 for r in rows], dtype=float) / 1000.0  # empty: no MAC node
         ax.bar(range(len(rows)), values, bottom=bottom, color=color, label=label)
         bottom += values
-    _layer_axis(ax, names)
+    layer_axis(ax, names)
     ax.set_ylabel("energy per inference (uJ)")
     ax.set_title(f"{title}\n(first-order estimate, docs/energy.md; total {bottom.sum():.1f} uJ)", fontsize=9)
     ax.set_ylim(0, max(float(bottom.max()), 1e-6) * 1.18)  # headroom: the legend never covers a bar
@@ -128,10 +130,10 @@ def plot_utilization(rows: Sequence[Row], path: Path, title: str) -> Path:
     """PE utilization per layer: of the array's own cycles, and with memory stalls."""
     names = [r["name"] for r in rows]
     x = np.arange(len(rows))
-    fig, ax = subplots(figsize=(_width(len(rows)), 3.8))
+    fig, ax = subplots(figsize=(layer_width(len(rows)), 3.8))
     ax.bar(x - 0.2, [100 * r["array_utilization"] for r in rows], 0.4, label="array cycles", color="#4C72B0")
     ax.bar(x + 0.2, [100 * r["utilization"] for r in rows], 0.4, label="with stalls", color="#55A868")
-    _layer_axis(ax, names)
+    layer_axis(ax, names)
     ax.set_ylim(0, 100)
     ax.set_ylabel("PE utilization (%)")
     ax.set_title(title)
@@ -144,7 +146,7 @@ def plot_overflow(rows: Sequence[Row], path: Path, title: str) -> Path:
     """Overflowed outputs per layer (fraction), with each layer's accumulator need against the width."""
     names = [r["name"] for r in rows]
     x = np.arange(len(rows))
-    fig, (ax1, ax2) = subplots(2, 1, figsize=(_width(len(rows)), 6), sharex=True)
+    fig, (ax1, ax2) = subplots(2, 1, figsize=(layer_width(len(rows)), 6), sharex=True)
     rates = [100 * r.get("overflow_rate", 0.0) for r in rows]
     ax1.bar(x, rates, color=["#C44E52" if v > 0 else "#8C8C8C" for v in rates])
     ax1.set_ylabel("outputs overflowed (%)")
@@ -172,7 +174,7 @@ def plot_overflow(rows: Sequence[Row], path: Path, title: str) -> Path:
     ax2.set_ylabel("accumulator bits")
     ax2.legend(fontsize=8)
     ax2.grid(alpha=0.3)
-    _layer_axis(ax2, names)
+    layer_axis(ax2, names)
     return save_figure(fig, path)
 
 
@@ -180,7 +182,7 @@ def plot_error(rows: Sequence[Row], path: Path, title: str) -> Path:
     """Per layer: SQNR against the reference (dB) and the rate of mismatching codes."""
     names = [r["name"] for r in rows]
     x = np.arange(len(rows))
-    fig, ax1 = subplots(figsize=(_width(len(rows)), 4))
+    fig, ax1 = subplots(figsize=(layer_width(len(rows)), 4))
     sqnr = [r.get("sqnr_db") for r in rows]
     finite = [v if v is not None and math.isfinite(v) else np.nan for v in sqnr]
     ax1.bar(x, finite, color="#4C72B0", label="SQNR (dB)")
@@ -194,7 +196,7 @@ def plot_error(rows: Sequence[Row], path: Path, title: str) -> Path:
         x, [100 * (r.get("mismatch_rate") or 0.0) for r in rows], "o-", color="#C44E52", label="mismatch %"
     )
     ax2.set_ylabel("codes differing (%)")
-    _layer_axis(ax1, names)
+    layer_axis(ax1, names)
     ax1.set_title(title)
     ax1.grid(axis="y", alpha=0.3)
     return save_figure(fig, path)

@@ -23,17 +23,14 @@ import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from hwsim.atomic import write_atomic
 from hwsim.output import REPORT, Output, publish_directory
-from hwsim.plots import save_figure, subplots
+from hwsim.plots import layer_axis, layer_width, save_figure, subplots
 from hwsim.results import Column, table
-
-if TYPE_CHECKING:
-    from matplotlib.axes import Axes
 
 Row = dict[str, Any]
 PlotFn = Callable[[Sequence[Row], Path, str], Path]
@@ -104,18 +101,12 @@ def fmt_value(value: Any) -> str:
     return str(value)
 
 
-def _layer_axis(ax: Axes, names: Sequence[str]) -> None:
-    ax.set_xticks(range(len(names)))
-    ax.set_xticklabels(names, rotation=70, ha="right", fontsize=7)
-    ax.set_xlim(-0.6, len(names) - 0.4)
-
-
 def plot_error_per_layer(rows: Sequence[Row], path: Path, title: str) -> Path:
     """Per layer: codes differing from the reference (%), max and mean |error| (LSB), SQNR (dB)."""
     rows = [r for r in rows if r.get("mismatch_rate") is not None]
     names = [str(r["name"]) for r in rows]
     x = np.arange(len(rows))
-    fig, (ax1, ax2, ax3) = subplots(3, 1, figsize=(max(7.0, 0.38 * len(rows) + 2), 7.5), sharex=True)
+    fig, (ax1, ax2, ax3) = subplots(3, 1, figsize=(layer_width(len(rows)), 7.5), sharex=True)
     mismatch = [100.0 * float(r["mismatch_rate"]) for r in rows]
     ax1.bar(x, mismatch, color=["#C44E52" if v > 0 else "#8C8C8C" for v in mismatch])
     ax1.set_ylabel("codes differing (%)")
@@ -164,7 +155,7 @@ def plot_error_per_layer(rows: Sequence[Row], path: Path, title: str) -> Path:
     ax3.set_ylabel("SQNR vs reference (dB)")
     for ax in (ax1, ax2, ax3):
         ax.grid(axis="y", alpha=0.3)
-    _layer_axis(ax3, names)
+    layer_axis(ax3, names)
     ax3.set_xlabel("layer (requantizer output)")
     return save_figure(fig, path)
 
@@ -174,7 +165,7 @@ def plot_accumulator_bits(rows: Sequence[Row], path: Path, title: str) -> Path:
     rows = [r for r in rows if r.get("min_safe_acc_bits") is not None]
     names = [str(r["name"]) for r in rows]
     x = np.arange(len(rows))
-    fig, (ax1, ax2) = subplots(2, 1, figsize=(max(7.0, 0.38 * len(rows) + 2), 6), sharex=True)
+    fig, (ax1, ax2) = subplots(2, 1, figsize=(layer_width(len(rows)), 6), sharex=True)
     ax1.plot(
         x,
         [r["min_safe_acc_bits"] for r in rows],
@@ -202,7 +193,7 @@ def plot_accumulator_bits(rows: Sequence[Row], path: Path, title: str) -> Path:
     ax2.set_ylabel("overflow events (outputs)")
     for ax in (ax1, ax2):
         ax.grid(axis="y", alpha=0.3)
-    _layer_axis(ax2, names)
+    layer_axis(ax2, names)
     ax2.set_xlabel("layer (requantizer output)")
     return save_figure(fig, path)
 
