@@ -457,10 +457,10 @@ def _key(point: SynthPoint) -> tuple[object, ...]:
 def plot_table(table: SynthTable, path: Path) -> Path:
     """Cells and transistors vs operand width (w_bits = a_bits) of the PE and the array: one line per
     dataflow, overflow mode and accumulator width."""
-    from hwsim.plots import plt, save_figure
+    from hwsim.plots import save_figure, subplots
 
     rows, cols = table.array_size
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5), sharex=True)
+    fig, axes = subplots(2, 2, figsize=(11, 7.5), sharex=True)
     flows = sorted({r.point.dataflow for r in table.results}, key=list(DATAFLOWS).index)
     accs = sorted({r.point.acc_bits for r in table.results})
     colors = dict(zip(flows, ("#4C72B0", "#DD8452", "#55A868", "#C44E52"), strict=False))

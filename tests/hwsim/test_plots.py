@@ -28,7 +28,8 @@ Pair = tuple[bytes, bytes]  # (matplotlib's tight savefig, png_bytes)
 
 @pytest.fixture
 def rendered(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Pair]]:
-    """Every figure a command renders, both ways."""
+    """Every figure a command renders, both ways (no data set: the demo runs on the reference images)."""
+    monkeypatch.delenv("CIFAR10_DIR", raising=False)
     pairs: list[Pair] = []
     real: Callable[..., bytes] = plots.png_bytes
 
