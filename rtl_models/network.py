@@ -556,10 +556,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--hw", type=Path, metavar="HW.yaml", help="--network: the hardware description (array, accumulators)"
     )
     parser.add_argument(
-        "--image", type=non_negative_int, metavar="I", help="--network: reference image index (default 0)"
+        "--image", type=non_negative_int, metavar="I", help="--network, --dut: reference image (default 0)"
     )
     parser.add_argument(
-        "--seed", type=seed_int, help="--network: seed of a random image when the bundle has no reference.npz"
+        "--seed",
+        type=seed_int,
+        help="--network: seed of a random image when the bundle has no reference.npz; --dut: the seed of "
+        "stress and random items (default: random, printed for replay)",
     )
     parser.add_argument(
         "--layers", type=positive_int, metavar="N", help="--network: stop after the first N MAC layers"

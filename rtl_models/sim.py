@@ -102,17 +102,85 @@ def prepare_environment() -> None:
         os.environ.setdefault("OBJCACHE", "ccache")
 
 
-def declared_parameters(top: str, files: Sequence[Path] | None = None) -> tuple[str, ...]:
-    """Names of the Verilog parameters that module ``top`` declares, read from its source.
+_COMMENTS = re.compile(r"//[^\n]*|/\*.*?\*/", re.S)
+_DIRECTIVES = re.compile(r"`(?:define|ifdef|ifndef|else|endif|elsif|undef|include|timescale)\b[^\n]*|`\w+")
+_TYPE_WORDS = frozenset(
+    ("parameter", "localparam", "int", "integer", "unsigned", "signed", "logic", "bit", "byte")
+    + ("shortint", "longint", "real", "realtime", "string", "time", "reg", "wire", "type")
+)
 
-    ``files``: your own sources (the first that defines ``module top``); else the project's.
+
+def _split_top(text: str) -> list[str]:
+    """``text`` split at the commas outside any brackets."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return parts
+
+
+def _parameter_names(text: str, kind: str = "parameter") -> list[str]:
+    """Names in a parameter list (``parameter A = 1, B = 2``, ``int unsigned MW``, ...), localparams skipped.
+
+    A ``parameter``/``localparam`` keyword sets the kind of the entries that follow it (SystemVerilog).
+    """
+    names = []
+    for entry in _split_top(text):
+        e = entry.strip()
+        keyword = re.match(r"(parameter|localparam)\b", e)
+        if keyword:
+            kind, e = keyword.group(1), e[keyword.end() :]
+        if kind == "localparam":
+            continue
+        lhs = re.sub(r"\[[^\]]*\]", " ", e.split("=", 1)[0])  # packed and unpacked dimensions
+        words = [w for w in re.findall(r"[A-Za-z_]\w*", lhs) if w not in _TYPE_WORDS]
+        if words:
+            names.append(words[-1])
+    return names
+
+
+def _closing(text: str, open_at: int) -> int:
+    """Index of the bracket closing the one at ``open_at``."""
+    depth = 0
+    for i in range(open_at, len(text)):
+        depth += text[i] in "([{"
+        depth -= text[i] in ")]}"
+        if depth == 0:
+            return i
+    return len(text)
+
+
+def declared_parameters(top: str, files: Sequence[Path] | None = None) -> tuple[str, ...]:
+    """Names of the parameters that module ``top`` declares, read from its source.
+
+    Both the header list ``#(...)`` (comma lists, SystemVerilog types, ``parameter`` optional) and
+    ``parameter ...;`` declarations in the body count; localparams do not. ``files``: your own
+    sources (the first that defines ``module top``); else the project's.
     """
     for path in files if files is not None else [RTL_DIR / TOPS[top][-1]]:
-        text = path.read_text(errors="replace")
-        found = re.search(rf"\bmodule\s+{re.escape(top)}\b", text)
-        if found:
-            header = text[found.start() :].split(");", 1)[0]
-            return tuple(re.findall(r"parameter\s+(?:integer\s+)?(\w+)\s*=", header))
+        # comments and macro uses (`` `VL_RD ``) out; directives (`` `define ``) to their line's end
+        text = _COMMENTS.sub(" ", path.read_text(errors="replace"))
+        text = _DIRECTIVES.sub(" ", text)
+        found = re.search(rf"\bmodule\s+(?:automatic\s+|static\s+)?{re.escape(top)}\b", text)
+        if not found:
+            continue
+        rest = text[found.end() :]
+        names: list[str] = []
+        header = re.match(r"\s*(?:import\s[^;]*;\s*)*#\s*\(", rest)
+        if header:
+            close = _closing(rest, header.end() - 1)
+            names += _parameter_names(rest[header.end() : close])
+            rest = rest[close + 1 :]
+        body = rest.split("endmodule", 1)[0]
+        for decl in re.finditer(r"\bparameter\b([^;]*);", body):
+            names += _parameter_names(decl.group(1))
+        return tuple(dict.fromkeys(names))
     raise UserError(
         f"none of {[str(f) for f in files or ()]} defines module {top}; the top module must be named {top}"
     )

@@ -112,13 +112,14 @@ class ArrayTopTB(ClockedTB):
         t0 = get_sim_time("ns") - CLOCK_NS / 2
         dut.start.value = 0
         dut.accumulate.value = 0
-        timeout = (vs.cycles + 100) * CLOCK_NS
+        timeout = (10 * vs.cycles + 1000) * CLOCK_NS  # generous: a design of your own may be slower
         if not int(dut.done.value):
             await with_timeout(RisingEdge(dut.done), timeout, "ns")
         edges = round((get_sim_time("ns") - t0) / CLOCK_NS)
         await self.step()
         assert int(dut.done.value) == 1 and int(dut.busy.value) == 0
-        return unsigned_value(dut.cycles), edges
+        # a design of your own without a cycle counter: the edges counted here
+        return (unsigned_value(dut.cycles) if hasattr(dut, "cycles") else edges), edges
 
     async def read_outputs(self, vs: VectorSet) -> np.ndarray:
         """Y [M, N] from the output buffer; lanes that hold no element of Y (never written) are skipped."""
@@ -157,8 +158,11 @@ def first_mismatch(vs: VectorSet, actual: np.ndarray) -> str:
     )
 
 
-async def check_vector_set(tb: ArrayTopTB, vs: VectorSet, dump: str | None = None) -> None:
-    """Run one vector set and require hwsim's values, cycles and overflow events; ``dump``: save Y as .npy."""
+async def check_vector_set(
+    tb: ArrayTopTB, vs: VectorSet, dump: str | None = None, values_only: bool = False
+) -> None:
+    """Run one vector set and require hwsim's values, cycles and overflow events (``values_only``: the
+    values alone, for a design with another timing or no overflow counter); ``dump``: save Y as .npy."""
     tb.check_fits(vs)
     await tb.load(vs)
     wall, cpu = time.perf_counter(), time.process_time()
@@ -170,14 +174,14 @@ async def check_vector_set(tb: ArrayTopTB, vs: VectorSet, dump: str | None = Non
         np.save(Path(dump) / f"{name}.rtl_y.npy", actual)
         timing = {
             "cycles": cycles,
-            "overflow_events": unsigned_value(tb.dut.ovf_count),
+            "overflow_events": unsigned_value(tb.dut.ovf_count) if hasattr(tb.dut, "ovf_count") else None,
             "run_seconds": wall,
             "run_cpu_seconds": cpu,
             "cycles_per_second": cycles / max(wall, 1e-9),
             "cycles_per_cpu_second": cycles / max(cpu, 1e-9),
         }
         (Path(dump) / f"{name}.timing.json").write_text(json.dumps(timing) + "\n")
-    events = unsigned_value(tb.dut.ovf_count)
+    events = unsigned_value(tb.dut.ovf_count) if hasattr(tb.dut, "ovf_count") else -1
     m, k, n = vs.shape
     tb.dut._log.info(
         "%s: M=%d K=%d N=%d, %d cycles (hwsim %d), %d overflow events (hwsim %s), %.3f s, %.0f cycles/s",
@@ -194,6 +198,8 @@ async def check_vector_set(tb: ArrayTopTB, vs: VectorSet, dump: str | None = Non
     )
     if not np.array_equal(actual, vs.expected):
         raise AssertionError(first_mismatch(vs, actual))
+    if values_only:
+        return
     assert cycles == vs.cycles, f"{vs.name}: cycle counter {cycles}, hwsim {vs.cycles} (edges seen {edges})"
     assert edges == cycles, f"{vs.name}: cycle counter {cycles} but {edges} clock edges from start to done"
     assert events == vs.overflow_events, (
@@ -211,7 +217,7 @@ async def array_top_vectors(dut: SimHandleBase) -> None:
     directories = cfg.get("vectors", [])
     assert directories, "no vector sets given (config key 'vectors')"
     for directory in directories:
-        await check_vector_set(tb, read_vectors(directory), cfg.get("dump"))
+        await check_vector_set(tb, read_vectors(directory), cfg.get("dump"), bool(cfg.get("values_only")))
 
 
 @cocotb.test()
