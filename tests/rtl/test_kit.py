@@ -209,7 +209,7 @@ def _array_description(tmp_path: Path, flow: str) -> Path:
         "compare": {"cycles": {"model": "hwsim", "enforce": True}, "overflow_counter": "ovf_count"},
     }
     path = tmp_path / f"array_top_{flow}.yaml"
-    path.write_text(yaml.safe_dump(data))
+    path.write_text(yaml.safe_dump(data, default_flow_style=None, width=110))
     return path
 
 
