@@ -63,6 +63,9 @@ def handling() -> Iterator[None]:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+        # acted on inside the block (run_cli's exit status): a record left behind would stop the
+        # next publish of this process, outside any command, as if the signal had come again
+        _pending = None
 
 
 @contextmanager

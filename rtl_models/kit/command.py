@@ -12,6 +12,7 @@ that do not fit, a build failure).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import random
 import sys
 from pathlib import Path
@@ -19,12 +20,14 @@ from pathlib import Path
 import numpy as np
 
 from hwsim.errors import UserError
+from hwsim.gemm import gemm_exact
 from rtl_models.kit.runner import KIT_TEST_MODULE, build, judge, run_items
 from rtl_models.kit.spec import load_spec
-from rtl_models.kit.work import LayerWork, layer_work, random_items, tiles
+from rtl_models.kit.stress import DEFAULT_PAUSE, Stress
+from rtl_models.kit.work import LayerWork, gemm_work, layer_work, random_items
 
 # --image and --seed are shared with --network (rtl_models/network.py), with the same meaning
-KIT_OPTIONS = ("bundle", "layer", "rows", "stress", "random", "test_module")
+KIT_OPTIONS = ("bundle", "layer", "rows", "stress", "pause_valid", "pause_ready", "random", "test_module")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,6 +42,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--rows", type=int, help="with --dut: only the first ROWS rows of each layer's GEMM")
     g.add_argument(
         "--stress", action="store_true", help="with --dut: random valid/ready pauses and idle gaps"
+    )
+    g.add_argument(
+        "--pause-valid",
+        type=float,
+        metavar="P",
+        help=f"with --stress: how often an input holds its beat back, per cycle (default {DEFAULT_PAUSE})",
+    )
+    g.add_argument(
+        "--pause-ready",
+        type=float,
+        metavar="P",
+        help=f"with --stress: how often the output's ready is low, per cycle (default {DEFAULT_PAUSE})",
     )
     g.add_argument(
         "--random", type=int, default=0, metavar="N", help="with --dut: N more items of random codes"
@@ -57,7 +72,22 @@ def misplaced(args: argparse.Namespace) -> list[str]:
 def main_kit(args: argparse.Namespace) -> int:
     try:
         spec = load_spec(args.dut)
+        if args.sources:  # the same description on other files (your design's next revision, say)
+            missing = [str(s) for s in args.sources if not s.is_file()]
+            if missing:
+                raise UserError(f"--sources {', '.join(missing)}: no such file")
+            spec = dataclasses.replace(spec, sources=tuple(s.resolve() for s in args.sources))
         seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
+        if (args.pause_valid is not None or args.pause_ready is not None) and not args.stress:
+            raise UserError("--pause-valid and --pause-ready set how hard --stress pushes: add --stress")
+        stress = Stress(
+            args.stress,
+            seed,
+            DEFAULT_PAUSE if args.pause_valid is None else args.pause_valid,
+            DEFAULT_PAUSE if args.pause_ready is None else args.pause_ready,
+        )
+        if args.bundle is None and (args.layer or args.rows is not None):
+            raise UserError("--layer and --rows choose layers of --bundle BUNDLE: give the bundle")
         works: list[LayerWork] = []
         items = []
         if args.bundle is not None:
@@ -76,19 +106,18 @@ def main_kit(args: argparse.Namespace) -> int:
         elif args.vectors:
             from hwsim.vectors import read_vectors
 
-            for d in args.vectors:
+            for d in args.vectors:  # the set's GEMM at the design's accumulator (its own may differ)
                 vs = read_vectors(d)
-                made = tiles(vs.a, vs.w, spec.gemm, vs.name, len(items))
-                items += made
+                expected = gemm_exact(vs.a, vs.w, spec.gemm.acc, spec.gemm.overflow).acc
+                works.append(gemm_work(vs.name, vs.a, vs.w, expected, spec.gemm, len(items)))
+                items += works[-1].items
         else:
             raise UserError(
                 "--dut needs --bundle BUNDLE (its layers) or vector directories of `hwsim vectors`"
             )
         extra = random_items(spec.gemm, args.random, np.random.default_rng(seed), first_index=len(items))
         print(
-            f"{spec.top} on {args.sim}: {len(items) + len(extra)} work items, stress "
-            f"{'on' if args.stress else 'off'}, seed {seed}",
-            flush=True,
+            f"{spec.top} on {args.sim}: {len(items) + len(extra)} work items, {stress.describe()}", flush=True
         )
         build_dir = build(spec, args.sim)
         record = run_items(
@@ -96,14 +125,16 @@ def main_kit(args: argparse.Namespace) -> int:
             items + extra,
             args.sim,
             build_dir,
-            stress=args.stress,
-            seed=seed,
+            stress=stress,
             test_module=args.test_module,
         )
         if record.kind == "ports":
             raise UserError(f"{args.dut}: {record.failure}")
-        loose = [] if works else items
-        report = judge(spec, works, loose + extra, record, args.sim, seed, args.stress)
+        if not record.ran_kit:  # your own testbench without the kit's items: cocotb's verdict
+            verdict = "PASS" if record.result.passed else "FAIL"
+            print(f"{verdict} on {args.sim}: {args.test_module} on {spec.top}: {record.result.summary()}")
+            return 0 if record.result.passed else 1
+        report = judge(spec, works, extra, record, args.sim, stress)
     except UserError as err:
         print(f"rtl_models.check: error: {err}", file=sys.stderr)
         return 2

@@ -7,7 +7,7 @@ ports and returns what came out, element by element with the beat and cycle that
 Every driver runs one loop per clock cycle: it writes the design's inputs just after the falling
 edge, then waits for the read-only phase, where every handshake signal has settled for the coming
 rising edge, and records the transfers that edge will make (valid and ready both high). Stress mode
-(``stress=True``) lowers valid and ready at random (seeded), and a watchdog ends a run that makes no
+(``rtl_models.kit.stress``) lowers valid and ready at random (seeded), and a watchdog ends a run that makes no
 progress for ``timeout_cycles`` with a :class:`Hang` that names the item and the beat awaited.
 Stream port names are resolved through cocotbext-axi's ``AxiStreamBus`` when the description uses
 AXI-Stream names (``axis: true``), else taken as given.
@@ -25,6 +25,7 @@ from cocotb.triggers import FallingEdge, ReadOnly
 from hwsim.fixed import IntFormat
 from rtl_models.kit.layout import BlockLayout
 from rtl_models.kit.spec import BuffersProtocol, DutSpec, ParallelProtocol, Stream, StreamProtocol
+from rtl_models.kit.stress import Stress
 from rtl_models.kit.work import WorkItem
 
 
@@ -120,9 +121,9 @@ def read_elements(handle: SimHandleBase, fmt: IntFormat, wanted: np.ndarray, wha
 class Driver:
     """Common state of every protocol driver: the DUT, the cycle count, stress and the watchdog."""
 
-    def __init__(self, dut: SimHandleBase, spec: DutSpec, stress: bool, seed: int) -> None:
+    def __init__(self, dut: SimHandleBase, spec: DutSpec, stress: Stress) -> None:
         self.dut, self.spec, self.stress = dut, spec, stress
-        self.rng = random.Random(seed)
+        self.rng = random.Random(stress.seed)
         self.cycle = 0
         self.idle = 0
         self._fall = FallingEdge(getattr(dut, spec.clock.port))
@@ -143,8 +144,8 @@ class Driver:
                 f"{self.cycle}: waiting for {waiting}"
             )
 
-    def pause(self, p: float = 0.35) -> bool:
-        return self.stress and self.rng.random() < p
+    def pause(self, p: float) -> bool:
+        return self.stress.enabled and self.rng.random() < p
 
     async def run(self, items: list[WorkItem]) -> list[Observed]:
         raise NotImplementedError
@@ -204,14 +205,14 @@ class StreamDriver(Driver):
         while got < len(expected_beats):
             await self.tick()
             for ep in ins:
-                live = ep.pos < len(ep.beats) and not self.pause()
+                live = ep.pos < len(ep.beats) and not self.pause(self.stress.valid_pause)
                 ep.handles["valid"].value = int(live)
                 if live:
                     item, _, word, last = ep.beats[ep.pos]
                     ep.handles["data"].value = word
                     if "last" in ep.handles:
                         ep.handles["last"].value = int(last)
-            ready = not self.pause()
+            ready = not self.pause(self.stress.ready_pause)
             if "ready" in out.handles:
                 out.handles["ready"].value = int(ready)
             await ReadOnly()
@@ -272,7 +273,7 @@ class ParallelDriver(Driver):
         valid.value = 0
         observed = []
         for it in items:
-            while self.pause(0.5):
+            while self.pause(self.stress.valid_pause):
                 await self.tick()
             await self.tick()
             for x in p.inputs:

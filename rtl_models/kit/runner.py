@@ -28,10 +28,12 @@ import numpy as np
 
 from hwsim.errors import UserError
 from rtl_models.kit.spec import BuffersProtocol, DutSpec
+from rtl_models.kit.stress import Stress
 from rtl_models.kit.work import LayerWork, WorkItem, assemble, save_items
 from rtl_models.sim import SIMULATORS, SimResult, declared_parameters, prepare_environment, read_results
 
 KIT_TEST_MODULE = "rtl_models.kit.tb"
+NO_STRESS = Stress()
 
 
 class BuildError(UserError):
@@ -40,8 +42,10 @@ class BuildError(UserError):
 
 def first_error(log: str) -> str:
     """The compiler's first error line of a build log (Icarus, Verilator, or the C++ compiler)."""
-    for line in log.splitlines():
-        if re.search(r"%Error|\berror\b|syntax error|I give up|Unknown module", line, re.I):
+    for line in log.splitlines():  # Verilator's warnings are fatal ("Exiting due to N warning(s)")
+        if "Exiting due to" in line:
+            continue
+        if re.search(r"%Error|%Warning|\berror\b|syntax error|I give up|Unknown module", line, re.I):
             return line.strip()
     tail = [x for x in log.splitlines() if x.strip()]
     return tail[-1].strip() if tail else "(the build printed nothing)"
@@ -85,9 +89,12 @@ def build(spec: DutSpec, sim: str, root: Path | None = None) -> Path:
     build_dir.mkdir(parents=True, exist_ok=True)
     log = build_dir / "build.log"
     runner = get_runner(sim)
+    sources = [Path(s).resolve() for s in spec.sources]
+    if spec.prepare is not None:
+        sources = prepared_sources(spec, sources, build_dir)
     try:
         runner.build(
-            sources=[Path(s).resolve() for s in spec.sources],
+            sources=sources,
             includes=[Path(i).resolve() for i in spec.includes],
             defines=dict(spec.defines),
             parameters=dict(spec.parameters),
@@ -106,6 +113,21 @@ def build(spec: DutSpec, sim: str, root: Path | None = None) -> Path:
     return build_dir
 
 
+def prepared_sources(spec: DutSpec, sources: list[Path], build_dir: Path) -> list[Path]:
+    """The sources as the description's ``prepare`` file's ``sources(sources, build_dir)`` returns them
+    (e.g. a build-time copy of a vendored file in a form the simulator accepts; the original stays)."""
+    import importlib.util
+
+    assert spec.prepare is not None
+    loader = importlib.util.spec_from_file_location(f"kit_prepare_{spec.prepare.stem}", spec.prepare)
+    assert loader is not None and loader.loader is not None
+    module = importlib.util.module_from_spec(loader)
+    loader.loader.exec_module(module)
+    if not callable(getattr(module, "sources", None)):
+        raise UserError(f"{spec.prepare}: defines no function sources(sources, build_dir)")
+    return [Path(p) for p in module.sources(sources, build_dir)]
+
+
 @dataclass
 class RunRecord:
     """What the testbench saw (rtl_models.kit.tb's result file) and cocotb's verdict."""
@@ -117,6 +139,7 @@ class RunRecord:
     cycles: list[tuple[int, int]]
     counter: list[int | None]
     overflow: list[int | None]
+    ran_kit: bool = True  # the kit's items ran (rtl_models.kit.tb.run_kit wrote its result file)
 
 
 def run_items(
@@ -125,8 +148,7 @@ def run_items(
     sim: str,
     build_dir: Path,
     *,
-    stress: bool = False,
-    seed: int = 0,
+    stress: Stress = NO_STRESS,
     test_module: str = KIT_TEST_MODULE,
     name: str = "kit",
 ) -> RunRecord:
@@ -141,12 +163,13 @@ def run_items(
         "spec": spec.to_json(),
         "items": str(items_path),
         "result": str(result_path),
-        "stress": stress,
-        "seed": seed,
+        "stress": stress.to_json(),
     }
     xml = (build_dir / f"{name}.results.xml").resolve()
     xml.unlink(missing_ok=True)
-    with contextlib.suppress(SystemExit):
+    # A failing cocotb test ends the runner with SystemExit (under pytest); a simulator that exits
+    # non-zero (a design's own $error past the error limit) with RuntimeError: the results say which.
+    with contextlib.suppress(SystemExit, RuntimeError):
         get_runner(sim).test(
             hdl_toplevel=spec.top,
             hdl_toplevel_lang="verilog",
@@ -154,6 +177,7 @@ def run_items(
             build_dir=build_dir,
             results_xml=str(xml),
             extra_env={"RTL_TB_CONFIG": json.dumps(config)},
+            plusargs=list(spec.plusargs),
             log_file=build_dir / f"{name}.log",
         )
     result = read_results(xml)
@@ -176,6 +200,7 @@ def run_items(
         [tuple(c) for c in record.get("cycles", [])],
         record.get("counter", []),
         record.get("overflow", []),
+        result_path.is_file(),
     )
 
 
@@ -252,8 +277,7 @@ class KitReport:
 
     top: str
     sim: str
-    seed: int
-    stress: bool
+    stress: Stress
     items: int
     failure: str | None = None
     kind: str | None = None  # "mismatch", "hang", "ports", "layer", "cycles", "overflow", "error"
@@ -270,14 +294,15 @@ class KitReport:
         lines += [f"{name:20s} {count:6d}  {verdict}" for name, count, verdict in self.layers]
         if self.cycle_note:
             lines.append(self.cycle_note)
-        mode = f"stress on, seed {self.seed}" if self.stress else f"stress off, seed {self.seed}"
+        mode = self.stress.describe()
         if self.passed:
             lines.append(
                 f"PASS on {self.sim}: {self.top}, {self.items} work items ({mode}), every output == hwsim's"
             )
         else:
             lines.append(
-                f"FAIL on {self.sim}: {self.top} ({mode}; replay with --seed {self.seed}): {self.failure}"
+                f"FAIL on {self.sim}: {self.top} ({mode}; replay with --seed {self.stress.seed}): "
+                f"{self.failure}"
             )
         return "\n".join(lines)
 
@@ -288,12 +313,11 @@ def judge(
     extra: Sequence[WorkItem],
     record: RunRecord,
     sim: str,
-    seed: int,
-    stress: bool,
+    stress: Stress,
 ) -> KitReport:
     """The scoreboard's verdict on a run (module docstring)."""
     items = [it for w in works for it in w.items] + list(extra)
-    report = KitReport(spec.top, sim, seed, stress, len(items))
+    report = KitReport(spec.top, sim, stress, len(items))
     if record.failure is not None:
         report.failure, report.kind = record.failure, record.kind or "error"
         return report
@@ -311,12 +335,12 @@ def judge(
         if total is None:
             verdict = "items ==; layer sum not checked (saturating accumulator over several K blocks)"
         elif np.array_equal(total, w.expected):
-            verdict = f"items ==, {w.k_blocks} K block(s) added up == emulator's layer"
+            verdict = f"items ==, {w.k_blocks} K block(s) added up == {w.reference}"
         else:
             bad = np.argwhere(total != w.expected)[0]
             report.failure, report.kind = (
                 f"layer {w.layer}: the items' outputs added up give Y[m={bad[0]}, n={bad[1]}] = "
-                f"{int(total[tuple(bad)])}, the emulator {int(w.expected[tuple(bad)])}",
+                f"{int(total[tuple(bad)])}, the {w.reference} {int(w.expected[tuple(bad)])}",
                 "layer",
             )
             verdict = "FAIL"

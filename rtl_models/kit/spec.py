@@ -216,6 +216,8 @@ class DutSpec:
     includes: tuple[Path, ...] = ()
     defines: Mapping[str, str] = field(default_factory=dict)
     build_args: tuple[str, ...] = ()
+    plusargs: tuple[str, ...] = ()
+    prepare: Path | None = None  # a Python file whose sources(sources, build_dir) gives what is built
     ties: Mapping[str, int] = field(default_factory=dict)
     compare: Compare = Compare()
     timeout_cycles: int = 10_000
@@ -435,6 +437,10 @@ def parse_spec(data: Any, source: str, base: Path) -> DutSpec:
             r.fail(f"parameters.{k}: {v!r} is not an integer")
     defines = {str(k): str(v) for k, v in r.get("defines", Mapping, {}).items()}
     build_args = tuple(str(a) for a in r.get("build_args", list, []))
+    plusargs = tuple(str(a) for a in r.get("plusargs", list, []))
+    prepare = r.get("prepare", str, None)
+    if prepare is not None and not (base / prepare).is_file():
+        r.fail(f"prepare: {base / prepare} does not exist; give a Python file beside the description")
     ties = r.get("ties", Mapping, {}, "a mapping of input ports to constant values")
     c = r.sub("clock")
     clock = Clock(c.get("port", str, "clk"), _positive(c, "period_ns", 10))
@@ -487,6 +493,8 @@ def parse_spec(data: Any, source: str, base: Path) -> DutSpec:
         includes,
         defines,
         build_args,
+        plusargs,
+        None if prepare is None else base / prepare,
         dict(ties),
         compare,
         timeout,
@@ -542,6 +550,8 @@ def spec_from_json(data: Mapping[str, Any]) -> DutSpec:
         includes=tuple(Path(s) for s in d["includes"]),
         defines=d["defines"],
         build_args=tuple(d["build_args"]),
+        plusargs=tuple(d["plusargs"]),
+        prepare=None if d["prepare"] is None else Path(d["prepare"]),
         ties=d["ties"],
         compare=compare,
         timeout_cycles=d["timeout_cycles"],

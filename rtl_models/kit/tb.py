@@ -2,10 +2,11 @@
 
 Place in the flow: runs inside the simulator, started by ``rtl_models.kit.runner`` with
 ``RTL_TB_CONFIG`` = ``{"spec": <DutSpec.to_json()>, "items": items.npz, "result": result.json,
-"stress": bool, "seed": int}``. It checks that every port the description names exists, drives the
+"stress": <Stress.to_json()>}``. It checks that every port the description names exists, drives the
 items with the protocol's driver (``rtl_models.kit.protocols.DRIVERS``), which compares every output
 element as it arrives, and writes what it saw (outputs, cycles, the first failure) to ``result``
-and ``result.npz`` for the runner's scoreboard. A mismatch or a hang fails the cocotb test.
+and ``result.npz`` for the runner's scoreboard. A mismatch or a hang fails the cocotb test. Your
+own test module (``--test-module``) may call :func:`run_kit` and check more around it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from cocotb.triggers import FallingEdge, Timer
 
 from rtl_models.kit.protocols import DRIVERS, Hang, Mismatch
 from rtl_models.kit.spec import DutSpec, spec_from_json
+from rtl_models.kit.stress import Stress
 from rtl_models.kit.work import load_items
 from rtl_models.tb_common import tb_config
 
@@ -49,6 +51,12 @@ async def reset(dut: SimHandleBase, spec: DutSpec) -> None:
 @cocotb.test()
 async def kit_items(dut: SimHandleBase) -> None:
     """Every work item of the configuration through the design."""
+    await run_kit(dut)
+
+
+async def run_kit(dut: SimHandleBase) -> None:
+    """The kit's run (clock, ties, reset, items, result file), for :func:`kit_items` and for your own
+    cocotb test (``--test-module``), which may check more of the design before or after it."""
     cfg = tb_config()
     spec = spec_from_json(cfg["spec"])
     result = Path(cfg["result"])
@@ -63,7 +71,7 @@ async def kit_items(dut: SimHandleBase) -> None:
         Clock(getattr(dut, spec.clock.port), spec.clock.period_ns, unit="ns").start()
         await reset(dut, spec)
         items = load_items(cfg["items"])
-        driver = DRIVERS[spec.protocol_name](dut, spec, bool(cfg.get("stress")), int(cfg.get("seed", 0)))
+        driver = DRIVERS[spec.protocol_name](dut, spec, Stress(**cfg["stress"]))
         observed = await driver.run(items)
         record["items"] = len(observed)
         record["cycles"] = [[o.first_cycle, o.last_cycle] for o in observed]

@@ -119,6 +119,7 @@ class LayerWork:
     expected: np.ndarray  # the emulator's accumulators [M, N] at the design's width (rows checked)
     items: tuple[WorkItem, ...]
     k_blocks: int
+    reference: str = "emulator's layer"  # what ``expected`` is, for the report
 
 
 def _tile(size: int | None, full: int) -> int:
@@ -171,12 +172,26 @@ def layer_work(
     expected = _gemm_of(tensors[node.output])
     if rows is not None:
         a, expected = a[:rows], expected[:rows]
-    items = tiles(a, w, gemm, layer, first_index)
+    return gemm_work(layer, a, w, expected, gemm, first_index, "emulator's layer")
+
+
+def gemm_work(
+    name: str,
+    a: np.ndarray,
+    w: np.ndarray,
+    expected: np.ndarray,
+    gemm: Gemm,
+    first_index: int = 0,
+    reference: str = "hwsim's GEMM",
+) -> LayerWork:
+    """The items of one GEMM ``A @ W`` whose accumulators at the design's width are ``expected``
+    (a layer's, from the emulator; a vector set's, ``hwsim.gemm.gemm_exact``)."""
+    items = tiles(a, w, gemm, name, first_index)
     blocks = math.ceil(a.shape[1] / _tile(gemm.tile_k, a.shape[1]))
-    work = LayerWork(layer, a, w, expected, tuple(items), blocks)
+    work = LayerWork(name, a, w, expected, tuple(items), blocks, reference)
     model = assemble(work, [it.expected for it in items], gemm)
     if model is not None and not np.array_equal(model, expected):
-        raise RuntimeError(f"layer {layer}: the items' expectations do not add up to the emulator's layer")
+        raise RuntimeError(f"{name}: the items' expectations do not add up to hwsim's GEMM")
     return work
 
 

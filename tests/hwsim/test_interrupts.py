@@ -56,6 +56,19 @@ def test_a_swallowed_signal_sets_the_exit_status(signum: int, capsys: pytest.Cap
     assert ("terminated" if signum == signal.SIGTERM else "interrupted") in capsys.readouterr().err
 
 
+def test_a_swallowed_signal_does_not_outlive_its_command(tmp_path: Path) -> None:
+    """After a command that ended on a swallowed signal, the same process publishes again (a library
+    user, or the next test): the record goes with the handlers."""
+    parser = argparse.ArgumentParser(prog="t")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run").set_defaults(_run=lambda args: swallow(signal.SIGINT) or 0)
+    assert run_cli("t", parser, ["run"]) == 128 + signal.SIGINT
+    assert interrupts.pending() is None
+    with publish_directory(claim(tmp_path / "report", REPORT, flag="--report"), REPORT) as staged:
+        (staged / "report.md").write_text("published\n")
+    assert (tmp_path / "report" / "report.md").read_text() == "published\n"
+
+
 def test_handlers_are_restored_and_the_record_cleared() -> None:
     before = {s: signal.getsignal(s) for s in interrupts.SIGNALS}
     with interrupts.handling():
