@@ -69,14 +69,19 @@ def test_parameters_found_robustly(tmp_path: Path) -> None:
     mm = REPO / "rtl_models" / "third_party" / "cocotb_matrix_multiplier" / "hdl" / "matrix_multiplier.sv"
     names = declared_parameters("matrix_multiplier", [mm])  # `parameter int DATA_WIDTH `VL_RD = 8`
     assert names == ("DATA_WIDTH", "A_ROWS", "B_COLUMNS", "A_COLUMNS_B_ROWS", "C_DATA_WIDTH")
+    finn = REPO / "rtl_models" / "third_party" / "finn_mvu" / "mvu_vvu_axi.sv"  # `int unsigned MW,` lists
+    names = declared_parameters("mvu_vvu_axi", [finn])
+    assert {"IS_MVU", "MW", "MH", "PE", "SIMD", "ACCU_WIDTH", "FORCE_BEHAVIORAL", "M_REG_LUT"} <= set(names)
+    assert "WEIGHT_STREAM_WIDTH" not in names and "SIMD_UNEVEN" not in names  # localparams of the header
     with pytest.raises(UserError, match="defines module nope"):
         declared_parameters("nope", [src])
 
 
-def test_every_bundled_description_loads() -> None:
-    for path in sorted(DESIGNS.glob("*.yaml")):
-        spec = load_spec(path)
-        assert spec.protocol_name in PROTOCOLS
+@pytest.mark.parametrize("path", sorted(DESIGNS.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_bundled_description_loads_and_names_declared_parameters(path: Path) -> None:
+    spec = load_spec(path)
+    assert spec.protocol_name in PROTOCOLS
+    assert set(spec.parameters) <= set(declared_parameters(spec.top, list(spec.sources)))
 
 
 @pytest.mark.parametrize(
@@ -146,3 +151,15 @@ def test_random_items_are_exact_and_cover_short_and_long_k() -> None:
         a, w = it.a - 1024, it.w - 1024  # the codes, and the correction recovers their product
         assert np.array_equal((it.expected - it.correction) % (1 << 16), (a @ w) % (1 << 16))
     assert len(tiles(np.ones((3, 20), np.int64), np.ones((20, 2), np.int64), _gemm(), "t")) == 3
+
+
+def test_first_error_of_a_build_log() -> None:
+    from rtl_models.kit.runner import first_error
+
+    verilator = (
+        "- V e r i l a t i o n\n%Warning-ASCRANGE: mvu.sv:782:16: Ascending bit range\n"
+        "%Error: Exiting due to 1 warning(s)\n"
+    )
+    assert first_error(verilator) == "%Warning-ASCRANGE: mvu.sv:782:16: Ascending bit range"
+    assert first_error("bad.sv:2: syntax error\nI give up.\n") == "bad.sv:2: syntax error"
+    assert first_error("") == "(the build printed nothing)"
