@@ -117,14 +117,20 @@ class VectorSet:
 
         From hwsim's register-level model (its write trace), for failure messages; slow on large GEMMs.
         """
-        hw = self.hardware
-        run = run_gemm_cycles(self.a, self.w, hw, carry=self.carry, trace=True)
-        last = [x for x in run.writes or () if (x.m, x.n) == (m, n)][-1]
-        column = {"m": m, "n": n}[self.dataflow.cols_dim] % hw.array.cols
-        return (
-            f"fold {last.fold}, array column {column}, bottom PE ({hw.array.rows - 1}, {column}), "
-            f"written in cycle {last.cycle} (0 = first after start)"
-        )
+        return gemm_origin(self.a, self.w, self.hardware, self.carry, m, n)
+
+
+def gemm_origin(
+    a: np.ndarray, w: np.ndarray, hw: HardwareConfig, carry: np.ndarray | None, m: int, n: int
+) -> str:
+    """Where ``hw``'s array makes ``Y[m, n]`` of ``(C +) A @ W``: fold, bottom PE, cycle of its last write."""
+    run = run_gemm_cycles(a, w, hw, carry=carry, trace=True)
+    last = [x for x in run.writes or () if (x.m, x.n) == (m, n)][-1]
+    column = {"m": m, "n": n}[dataflow(hw.array.dataflow).cols_dim] % hw.array.cols
+    return (
+        f"fold {last.fold}, array column {column}, bottom PE ({hw.array.rows - 1}, {column}), "
+        f"written in cycle {last.cycle} (0 = first after start)"
+    )
 
 
 # The register-level array model steps every PE every cycle; beyond hwsim.limits.PE_CYCLES (minutes of

@@ -5,8 +5,10 @@ were made for on Icarus Verilog or Verilator (``rtl_models.sim``) and runs its t
 compares every output with the values hwsim computed:
 
 * GEMM sets (``"kind": "gemm"``, also sets without ``kind``): ``array_top`` with the sets'
-  parameters and ``tb_array_top``: every output word, the cycle counter and the overflow count;
-  all GEMM sets of one call must share their parameters (one build, ``ADDR_BITS`` the largest);
+  parameters through the verification kit (``rtl_models.kit.array_top``: the buffers protocol):
+  every output word, the cycle counter against hwsim's timing and the overflow count against
+  hwsim's array model; all GEMM sets of one call must share their parameters (one build,
+  ``ADDR_BITS`` the largest);
 * requant sets (``"kind": "requant"``): ``requant`` and ``tb_requant``: every output code (and
   clamp flag) of the requantizer's elements; one build per distinct parameter set (output
   format, rounding mode, widths), so one call checks a whole network's requantizers.
@@ -16,7 +18,7 @@ compares every output with the values hwsim computed:
 the outputs but not the cycle counter and overflow count). A design with other ports is described
 in a YAML file instead and goes through the verification kit (rtl_models/kit/command.py)::
 
-    python -m rtl_models.check --dut my_dut.yaml --bundle BUNDLE --layers conv1,fc --stress
+    python -m rtl_models.check --dut my_dut.yaml --bundle BUNDLE --layer conv1,fc --stress
     python -m rtl_models.check vectors/l1 --dut my_dut.yaml                     # vector sets, values only
 
 The plain route::
@@ -45,6 +47,7 @@ from hwsim.hwconfig import requant_parameters
 from hwsim.vectors import check_manifest, manifest_kind, read_requant_vectors
 from rtl_models import network
 from rtl_models.kit import command
+from rtl_models.kit.runner import NO_STRESS
 from rtl_models.sim import SIMULATORS, SimResult, run_testbench
 
 MANIFEST = "manifest.json"
@@ -126,6 +129,13 @@ class _Run:
     config: dict[str, Any]
     testcase: str | None = None
     result: SimResult | None = None
+    failure: str | None = None  # GEMM sets: the kit's verdict (rtl_models.kit)
+
+    @property
+    def passed(self) -> bool:
+        if self.kind == "gemm":
+            return self.result is not None and self.failure is None
+        return self.result is not None and self.result.passed
 
     @property
     def names(self) -> str:
@@ -157,7 +167,7 @@ def plan(
 def _report(run: _Run, sim: str) -> str:
     assert run.result is not None
     if run.kind == "gemm":
-        if run.result.passed:
+        if run.passed:
             cycles = sum(int(m["expected"]["cycles"]) for _, m in run.sets)
             if run.config.get("values_only"):
                 return f"PASS on {sim}: {len(run.sets)} vector set(s) ({run.names}), every output word equal"
@@ -165,7 +175,7 @@ def _report(run: _Run, sim: str) -> str:
                 f"PASS on {sim}: {len(run.sets)} vector set(s) ({run.names}), {cycles} cycles, every output "
                 "word, cycle count and overflow count equal to hwsim's"
             )
-        return f"FAIL on {sim}: {run.result.summary()}"
+        return f"FAIL on {sim}: {run.failure}"
     params = ", ".join(f"{k}={v}" for k, v in run.params.items())
     what = (
         f"{len(run.sets)} requant vector set(s) ({run.names}) on requant ({params}, {run.config['rounding']})"
@@ -174,6 +184,23 @@ def _report(run: _Run, sim: str) -> str:
         elements = sum(int(m["elements"]) for _, m in run.sets)
         return f"PASS on {sim}: {what}: {elements} elements, every output code equal to hwsim's"
     return f"FAIL on {sim}: {what}: {run.result.summary()}"
+
+
+def _run_gemm_sets(run: _Run, sim: str, sources: list[Path] | None) -> None:
+    """GEMM sets through the verification kit on array_top (ours or ``sources``): every output word,
+    and unless ``values_only`` the cycle counter against hwsim's timing and the overflow counter."""
+    from hwsim.vectors import read_vectors
+    from rtl_models.kit.array_top import array_top_spec, set_item
+    from rtl_models.kit.runner import build_and_run, judge
+    from rtl_models.sim import SIM_BUILD
+
+    spec = array_top_spec(run.params, sources, bool(run.config.get("values_only")))
+    items = [set_item(read_vectors(d), i) for i, (d, _) in enumerate(run.sets)]
+    record = build_and_run(spec, items, sim, root=SIM_BUILD / "kit")
+    if record.kind == "ports":
+        raise UserError(f"{record.failure}; a design with other ports needs a description: --dut FILE")
+    run.result = record.result
+    run.failure = judge(spec, [], items, record, sim, NO_STRESS).failure
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -217,6 +244,9 @@ def main(argv: list[str] | None = None) -> int:
         manifests = [(d, read_manifest(d)) for d in args.vectors]
         runs = plan(manifests, args.sources, args.values_only)
         for run in runs:
+            if run.kind == "gemm":
+                _run_gemm_sets(run, args.sim, args.sources)
+                continue
             run.result = run_testbench(
                 run.top,
                 args.sim,
@@ -232,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for run in runs:
         print(_report(run, args.sim))
-    return 0 if all(run.result is not None and run.result.passed for run in runs) else 1
+    return 0 if all(run.passed for run in runs) else 1
 
 
 if __name__ == "__main__":

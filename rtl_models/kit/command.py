@@ -21,7 +21,7 @@ import numpy as np
 
 from hwsim.errors import UserError
 from hwsim.gemm import gemm_exact
-from rtl_models.kit.runner import KIT_TEST_MODULE, build, judge, run_items
+from rtl_models.kit.runner import KIT_TEST_MODULE, build_and_run, judge
 from rtl_models.kit.spec import load_spec
 from rtl_models.kit.stress import DEFAULT_PAUSE, Stress
 from rtl_models.kit.work import LayerWork, gemm_work, layer_work, random_items
@@ -119,15 +119,7 @@ def main_kit(args: argparse.Namespace) -> int:
         print(
             f"{spec.top} on {args.sim}: {len(items) + len(extra)} work items, {stress.describe()}", flush=True
         )
-        build_dir = build(spec, args.sim)
-        record = run_items(
-            spec,
-            items + extra,
-            args.sim,
-            build_dir,
-            stress=stress,
-            test_module=args.test_module,
-        )
+        record = build_and_run(spec, items + extra, args.sim, stress=stress, test_module=args.test_module)
         if record.kind == "ports":
             raise UserError(f"{args.dut}: {record.failure}")
         if not record.ran_kit:  # your own testbench without the kit's items: cocotb's verdict

@@ -329,7 +329,7 @@ class BuffersDriver(Driver):
 
     async def run(self, items: list[WorkItem]) -> list[Observed]:
         from hwsim.dataflows import dataflow
-        from hwsim.vectors import buffer_layout, from_image, pack_words, unpack_words
+        from hwsim.vectors import buffer_layout, from_image, gemm_origin, pack_words, unpack_words
         from rtl_models.tb_array_top import word_of_used_lanes
 
         p = self.spec.protocol
@@ -344,11 +344,15 @@ class BuffersDriver(Driver):
             await self.tick()
             await self.write("a", pack_words(layout.abuf(it.a, p.rows, p.cols), g.a.bits))
             await self.write("w", pack_words(layout.wbuf(it.w, p.rows, p.cols), g.w.bits))
+            if it.carry is not None:  # Y = C + A @ W: the output buffer starts from C
+                await self.write("o", pack_words(layout.obuf(it.carry, p.rows, p.cols), g.acc_bits))
             self.port("m_rows").value, self.port("k_depth").value, self.port("n_cols").value = m, k, n
+            self.port("accumulate").value = int(it.carry is not None)
             self.port("start").value = 1
             await self.tick()
             obs = Observed(np.zeros((m, n), np.int64), first_cycle=self.cycle)
             self.port("start").value = 0
+            self.port("accumulate").value = 0
             await ReadOnly()
             while str(self.port("done").value) != "1":
                 self.progress(False, f"{it.where()}: done")
@@ -373,7 +377,10 @@ class BuffersDriver(Driver):
             bad = np.argwhere(obs.y != it.expected)
             if len(bad):
                 r, c = (int(v) for v in bad[0])
-                at = f"the output buffer after done, cycle {obs.last_cycle} ({len(bad)}/{obs.y.size} differ)"
+                origin = gemm_origin(it.a, it.w, p.hardware(g), it.carry, r, c)
+                at = (
+                    f"the output buffer ({origin}); {len(bad)} of {obs.y.size} outputs differ, this the first"
+                )
                 raise element_mismatch(it, r, c, at, it.expected[r, c], obs.y[r, c])
             observed.append(obs)
         return observed

@@ -153,6 +153,11 @@ def run_items(
     name: str = "kit",
 ) -> RunRecord:
     """Run ``items`` through the built design under cocotb."""
+    if any(it.carry is not None for it in items) and not isinstance(spec.protocol, BuffersProtocol):
+        raise UserError(
+            f"{spec.source_file}: accumulating work (Y = C + A @ W, a vector set with carry_obuf.hex) "
+            "needs the buffers protocol, whose output buffer holds C"
+        )
     from cocotb_tools.runner import get_runner
 
     items_path, result_path = build_dir / f"{name}.items.npz", build_dir / f"{name}.result.json"
@@ -202,6 +207,27 @@ def run_items(
         record.get("overflow", []),
         result_path.is_file(),
     )
+
+
+def build_and_run(
+    spec: DutSpec,
+    items: Sequence[WorkItem],
+    sim: str,
+    *,
+    stress: Stress = NO_STRESS,
+    test_module: str = KIT_TEST_MODULE,
+    root: Path | None = None,
+) -> RunRecord:
+    """:func:`build` and :func:`run_items`, one process at a time per build directory (a lock file:
+    parallel test processes and concurrent commands may share a description)."""
+    import fcntl
+
+    build_dir = build_dir_of(spec, sim, root)
+    build_dir.mkdir(parents=True, exist_ok=True)
+    with (build_dir / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        build(spec, sim, root)
+        return run_items(spec, items, sim, build_dir, stress=stress, test_module=test_module)
 
 
 # --- the scoreboard ----------------------------------------------------------------------------
@@ -260,14 +286,13 @@ def model_cycles(spec: DutSpec, item: WorkItem) -> float | None:
                 f"{spec.source_file}: compare.cycles.model hwsim times hwsim's own arrays (protocol "
                 "buffers); for another design give model: formula"
             )
-        from hwsim.hwconfig import ArrayConfig, HardwareConfig, PEConfig
+        from hwsim.dataflows import dataflow
         from hwsim.mapping import GemmShape
         from hwsim.timing import native_gemm_cycles
 
-        hw = HardwareConfig(
-            ArrayConfig(p.rows, p.cols, p.dataflow), PEConfig(spec.gemm.acc_bits, spec.gemm.overflow)
-        )
-        return float(native_gemm_cycles(GemmShape(m=m, k=k, n=n), hw).total)
+        hw, gemm = p.hardware(spec.gemm), GemmShape(m=m, k=k, n=n)
+        carry_load = 0 if item.carry is None else dataflow(p.dataflow).carry_load(gemm, hw.array)
+        return float(native_gemm_cycles(gemm, hw).total + carry_load)
     return None
 
 
@@ -372,17 +397,13 @@ def judge(
         total = sum(x[1] for x in report.cycles)
         report.cycle_note = f"cycles: {total} measured over {len(items)} items (no model chosen)"
     if spec.compare.overflow_counter and report.failure is None:
-        from hwsim.hwconfig import ArrayConfig, HardwareConfig, PEConfig
         from hwsim.systolic import run_gemm_cycles
 
         p = spec.protocol
         for i, it in enumerate(items):
             got = record.overflow[i]
-            if isinstance(p, BuffersProtocol):
-                hw = HardwareConfig(
-                    ArrayConfig(p.rows, p.cols, p.dataflow), PEConfig(spec.gemm.acc_bits, spec.gemm.overflow)
-                )
-                want = run_gemm_cycles(it.a, it.w, hw).overflow_events
+            if isinstance(p, BuffersProtocol):  # one event per PE and product, hwsim's array model
+                want = run_gemm_cycles(it.a, it.w, p.hardware(spec.gemm), carry=it.carry).overflow_events
             else:
                 want = it.overflows
             if got != want:

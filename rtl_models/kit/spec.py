@@ -150,6 +150,15 @@ class BuffersProtocol:
     dataflow: str = "ws"
     cycle_counter: str | None = "cycles"
 
+    def hardware(self, gemm: Gemm) -> Any:
+        """hwsim's description of this array (``hwsim.hwconfig.HardwareConfig``): its model of cycles,
+        overflow events and where each output is made."""
+        from hwsim.hwconfig import ArrayConfig, HardwareConfig, PEConfig
+
+        return HardwareConfig(
+            ArrayConfig(self.rows, self.cols, self.dataflow), PEConfig(gemm.acc_bits, gemm.overflow)
+        )
+
 
 PROTOCOLS: dict[str, type] = {
     "stream": StreamProtocol,

@@ -36,7 +36,8 @@ class WorkItem:
     ``m0``, ``k0``, ``n0``: where the tile lies in its layer's GEMM; ``used``: how many of its rows,
     K elements and columns are the layer's (the rest is padding); ``correction`` [m, n]: the
     zero points' contribution, which :func:`assemble` subtracts; ``overflows``: outputs whose
-    exact sum the accumulator could not hold.
+    exact sum the accumulator could not hold; ``carry`` [m, n]: accumulators the design starts
+    from (``Y = C + A @ W``; the buffers protocol only), else None.
     """
 
     layer: str
@@ -50,6 +51,7 @@ class WorkItem:
     expected: np.ndarray
     correction: np.ndarray
     overflows: int
+    carry: np.ndarray | None = None
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -250,6 +252,8 @@ def save_items(items: Sequence[WorkItem], path: Path) -> None:
             it.correction,
         )
         meta.append([it.index, it.m0, it.k0, it.n0, *it.used, it.overflows])
+        if it.carry is not None:
+            arrays[f"k{i}"] = it.carry
     arrays["meta"] = np.asarray(meta, dtype=np.int64).reshape(len(items), 8)
     arrays["layers"] = np.asarray([it.layer for it in items], dtype=str)
     np.savez(path, **arrays)
@@ -271,6 +275,7 @@ def load_items(path: str | Path) -> list[WorkItem]:
                 z[f"y{i}"],
                 z[f"c{i}"],
                 int(r[7]),
+                z[f"k{i}"] if f"k{i}" in z.files else None,
             )
             for i, r in enumerate(meta)
         ]

@@ -40,7 +40,8 @@ def test_passes_on_array_top_and_fails_on_a_broken_pe(
     assert RTL_DIR / "broken/mac_pe_truncated.v" in broken
     assert main([*sets, "--sim", "icarus", "--sources", *map(str, broken)]) == 1
     out = capsys.readouterr().out
-    assert "FAIL on icarus" in out and "outputs differ" in out and "first Y[m=" in out
+    assert "FAIL on icarus" in out and "outputs differ, this the first" in out and "Y[m=0, n=0]" in out
+    assert "bottom PE (" in out and "expected" in out and "actual" in out
 
 
 def test_bad_input_exits_2(sets: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -251,3 +252,17 @@ def test_hwsim_vectors_then_check_in_every_rtl_dataflow(
     capsys.readouterr()
     assert main([str(out), "--sim", "icarus"]) == 0
     assert "PASS on icarus: 1 vector set(s) (conv1)" in capsys.readouterr().out
+
+
+@pytest.mark.rtl
+@pytest.mark.parametrize("flow", [name for name, d in DATAFLOWS.items() if d.rtl])
+def test_every_set_through_the_kit_accumulating_ones_too(flow: str, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """The plain route runs array_top through the verification kit: corners, random codes and
+    accumulating sets (C in the output buffer), values, hwsim's cycle counts and overflow events."""
+    require_simulator("icarus")
+    _, hw, over, a_fmt, w_fmt, _ = _case("icarus", flow, *CASES[0][2:])
+    chosen = vector_sets(hw, over, a_fmt, w_fmt)
+    assert any(vs.carry is not None for vs in chosen) and any(vs.overflow_events for vs in chosen)
+    assert main([*write_sets(chosen, tmp_path / "sets"), "--sim", "icarus"]) == 0
+    out = capsys.readouterr().out
+    assert f"PASS on icarus: {len(chosen)} vector set(s)" in out and "cycle count and overflow count" in out
