@@ -20,7 +20,7 @@ import yaml
 from conftest import require_simulator
 
 from rtl_models import check
-from rtl_models.sim import SIMULATORS
+from rtl_models.sim import SIMULATORS, sources_for
 
 pytestmark = pytest.mark.rtl
 
@@ -181,19 +181,9 @@ def _array_description(tmp_path: Path, flow: str) -> Path:
     """The project's own array_top as the kit sees it: buffers, hwsim's timing enforced, overflow counted."""
     from hwsim.dataflows import DATAFLOWS
 
-    rtl = REPO / "rtl_models"
-    files = [
-        "mac_pe.v",
-        "systolic_array.v",
-        "array_ws.v",
-        "os_pe.v",
-        "os_array.v",
-        "array_os.v",
-        "array_top.v",
-    ]
     data = {
         "top": "array_top",
-        "sources": [str(rtl / f) for f in files],
+        "sources": [str(f) for f in sources_for("array_top")],
         "parameters": {
             "ROWS": 4,
             "COLS": 4,
