@@ -219,7 +219,7 @@ def random_items(
     count: int,
     rng: np.random.Generator,
     layer: str = "random",
-    k_values: Sequence[int] = (1, 2),
+    k_values: Sequence[int] = (1, 2, 33, 97),
     first_index: int = 0,
 ) -> list[WorkItem]:
     """Stress items of random codes across the operand ports' whole ranges (minus zero points).

@@ -470,3 +470,44 @@ def test_codes_that_do_not_fit_the_ports_are_exit_2(monkeypatch, tmp_path, capsy
     )
     assert status == 2
     assert "layer fc, item 0: weight codes span" in err and "gemm.w.zero_point" in err
+
+
+STREAM_DOT = REPO / "tests" / "rtl" / "hdl" / "stream_dot.yaml"
+
+
+@pytest.mark.parametrize("sim", SIMULATORS)
+def test_stream_driver_with_last_and_any_k(sim, monkeypatch, tmp_path, capsys) -> None:
+    """The stream driver's tlast and packets of any length (a whole layer row, then stress items of
+    K = 1, 2, 33 and 97) on the tests' own small stream design, its output stalled 80 % of the time."""
+    require_simulator(sim)
+    args = ["--dut", str(STREAM_DOT), "--bundle", str(BUNDLE), "--layer", "layer1.0.conv1", "--rows", "2"]
+    args += ["--stress", "--pause-ready", "0.8", "--random", "8", "--seed", "3", "--sim", sim]
+    status, out, err = _run(args, monkeypatch, tmp_path, capsys)
+    assert status == 0, out + err
+    assert re.search(r"layer1.0.conv1 +32  items ==, 1 K block", out), out
+    assert re.search(r"random \(stress\) +8  items ==", out), out
+
+
+def test_a_stream_without_its_last_is_a_hang_naming_the_beat(monkeypatch, tmp_path, capsys) -> None:
+    data = yaml.safe_load(STREAM_DOT.read_text())
+    data["sources"] = [str(STREAM_DOT.parent / s) for s in data["sources"]]
+    # named one by one, without last (AXI-Stream names would find a_tlast): no packet ever ends
+    data["streams"][0] = {
+        "name": "a",
+        "data": "a_tdata",
+        "valid": "a_tvalid",
+        "ready": "a_tready",
+        "matrix": "a",
+        "layout": {"block": [1, 1]},
+    }
+    data["timeout_cycles"] = 300
+    (tmp_path / "no_last.yaml").write_text(yaml.safe_dump(data))
+    args = ["--dut", str(tmp_path / "no_last.yaml"), "--bundle", str(BUNDLE), "--layer", "layer1.0.conv1"]
+    args += ["--rows", "1", "--seed", "1"]
+    status, out, _ = _run([*args, "--sim", "icarus"], monkeypatch, tmp_path, capsys)
+    assert status == 1, out
+    assert "no progress for 300 cycles" in out
+    assert (
+        "waiting for layer layer1.0.conv1, item 0 (rows 0..0, K 0..143, columns 0..0): output beat 0 on y"
+        in out
+    )
