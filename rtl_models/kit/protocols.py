@@ -28,6 +28,8 @@ from rtl_models.kit.spec import BuffersProtocol, DutSpec, ParallelProtocol, Stre
 from rtl_models.kit.stress import Stress
 from rtl_models.kit.work import WorkItem
 
+TAIL_CYCLES = 32  # cycles the output stream is watched for beats beyond the last one expected
+
 
 class Hang(AssertionError):
     """The design stopped making progress (no transfer for the description's ``timeout_cycles``)."""
@@ -158,6 +160,7 @@ class _Endpoint:
     fmt: IntFormat
     beats: list[tuple[int, int, int, bool]] = field(default_factory=list)  # (item, beat, word, last)
     pos: int = 0
+    holding: bool = False  # a beat presented and not yet taken: valid stays up (AXI-Stream's rule)
 
 
 def stream_handles(dut: SimHandleBase, s: Stream) -> dict[str, SimHandleBase]:
@@ -205,7 +208,7 @@ class StreamDriver(Driver):
         while got < len(expected_beats):
             await self.tick()
             for ep in ins:
-                live = ep.pos < len(ep.beats) and not self.pause(self.stress.valid_pause)
+                live = ep.pos < len(ep.beats) and (ep.holding or not self.pause(self.stress.valid_pause))
                 ep.handles["valid"].value = int(live)
                 if live:
                     item, _, word, last = ep.beats[ep.pos]
@@ -218,11 +221,10 @@ class StreamDriver(Driver):
             await ReadOnly()
             moved = False
             for ep in ins:
-                if (
-                    ep.pos < len(ep.beats)
-                    and int(ep.handles["valid"].value)
-                    and ("ready" not in ep.handles or str(ep.handles["ready"].value) == "1")
-                ):
+                presented = ep.pos < len(ep.beats) and bool(int(ep.handles["valid"].value))
+                taken = presented and ("ready" not in ep.handles or str(ep.handles["ready"].value) == "1")
+                ep.holding = presented and not taken
+                if taken:
                     item = ep.beats[ep.pos][0]
                     obs = observed[index[item]]
                     # the cycle before the edge that takes the first beat: last - first spans the item
@@ -241,7 +243,23 @@ class StreamDriver(Driver):
         await self.tick()
         for ep in ins:
             ep.handles["valid"].value = 0
+        await self._no_extra_beats(out, items[-1] if items else None)
         return observed
+
+    async def _no_extra_beats(self, out: _Endpoint, last: WorkItem | None) -> None:
+        """After the last expected beat, ready stays up for :data:`TAIL_CYCLES` cycles and no more
+        output may come (a duplicated or spurious beat at the end would otherwise go unseen)."""
+        if "ready" in out.handles:
+            out.handles["ready"].value = 1
+        for _ in range(TAIL_CYCLES):
+            await ReadOnly()
+            if str(out.handles["valid"].value) == "1":
+                after = f" after {last.where()}" if last is not None else ""
+                raise Mismatch(
+                    f"an output beat on {out.stream.name} at cycle {self.cycle} beyond the last one "
+                    f"expected{after}: the design sent more beats than the work items' outputs"
+                )
+            await self.tick()
 
     def _collect(self, ep: _Endpoint, item: WorkItem, beat: int, obs: Observed) -> None:
         s = ep.stream

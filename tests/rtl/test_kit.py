@@ -361,7 +361,7 @@ def test_finns_output_queue_overflow_is_found_expected_failure(monkeypatch, tmp_
             "--pause-valid",
             "0",
             "--pause-ready",
-            "0.5",
+            "0.2",
             "--seed",
             "1",
             "--sim",
@@ -511,3 +511,34 @@ def test_a_stream_without_its_last_is_a_hang_naming_the_beat(monkeypatch, tmp_pa
         "waiting for layer layer1.0.conv1, item 0 (rows 0..0, K 0..143, columns 0..0): output beat 0 on y"
         in out
     )
+
+
+def test_a_beat_beyond_the_last_expected_is_caught(monkeypatch, tmp_path, capsys) -> None:
+    """A design that sends one result twice: at the end of a run, where no later item would show it."""
+    import numpy as np
+
+    from hwsim.fixed import IntFormat
+    from hwsim.hwconfig import load_hw_config
+    from hwsim.vectors import make_vector_set, write_vectors
+
+    data = yaml.safe_load(STREAM_DOT.read_text())
+    data["sources"] = [str(STREAM_DOT.parent / s) for s in data["sources"]]
+    data["defines"] = {"EXTRA_BEAT": 1}
+    (tmp_path / "extra.yaml").write_text(yaml.safe_dump(data))
+    a, w = np.array([[1, 2, 3, 4, 5]]), np.array([[1], [-2], [3], [-4], [5]])
+    hw = load_hw_config(REPO / "configs" / "hw" / "ws_8x8.yaml")
+    write_vectors(
+        make_vector_set(a, w, hw, a_fmt=IntFormat(4, False), w_fmt=IntFormat(5, True), name="one"),
+        tmp_path / "one",
+    )
+    args = [str(tmp_path / "one"), "--dut", str(tmp_path / "extra.yaml"), "--seed", "1", "--sim", "icarus"]
+    status, out, _ = _run(args, monkeypatch, tmp_path, capsys)
+    assert status == 1, out
+    assert (
+        "an output beat on y at cycle" in out
+        and "beyond the last one expected after layer one, item 0" in out
+    )
+    data.pop("defines")  # the same design built without the defect passes the same set
+    (tmp_path / "extra.yaml").write_text(yaml.safe_dump(data))
+    status, out, _ = _run(args, monkeypatch, tmp_path, capsys)
+    assert status == 0, out
