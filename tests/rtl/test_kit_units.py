@@ -163,3 +163,14 @@ def test_first_error_of_a_build_log() -> None:
     assert first_error(verilator) == "%Warning-ASCRANGE: mvu.sv:782:16: Ascending bit range"
     assert first_error("bad.sv:2: syntax error\nI give up.\n") == "bad.sv:2: syntax error"
     assert first_error("") == "(the build printed nothing)"
+
+
+def test_every_protocol_has_a_driver_and_a_description_that_uses_it() -> None:
+    """One registry: each protocol of the description format has its driver, and a test design."""
+    from rtl_models.kit.protocols import DRIVERS
+
+    assert set(DRIVERS) == set(PROTOCOLS)
+    used = {
+        load_spec(p).protocol_name for p in [*DESIGNS.glob("*.yaml"), REPO / "tests/rtl/hdl/stream_dot.yaml"]
+    }
+    assert used | {"buffers"} == set(PROTOCOLS)  # buffers: array_top's description (rtl_models.kit.array_top)
