@@ -7,9 +7,8 @@ ports and returns what came out, element by element with the beat and cycle that
 Every driver runs one loop per clock cycle: it writes the design's inputs just after the falling
 edge, then waits for the read-only phase, where every handshake signal has settled for the coming
 rising edge, and records the transfers that edge will make (valid and ready both high). Stress mode
-(``rtl_models.kit.stress``) lowers valid and ready at random (seeded), and a watchdog ends a run that
-makes no
-progress for ``timeout_cycles`` with a :class:`Hang` that names the item and the beat awaited.
+(``rtl_models.kit.stress``) lowers valid and ready at random (seeded), and a watchdog ends a run
+that makes no progress for ``timeout_cycles`` with a :class:`Hang` that names the item and the beat awaited.
 Stream port names are resolved through cocotbext-axi's ``AxiStreamBus`` when the description uses
 AXI-Stream names (``axis: true``), else taken as given.
 """
