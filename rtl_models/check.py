@@ -155,8 +155,8 @@ def plan(
         )
     runs: list[_Run] = []
     if gemm:
-        config = {"vectors": [str(d.resolve()) for d, _ in gemm], "values_only": values_only}
-        runs.append(_Run("gemm", gemm, "array_top", build_parameters(gemm), "tb_array_top", config))
+        # run through the verification kit (_run_gemm_sets), not a testbench module of its own
+        runs.append(_Run("gemm", gemm, "array_top", build_parameters(gemm), "", {"values_only": values_only}))
     for params, sets in requant_parameter_sets(requant):
         stimulus = [str((d / m["files"]["stimulus"]["path"]).resolve()) for d, m in sets]
         config = {"stimulus": stimulus, "rounding": ROUNDING_MODES[params["ROUNDING"]]}
@@ -255,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
                 config=run.config,
                 testcase=run.testcase,
                 sources=args.sources,
-                name="check" if run.kind == "requant" else "results",
+                name="check",
             )
     except UserError as err:
         print(f"rtl_models.check: error: {err}", file=sys.stderr)

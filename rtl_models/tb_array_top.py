@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import cocotb
@@ -27,8 +28,10 @@ from cocotb.handle import SimHandleBase
 from cocotb.triggers import RisingEdge, with_timeout
 from cocotb.utils import get_sim_time
 
+from hwsim.fixed import IntFormat
 from hwsim.output import safe_name
 from hwsim.vectors import (
+    BufferLayout,
     VectorSet,
     buffer_images,
     buffer_layout,
@@ -84,13 +87,7 @@ class ArrayTopTB(ClockedTB):
         )
 
     async def write_buffer(self, prefix: str, words: list[int]) -> None:
-        dut = self.dut
-        we, addr, data = (getattr(dut, f"{prefix}_{s}") for s in ("we", "addr", "wdata"))
-        we.value = 1
-        for i, word in enumerate(words):
-            addr.value, data.value = i, word
-            await self.step()
-        we.value = 0
+        await write_buffer(self.dut, prefix, words, self.step)
 
     async def load(self, vs: VectorSet) -> None:
         """Write the activation and weight buffers, and for an accumulating set the output buffer (C)."""
@@ -126,14 +123,41 @@ class ArrayTopTB(ClockedTB):
         m, _, n = vs.shape
         _, _, acc_fmt = formats(vs.parameters)
         rows, cols = self.params["ROWS"], self.params["COLS"]
-        layout = buffer_layout(vs.dataflow)
-        used = layout.obuf(np.ones((m, n), dtype=np.int64), rows, cols) != 0  # [words, lanes]
-        words = []
-        for addr in range(used.shape[0]):
-            self.dut.o_addr.value = addr
-            await self.step()
-            words.append(word_of_used_lanes(str(self.dut.o_rdata.value), acc_fmt.bits, used[addr], addr))
-        return from_image(layout.obuf, unpack_words(words, cols, acc_fmt), (m, n), rows, cols)
+        return await read_output_buffer(
+            self.dut, buffer_layout(vs.dataflow), (m, n), rows, cols, acc_fmt, self.step
+        )
+
+
+async def write_buffer(
+    dut: SimHandleBase, prefix: str, words: list[int], step: Callable[[], Awaitable[None]]
+) -> None:
+    """Write ``words`` to buffer ``prefix`` (``a``, ``w`` or ``o``) through its host port, one per cycle."""
+    we, addr, data = (getattr(dut, f"{prefix}_{s}") for s in ("we", "addr", "wdata"))
+    we.value = 1
+    for i, word in enumerate(words):
+        addr.value, data.value = i, word
+        await step()
+    we.value = 0
+
+
+async def read_output_buffer(
+    dut: SimHandleBase,
+    layout: BufferLayout,
+    shape: tuple[int, int],
+    rows: int,
+    cols: int,
+    acc_fmt: IntFormat,
+    step: Callable[[], Awaitable[None]],
+) -> np.ndarray:
+    """Y ``shape`` from the output buffer in ``layout``, one word a cycle through ``o_addr``/``o_rdata``;
+    lanes that hold no element of Y (never written) are skipped."""
+    used = layout.obuf(np.ones(shape, dtype=np.int64), rows, cols) != 0  # [words, lanes]
+    words = []
+    for addr in range(used.shape[0]):
+        dut.o_addr.value = addr
+        await step()
+        words.append(word_of_used_lanes(str(dut.o_rdata.value), acc_fmt.bits, used[addr], addr))
+    return from_image(layout.obuf, unpack_words(words, cols, acc_fmt), shape, rows, cols)
 
 
 def word_of_used_lanes(bits: str, lane_bits: int, used: np.ndarray, addr: int) -> int:

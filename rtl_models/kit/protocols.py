@@ -16,6 +16,7 @@ AXI-Stream names (``axis: true``), else taken as given.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -82,6 +83,31 @@ def element_mismatch(item: WorkItem, m: int, n: int, at: str, expected: object, 
         f"{item.where()}: Y[m={item.m0 + m}, n={item.n0 + n}] of the layer (element [{m}, {n}] of the item) "
         f"on {at}: expected {int(expected)}, actual {int(actual)}"  # type: ignore[call-overload]
     )
+
+
+def check_beat(
+    item: WorkItem,
+    matrix: str,
+    layout: BlockLayout,
+    beat: int,
+    obs: Observed,
+    read: Callable[[np.ndarray, str], np.ndarray],
+    where: str,
+    lane_at: Callable[[int], str],
+) -> None:
+    """One output beat of an item: ``read(wanted, where)`` gives its lanes; each lane's element of
+    ``matrix`` (``y`` or ``y_t``) goes into ``obs.y`` and must equal the item's expected value, a
+    failure naming the lane's place (``lane_at(lane)``)."""
+    expected = item.matrix(matrix)
+    pos = layout.positions(expected.shape)[beat]
+    wanted = pos[:, 0] >= 0
+    lanes = read(wanted, f"{item.where()}: {where}")
+    for lane in np.flatnonzero(wanted):
+        r, c = int(pos[lane, 0]), int(pos[lane, 1])
+        m, n = (c, r) if matrix.endswith("_t") else (r, c)
+        obs.y[m, n] = lanes[lane]
+        if lanes[lane] != expected[r, c]:
+            raise element_mismatch(item, m, n, lane_at(int(lane)), expected[r, c], lanes[lane])
 
 
 def is_array(handle: SimHandleBase) -> bool:
@@ -263,20 +289,17 @@ class StreamDriver(Driver):
 
     def _collect(self, ep: _Endpoint, item: WorkItem, beat: int, obs: Observed) -> None:
         s = ep.stream
-        shape = item.matrix(s.matrix).shape
-        pos = s.layout.positions(shape)[beat]
-        wanted = pos[:, 0] >= 0
-        what = f"{item.where()}: {s.name} beat {beat} at cycle {self.cycle}"
-        lanes = read_lanes(ep.handles["data"], ep.fmt, wanted, what)
-        transposed = s.matrix.endswith("_t")
-        expected = item.matrix(s.matrix)
-        for lane in np.flatnonzero(wanted):
-            r, c = int(pos[lane, 0]), int(pos[lane, 1])
-            m, n = (c, r) if transposed else (r, c)
-            obs.y[m, n] = lanes[lane]
-            if lanes[lane] != expected[r, c]:
-                at = f"{s.name}, beat {beat} of {s.layout.beat_count(shape)}, lane {lane}, cycle {self.cycle}"
-                raise element_mismatch(item, m, n, at, expected[r, c], lanes[lane])
+        count = s.layout.beat_count(item.matrix(s.matrix).shape)
+        check_beat(
+            item,
+            s.matrix,
+            s.layout,
+            beat,
+            obs,
+            lambda wanted, what: read_lanes(ep.handles["data"], ep.fmt, wanted, what),
+            f"{s.name}, beat {beat} of {count}, cycle {self.cycle}",
+            lambda lane: f"{s.name}, beat {beat} of {count}, lane {lane}, cycle {self.cycle}",
+        )
         obs.last_cycle = self.cycle
 
 
@@ -315,20 +338,18 @@ class ParallelDriver(Driver):
             self.idle = 0
             obs.last_cycle = self.cycle
             for x in p.outputs:
-                expected = it.matrix(x.matrix)
-                pos = x.layout.positions(expected.shape)[0]
-                wanted = pos[:, 0] >= 0
-                fmt = lane_format(self.spec, x.matrix)
-                what = f"{it.where()}: {x.port} at cycle {self.cycle}"
-                read = read_elements if is_array(self.port(x.port)) else read_lanes
-                lanes = read(self.port(x.port), fmt, wanted, what)
-                for lane in np.flatnonzero(wanted):
-                    r, c = int(pos[lane, 0]), int(pos[lane, 1])
-                    m, n = (c, r) if x.matrix.endswith("_t") else (r, c)
-                    obs.y[m, n] = lanes[lane]
-                    if lanes[lane] != expected[r, c]:
-                        at = f"{x.port}, lane {lane}, cycle {self.cycle}"
-                        raise element_mismatch(it, m, n, at, expected[r, c], lanes[lane])
+                handle, fmt = self.port(x.port), lane_format(self.spec, x.matrix)
+                read = read_elements if is_array(handle) else read_lanes
+                check_beat(
+                    it,
+                    x.matrix,
+                    x.layout,
+                    0,
+                    obs,
+                    lambda wanted, what, handle=handle, fmt=fmt, read=read: read(handle, fmt, wanted, what),
+                    f"{x.port}, cycle {self.cycle}",
+                    lambda lane, port=x.port: f"{port}, lane {lane}, cycle {self.cycle}",
+                )
             observed.append(obs)
         return observed
 
@@ -337,18 +358,10 @@ class BuffersDriver(Driver):
     """array_top's host ports: write the activation and weight buffers (hwsim's layouts of the
     dataflow), pulse ``start`` with the GEMM size, wait for ``done``, read the output buffer."""
 
-    async def write(self, prefix: str, words: list[int]) -> None:
-        we, addr, data = (self.port(f"{prefix}_{s}") for s in ("we", "addr", "wdata"))
-        we.value = 1
-        for i, word in enumerate(words):
-            addr.value, data.value = i, word
-            await self.tick()
-        we.value = 0
-
     async def run(self, items: list[WorkItem]) -> list[Observed]:
         from hwsim.dataflows import dataflow
-        from hwsim.vectors import buffer_layout, from_image, gemm_origin, pack_words, unpack_words
-        from rtl_models.tb_array_top import word_of_used_lanes
+        from hwsim.vectors import buffer_layout, gemm_origin, pack_words
+        from rtl_models.tb_array_top import read_output_buffer, write_buffer
 
         p = self.spec.protocol
         assert isinstance(p, BuffersProtocol)
@@ -360,10 +373,16 @@ class BuffersDriver(Driver):
         for it in items:
             m, k, n = it.shape
             await self.tick()
-            await self.write("a", pack_words(layout.abuf(it.a, p.rows, p.cols), g.a.bits))
-            await self.write("w", pack_words(layout.wbuf(it.w, p.rows, p.cols), g.w.bits))
+            await write_buffer(
+                self.dut, "a", pack_words(layout.abuf(it.a, p.rows, p.cols), g.a.bits), self.tick
+            )
+            await write_buffer(
+                self.dut, "w", pack_words(layout.wbuf(it.w, p.rows, p.cols), g.w.bits), self.tick
+            )
             if it.carry is not None:  # Y = C + A @ W: the output buffer starts from C
-                await self.write("o", pack_words(layout.obuf(it.carry, p.rows, p.cols), g.acc_bits))
+                await write_buffer(
+                    self.dut, "o", pack_words(layout.obuf(it.carry, p.rows, p.cols), g.acc_bits), self.tick
+                )
             self.port("m_rows").value, self.port("k_depth").value, self.port("n_cols").value = m, k, n
             self.port("accumulate").value = int(it.carry is not None)
             self.port("start").value = 1
@@ -382,16 +401,8 @@ class BuffersDriver(Driver):
                 obs.counter = int(self.port(p.cycle_counter).value.to_unsigned())
             if self.spec.compare.overflow_counter:
                 obs.overflow = int(self.port(self.spec.compare.overflow_counter).value.to_unsigned())
-            used = layout.obuf(np.ones((m, n), dtype=np.int64), p.rows, p.cols) != 0
-            words = []
             await self.tick()
-            for addr in range(used.shape[0]):
-                self.port("o_addr").value = addr
-                await self.tick()
-                words.append(
-                    word_of_used_lanes(str(self.port("o_rdata").value), g.acc_bits, used[addr], addr)
-                )
-            obs.y = from_image(layout.obuf, unpack_words(words, p.cols, g.acc), (m, n), p.rows, p.cols)
+            obs.y = await read_output_buffer(self.dut, layout, (m, n), p.rows, p.cols, g.acc, self.tick)
             bad = np.argwhere(obs.y != it.expected)
             if len(bad):
                 r, c = (int(v) for v in bad[0])
