@@ -46,41 +46,38 @@ def _variant(tmp_path: Path, base: Path = MM, **changes: object) -> Path:
     return path
 
 
-def _run(
-    args: list[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-):
+@pytest.fixture
+def kit(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    """``python -m rtl_models.check`` in this process, building under tmp_path: (status, stdout, stderr)."""
     monkeypatch.setenv("RTL_KIT_BUILD", str(tmp_path / "build"))
-    status = check.main(args)
-    out = capsys.readouterr()
-    return status, out.out, out.err
+
+    def run(dut: object, *args: object, sim: str = "icarus", bundle: object = BUNDLE) -> tuple[int, str, str]:
+        """``--dut DUT [--bundle BUNDLE] ARGS --sim SIM``."""
+        head = ["--dut", dut] + ([] if bundle is None else ["--bundle", bundle])
+        status = check.main([str(a) for a in [*head, *args, "--sim", sim]])
+        out = capsys.readouterr()
+        return status, out.out, out.err
+
+    return run
 
 
 @pytest.mark.parametrize("sim", SIMULATORS)
-def test_foreign_parallel_design_on_real_layers(sim, monkeypatch, tmp_path, capsys) -> None:
+def test_foreign_parallel_design_on_real_layers(sim, kit) -> None:
     require_simulator(sim)
-    status, out, err = _run(
-        [
-            "--dut",
-            str(MM),
-            "--bundle",
-            str(BUNDLE),
-            "--layer",
-            "conv1,layer2.0.shortcut.0",
-            "--layer",
-            "fc",
-            "--rows",
-            "8",
-            "--stress",
-            "--seed",
-            "7",
-            "--random",
-            "6",
-            "--sim",
-            sim,
-        ],
-        monkeypatch,
-        tmp_path,
-        capsys,
+    status, out, err = kit(
+        str(MM),
+        "--layer",
+        "conv1,layer2.0.shortcut.0",
+        "--layer",
+        "fc",
+        "--rows",
+        "8",
+        "--stress",
+        "--seed",
+        "7",
+        "--random",
+        "6",
+        sim=sim,
     )
     assert status == 0, out + err
     assert re.search(r"conv1 +32  items ==, 4 K block\(s\) added up == emulator's layer", out), out
@@ -90,15 +87,10 @@ def test_foreign_parallel_design_on_real_layers(sim, monkeypatch, tmp_path, caps
     assert "cycles: every item within 0 % of the formula model" in out
 
 
-@pytest.mark.parametrize("variant", ["matrix_multiplier_k_short.sv", "matrix_multiplier_sign_flip.sv"])
-def test_a_broken_multiplier_is_caught_naming_the_element(variant, monkeypatch, tmp_path, capsys) -> None:
-    broken = _variant(tmp_path, sources=[str(BROKEN / variant)])
-    status, out, _ = _run(
-        ["--dut", str(broken), "--bundle", str(BUNDLE), "--layer", "fc", "--seed", "1", "--sim", "icarus"],
-        monkeypatch,
-        tmp_path,
-        capsys,
-    )
+@pytest.mark.parametrize("defines", [{}, {"SIGN_FLIP": 1}], ids=["k_short", "sign_flip"])
+def test_a_broken_multiplier_is_caught_naming_the_element(defines, tmp_path, kit) -> None:
+    broken = _variant(tmp_path, sources=[str(BROKEN / "matrix_multiplier_broken.sv")], defines=defines)
+    status, out, _ = kit(str(broken), "--layer", "fc", "--seed", "1")
     assert status == 1
     assert (
         "FAIL on icarus: matrix_multiplier (stress off, seed 1; replay with --seed 1): layer fc, item 0"
@@ -108,14 +100,9 @@ def test_a_broken_multiplier_is_caught_naming_the_element(variant, monkeypatch, 
     assert "expected" in out and "actual" in out
 
 
-def test_a_design_that_never_answers_is_a_hang_not_a_traceback(monkeypatch, tmp_path, capsys) -> None:
+def test_a_design_that_never_answers_is_a_hang_not_a_traceback(tmp_path, kit) -> None:
     stuck = _variant(tmp_path, out_valid="reset_i", timeout_cycles=50)  # a result strobe that never rises
-    status, out, err = _run(
-        ["--dut", str(stuck), "--bundle", str(BUNDLE), "--layer", "fc", "--seed", "1", "--sim", "icarus"],
-        monkeypatch,
-        tmp_path,
-        capsys,
-    )
+    status, out, err = kit(str(stuck), "--layer", "fc", "--seed", "1")
     assert status == 1
     assert "no progress for 50 cycles (timeout_cycles 50)" in out
     assert "waiting for layer fc, item 0 (rows 0..0, K 0..7, columns 0..3): reset_i (the result)" in out
@@ -133,46 +120,18 @@ def test_a_design_that_never_answers_is_a_hang_not_a_traceback(monkeypatch, tmp_
         ({"protocol": "wishbone"}, "protocol: 'wishbone' is not one of stream, parallel, buffers"),
     ],
 )
-def test_bad_input_is_exit_2_with_one_message(changes, message, monkeypatch, tmp_path, capsys) -> None:
-    status, out, err = _run(
-        [
-            "--dut",
-            str(_variant(tmp_path, **changes)),
-            "--bundle",
-            str(BUNDLE),
-            "--layer",
-            "fc",
-            "--sim",
-            "icarus",
-        ],
-        monkeypatch,
-        tmp_path,
-        capsys,
-    )
+def test_bad_input_is_exit_2_with_one_message(changes, message, tmp_path, kit) -> None:
+    status, out, err = kit(_variant(tmp_path, **changes), "--layer", "fc")
     assert status == 2, out + err
     assert message in err and "Traceback" not in err
 
 
-def test_a_build_failure_is_exit_2_with_the_compilers_first_error(monkeypatch, tmp_path, capsys) -> None:
+def test_a_build_failure_is_exit_2_with_the_compilers_first_error(tmp_path, kit) -> None:
     bad = tmp_path / "bad.sv"
     bad.write_text(
         "module matrix_multiplier #(parameter int DATA_WIDTH = 8)(input clk_i);\n  wire x = ;\nendmodule\n"
     )
-    status, _, err = _run(
-        [
-            "--dut",
-            str(_variant(tmp_path, sources=[str(bad)], parameters={})),
-            "--bundle",
-            str(BUNDLE),
-            "--layer",
-            "fc",
-            "--sim",
-            "icarus",
-        ],
-        monkeypatch,
-        tmp_path,
-        capsys,
-    )
+    status, _, err = kit(str(_variant(tmp_path, sources=[str(bad)], parameters={})), "--layer", "fc")
     assert status == 2
     assert "icarus could not build matrix_multiplier:" in err and "bad.sv:2" in err
 
@@ -214,28 +173,18 @@ def _array_description(tmp_path: Path, flow: str) -> Path:
 
 
 @pytest.mark.parametrize("flow", ["ws", "os", "is"])
-def test_the_projects_own_array_through_the_kit(flow, monkeypatch, tmp_path, capsys) -> None:
-    status, out, err = _run(
-        [
-            "--dut",
-            str(_array_description(tmp_path, flow)),
-            "--bundle",
-            str(BUNDLE),
-            "--layer",
-            "layer1.0.conv1",
-            "--rows",
-            "6",
-            "--random",
-            "3",
-            "--seed",
-            "2",
-            "--stress",
-            "--sim",
-            "icarus",
-        ],
-        monkeypatch,
-        tmp_path,
-        capsys,
+def test_the_projects_own_array_through_the_kit(flow, tmp_path, kit) -> None:
+    status, out, err = kit(
+        str(_array_description(tmp_path, flow)),
+        "--layer",
+        "layer1.0.conv1",
+        "--rows",
+        "6",
+        "--random",
+        "3",
+        "--seed",
+        "2",
+        "--stress",
     )
     assert status == 0, out + err
     assert re.search(r"layer1.0.conv1 +1  items ==, 1 K block\(s\) added up == emulator's layer", out), out
@@ -247,29 +196,20 @@ def _finn_parameters(**changes: int) -> dict[str, int]:
     return {**yaml.safe_load(FINN.read_text())["parameters"], **changes}
 
 
-def test_foreign_streaming_design_on_real_layers(monkeypatch, tmp_path, capsys) -> None:
+def test_foreign_streaming_design_on_real_layers(kit) -> None:
     require_simulator("verilator")
-    status, out, err = _run(
-        [
-            "--dut",
-            str(FINN),
-            "--bundle",
-            str(BUNDLE),
-            "--layer",
-            "conv1,layer2.0.shortcut.0,fc",
-            "--rows",
-            "4",
-            "--stress",
-            "--seed",
-            "5",
-            "--random",
-            "3",
-            "--sim",
-            "verilator",
-        ],
-        monkeypatch,
-        tmp_path,
-        capsys,
+    status, out, err = kit(
+        str(FINN),
+        "--layer",
+        "conv1,layer2.0.shortcut.0,fc",
+        "--rows",
+        "4",
+        "--stress",
+        "--seed",
+        "5",
+        "--random",
+        "3",
+        sim="verilator",
     )
     assert status == 0, out + err
     assert re.search(r"conv1 +4  items ==, 1 K block\(s\) added up == emulator's layer", out), out
@@ -280,29 +220,13 @@ def test_foreign_streaming_design_on_real_layers(monkeypatch, tmp_path, capsys) 
     )
 
 
-def test_a_dropped_beat_is_caught_naming_the_beat(monkeypatch, tmp_path, capsys) -> None:
+def test_a_dropped_beat_is_caught_naming_the_beat(tmp_path, kit) -> None:
     """FINN's unit behind a wrapper that takes its third output beat and never shows it."""
     require_simulator("verilator")
     dropped = _variant(
         tmp_path, FINN, top="finn_mvu_drop_beat", extra_sources=[BROKEN / "finn_mvu_drop_beat.sv"]
     )
-    status, out, _ = _run(
-        [
-            "--dut",
-            str(dropped),
-            "--bundle",
-            str(BUNDLE),
-            "--layer",
-            "fc",
-            "--seed",
-            "1",
-            "--sim",
-            "verilator",
-        ],
-        monkeypatch,
-        tmp_path,
-        capsys,
-    )
+    status, out, _ = kit(str(dropped), "--layer", "fc", "--seed", "1", sim="verilator")
     assert status == 1, out
     assert (
         "layer fc, item 0 (rows 0..0, K 0..47, columns 0..9): Y[m=0, n=8] of the layer (element [0, 8] of "
@@ -310,7 +234,7 @@ def test_a_dropped_beat_is_caught_naming_the_beat(monkeypatch, tmp_path, capsys)
     ) in out
 
 
-def test_finns_output_queue_overflow_is_found_expected_failure(monkeypatch, tmp_path, capsys) -> None:
+def test_finns_output_queue_overflow_is_found_expected_failure(tmp_path, kit) -> None:
     """A finding about FINN's unit (docs/rtl.md): with MW == SIMD (one input beat per vector) and the
     output's ready low most of the time, results are lost or wrong. The kit must see it, with the seed."""
     require_simulator("verilator")
@@ -321,27 +245,18 @@ def test_finns_output_queue_overflow_is_found_expected_failure(monkeypatch, tmp_
         gemm={**yaml.safe_load(FINN.read_text())["gemm"], "tile": {"m": 1, "k": 8, "n": 16}},
         plusargs=["+verilator+error+limit+1000000"],  # the design's own assertion reports it; run on
     )
-    status, out, _ = _run(
-        [
-            "--dut",
-            str(one_beat),
-            "--bundle",
-            str(BUNDLE),
-            "--layer",
-            "fc",
-            "--stress",
-            "--pause-valid",
-            "0",
-            "--pause-ready",
-            "0.9",
-            "--seed",
-            "1",
-            "--sim",
-            "verilator",
-        ],
-        monkeypatch,
-        tmp_path,
-        capsys,
+    status, out, _ = kit(
+        str(one_beat),
+        "--layer",
+        "fc",
+        "--stress",
+        "--pause-valid",
+        "0",
+        "--pause-ready",
+        "0.9",
+        "--seed",
+        "1",
+        sim="verilator",
     )
     assert status == 1, out
     assert (
@@ -349,32 +264,23 @@ def test_finns_output_queue_overflow_is_found_expected_failure(monkeypatch, tmp_
         "(element [0, 4] of the item) on m_axis_output, beat 1 of 4, lane 0"
     ) in out
     # the same configuration without output stalls passes: the failure is the stall's
-    status, out, _ = _run(
-        [
-            "--dut",
-            str(one_beat),
-            "--bundle",
-            str(BUNDLE),
-            "--layer",
-            "fc",
-            "--stress",
-            "--pause-valid",
-            "0",
-            "--pause-ready",
-            "0.2",
-            "--seed",
-            "1",
-            "--sim",
-            "verilator",
-        ],
-        monkeypatch,
-        tmp_path,
-        capsys,
+    status, out, _ = kit(
+        str(one_beat),
+        "--layer",
+        "fc",
+        "--stress",
+        "--pause-valid",
+        "0",
+        "--pause-ready",
+        "0.2",
+        "--seed",
+        "1",
+        sim="verilator",
     )
     assert status == 0, out
 
 
-def test_vector_sets_through_a_described_design(monkeypatch, tmp_path, capsys) -> None:
+def test_vector_sets_through_a_described_design(tmp_path, kit) -> None:
     """`rtl_models.check VECTORS --dut`: hwsim vector sets on a design with ports of its own, values only."""
     import numpy as np
 
@@ -390,12 +296,7 @@ def test_vector_sets_through_a_described_design(monkeypatch, tmp_path, capsys) -
     hw = load_hw_config(REPO / "configs" / "hw" / "ws_8x8.yaml")
     vs = make_vector_set(a, w, hw, a_fmt=IntFormat(4, False), w_fmt=IntFormat(5, True), name="l1")
     write_vectors(vs, tmp_path / "l1")
-    status, out, err = _run(
-        [str(tmp_path / "l1"), "--dut", str(MM), "--sim", "icarus", "--seed", "4"],
-        monkeypatch,
-        tmp_path,
-        capsys,
-    )
+    status, out, err = kit(str(MM), str(tmp_path / "l1"), "--seed", "4", bundle=None)
     assert status == 0, out + err
     assert re.search(r"l1 +12  items ==, 3 K block\(s\) added up == hwsim's GEMM", out), out
     assert "PASS on icarus: matrix_multiplier, 12 work items" in out
@@ -416,58 +317,26 @@ async def items_then_my_check(dut):
 """
 
 
-def test_your_own_testbench_around_the_kits_items(monkeypatch, tmp_path, capsys) -> None:
+def test_your_own_testbench_around_the_kits_items(monkeypatch, tmp_path, kit) -> None:
     monkeypatch.syspath_prepend(str(tmp_path))
     for want, expected_status in ((0, 0), (1, 1)):  # its own check passes, then one that cannot
         (tmp_path / f"my_tb{want}.py").write_text(OWN_TESTBENCH.replace("WANT", str(want)))
-        args = ["--dut", str(MM), "--bundle", str(BUNDLE), "--layer", "fc", "--seed", "2"]
-        args += ["--test-module", f"my_tb{want}", "--sim", "icarus"]
-        status, out, err = _run(args, monkeypatch, tmp_path, capsys)
+        status, out, err = kit(MM, "--layer", "fc", "--seed", "2", "--test-module", f"my_tb{want}")
         assert status == expected_status, out + err
     assert "FAIL on icarus: matrix_multiplier" in out and "valid_o after the last result" in out
 
 
-def test_sources_given_on_the_command_line_replace_the_descriptions(monkeypatch, tmp_path, capsys) -> None:
-    status, out, _ = _run(
-        [
-            "--dut",
-            str(MM),
-            "--sources",
-            str(BROKEN / "matrix_multiplier_k_short.sv"),
-            "--bundle",
-            str(BUNDLE),
-            "--layer",
-            "fc",
-            "--seed",
-            "1",
-            "--sim",
-            "icarus",
-        ],
-        monkeypatch,
-        tmp_path,
-        capsys,
+def test_sources_given_on_the_command_line_replace_the_descriptions(kit) -> None:
+    status, out, _ = kit(
+        str(MM), "--sources", str(BROKEN / "matrix_multiplier_broken.sv"), "--layer", "fc", "--seed", "1"
     )
     assert status == 1 and "Y[m=0, n=0] of the layer" in out
 
 
-def test_codes_that_do_not_fit_the_ports_are_exit_2(monkeypatch, tmp_path, capsys) -> None:
+def test_codes_that_do_not_fit_the_ports_are_exit_2(tmp_path, kit) -> None:
     narrow = yaml.safe_load(MM.read_text())["gemm"]
     narrow["w"] = {"bits": 11, "signed": False, "zero_point": 0}  # signed weights into an unsigned port
-    status, _, err = _run(
-        [
-            "--dut",
-            str(_variant(tmp_path, gemm=narrow)),
-            "--bundle",
-            str(BUNDLE),
-            "--layer",
-            "fc",
-            "--sim",
-            "icarus",
-        ],
-        monkeypatch,
-        tmp_path,
-        capsys,
-    )
+    status, _, err = kit(_variant(tmp_path, gemm=narrow), "--layer", "fc")
     assert status == 2
     assert "layer fc, item 0: weight codes span" in err and "gemm.w.zero_point" in err
 
@@ -476,19 +345,18 @@ STREAM_DOT = REPO / "tests" / "rtl" / "hdl" / "stream_dot.yaml"
 
 
 @pytest.mark.parametrize("sim", SIMULATORS)
-def test_stream_driver_with_last_and_any_k(sim, monkeypatch, tmp_path, capsys) -> None:
+def test_stream_driver_with_last_and_any_k(sim, kit) -> None:
     """The stream driver's tlast and packets of any length (a whole layer row, then stress items of
     K = 1, 2, 33 and 97) on the tests' own small stream design, its output stalled 80 % of the time."""
     require_simulator(sim)
-    args = ["--dut", str(STREAM_DOT), "--bundle", str(BUNDLE), "--layer", "layer1.0.conv1", "--rows", "2"]
-    args += ["--stress", "--pause-ready", "0.8", "--random", "8", "--seed", "3", "--sim", sim]
-    status, out, err = _run(args, monkeypatch, tmp_path, capsys)
+    stress = ["--stress", "--pause-ready", "0.8", "--random", "8", "--seed", "3"]
+    status, out, err = kit(STREAM_DOT, "--layer", "layer1.0.conv1", "--rows", "2", *stress, sim=sim)
     assert status == 0, out + err
     assert re.search(r"layer1.0.conv1 +32  items ==, 1 K block", out), out
     assert re.search(r"random \(stress\) +8  items ==", out), out
 
 
-def test_a_stream_without_its_last_is_a_hang_naming_the_beat(monkeypatch, tmp_path, capsys) -> None:
+def test_a_stream_without_its_last_is_a_hang_naming_the_beat(tmp_path, kit) -> None:
     data = yaml.safe_load(STREAM_DOT.read_text())
     data["sources"] = [str(STREAM_DOT.parent / s) for s in data["sources"]]
     # named one by one, without last (AXI-Stream names would find a_tlast): no packet ever ends
@@ -502,9 +370,7 @@ def test_a_stream_without_its_last_is_a_hang_naming_the_beat(monkeypatch, tmp_pa
     }
     data["timeout_cycles"] = 300
     (tmp_path / "no_last.yaml").write_text(yaml.safe_dump(data))
-    args = ["--dut", str(tmp_path / "no_last.yaml"), "--bundle", str(BUNDLE), "--layer", "layer1.0.conv1"]
-    args += ["--rows", "1", "--seed", "1"]
-    status, out, _ = _run([*args, "--sim", "icarus"], monkeypatch, tmp_path, capsys)
+    status, out, _ = kit(tmp_path / "no_last.yaml", "--layer", "layer1.0.conv1", "--rows", "1", "--seed", "1")
     assert status == 1, out
     assert "no progress for 300 cycles" in out
     assert (
@@ -513,7 +379,7 @@ def test_a_stream_without_its_last_is_a_hang_naming_the_beat(monkeypatch, tmp_pa
     )
 
 
-def test_a_beat_beyond_the_last_expected_is_caught(monkeypatch, tmp_path, capsys) -> None:
+def test_a_beat_beyond_the_last_expected_is_caught(tmp_path, kit) -> None:
     """A design that sends one result twice: at the end of a run, where no later item would show it."""
     import numpy as np
 
@@ -531,8 +397,7 @@ def test_a_beat_beyond_the_last_expected_is_caught(monkeypatch, tmp_path, capsys
         make_vector_set(a, w, hw, a_fmt=IntFormat(4, False), w_fmt=IntFormat(5, True), name="one"),
         tmp_path / "one",
     )
-    args = [str(tmp_path / "one"), "--dut", str(tmp_path / "extra.yaml"), "--seed", "1", "--sim", "icarus"]
-    status, out, _ = _run(args, monkeypatch, tmp_path, capsys)
+    status, out, _ = kit(tmp_path / "extra.yaml", tmp_path / "one", "--seed", "1", bundle=None)
     assert status == 1, out
     assert (
         "an output beat on y at cycle" in out
@@ -540,5 +405,5 @@ def test_a_beat_beyond_the_last_expected_is_caught(monkeypatch, tmp_path, capsys
     )
     data.pop("defines")  # the same design built without the defect passes the same set
     (tmp_path / "extra.yaml").write_text(yaml.safe_dump(data))
-    status, out, _ = _run(args, monkeypatch, tmp_path, capsys)
+    status, out, _ = kit(tmp_path / "extra.yaml", tmp_path / "one", "--seed", "1", bundle=None)
     assert status == 0, out
