@@ -108,6 +108,11 @@ def main_kit(args: argparse.Namespace) -> int:
 
             for d in args.vectors:  # the set's GEMM at the design's accumulator (its own may differ)
                 vs = read_vectors(d)
+                if vs.carry is not None:
+                    raise UserError(
+                        f"{d}: an accumulating set (Y = C + A @ W, carry_obuf.hex); a described design's "
+                        "tiles start from zero: check it on array_top with `rtl_models.check` without --dut"
+                    )
                 expected = gemm_exact(vs.a, vs.w, spec.gemm.acc, spec.gemm.overflow).acc
                 works.append(gemm_work(vs.name, vs.a, vs.w, expected, spec.gemm, len(items)))
                 items += works[-1].items

@@ -407,3 +407,18 @@ def test_a_beat_beyond_the_last_expected_is_caught(tmp_path, kit) -> None:
     (tmp_path / "extra.yaml").write_text(yaml.safe_dump(data))
     status, out, _ = kit(tmp_path / "extra.yaml", tmp_path / "one", "--seed", "1", bundle=None)
     assert status == 0, out
+
+
+def test_an_accumulating_vector_set_is_refused_for_a_described_design(tmp_path, kit) -> None:
+    import numpy as np
+
+    from hwsim.fixed import IntFormat
+    from hwsim.hwconfig import load_hw_config
+    from hwsim.vectors import make_vector_set, write_vectors
+
+    hw = load_hw_config(REPO / "configs" / "hw" / "ws_8x8.yaml")
+    a, w, c = np.ones((2, 3), np.int64), np.ones((3, 2), np.int64), np.full((2, 2), 5, np.int64)
+    vs = make_vector_set(a, w, hw, a_fmt=IntFormat(4, False), w_fmt=IntFormat(5, True), name="acc", carry=c)
+    write_vectors(vs, tmp_path / "acc")
+    status, _, err = kit(MM, tmp_path / "acc", bundle=None)
+    assert status == 2 and "an accumulating set (Y = C + A @ W, carry_obuf.hex)" in err
